@@ -1,0 +1,392 @@
+//! Resolves the command line into settings (the project, the environment) and runs the
+//! command. Each command is a function from settings to an exit code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+use serde_json::{json, Value};
+use tracing::info;
+
+use crate::cli::{Cli, Command, Output, RenderArgs};
+use crate::discover::{self, context, Fleet};
+use crate::error::{exit, Error, Result};
+use crate::manifest::{Environment, Project, PROJECT_FILE};
+use crate::plan;
+use crate::render::{self, Renderer, Target};
+use crate::report;
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<i32> {
+    if let Command::Completions { shell } = cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(shell, &mut cmd, "shoal", &mut std::io::stdout());
+        return Ok(exit::OK);
+    }
+    let root = project_root(cli.project_dir.as_deref())?;
+    let project = Project::load(&root).map_err(Error::Invalid)?;
+    let ctx = Ctx {
+        env_name: cli
+            .env
+            .clone()
+            .unwrap_or_else(|| project.default_env.clone()),
+        env_given: cli.env.is_some(),
+        project,
+        output: cli.output,
+    };
+    match cli.command {
+        Command::Discover => ctx.discover(),
+        Command::Validate => ctx.validate(),
+        Command::Render(args) => ctx.render(&args),
+        Command::Plan => ctx.plan(),
+        Command::Completions { .. } => Ok(exit::OK),
+    }
+}
+
+/// The folder holding shoal.toml: the one given, or the nearest above the current directory.
+fn project_root(given: Option<&Path>) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().map_err(|e| Error::Failed(e.to_string()))?;
+    if let Some(dir) = given {
+        let dir = cwd.join(dir);
+        if dir.join(PROJECT_FILE).is_file() {
+            return Ok(dir);
+        }
+        return Err(Error::Usage(format!(
+            "{} has no {PROJECT_FILE}",
+            dir.display()
+        )));
+    }
+    for dir in cwd.ancestors() {
+        if dir.join(PROJECT_FILE).is_file() {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    Err(Error::Usage(format!(
+        "no {PROJECT_FILE} in {} or any folder above it; run shoal inside a project or pass --project-dir DIR",
+        cwd.display()
+    )))
+}
+
+struct Ctx {
+    project: Project,
+    env_name: String,
+    env_given: bool,
+    output: Output,
+}
+
+/// One consumer's discovery result, as `discover` prints it.
+#[derive(serde::Serialize)]
+struct Found<'a> {
+    name: &'a str,
+    kind: &'a str,
+    manifest: String,
+    tag: String,
+    digest: String,
+    files: usize,
+    bytes: u64,
+    group: Option<&'a str>,
+    topics: Vec<&'a str>,
+    scaling: Option<String>,
+}
+
+impl Ctx {
+    fn env(&self) -> Result<Environment> {
+        self.project
+            .environment(&self.env_name)
+            .map_err(Error::Invalid)
+    }
+
+    fn fleet(&self) -> Result<Fleet> {
+        discover::discover(&self.project.root).map_err(Error::Invalid)
+    }
+
+    fn hashes(&self, fleet: &Fleet) -> Result<BTreeMap<String, context::ContextHash>> {
+        fleet
+            .consumers
+            .iter()
+            .map(|c| {
+                context::hash(&c.build)
+                    .map(|h| (c.name.clone(), h))
+                    .map_err(|source| Error::Context {
+                        consumer: c.name.clone(),
+                        source,
+                    })
+            })
+            .collect()
+    }
+
+    fn print_json(&self, v: &Value) {
+        report::outln(&serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+
+    fn discover(&self) -> Result<i32> {
+        let fleet = self.fleet()?;
+        let hashes = self.hashes(&fleet)?;
+        let found: Vec<Found<'_>> = fleet
+            .consumers
+            .iter()
+            .map(|c| {
+                let h = &hashes[&c.name];
+                Found {
+                    name: &c.name,
+                    kind: c.kind.as_str(),
+                    manifest: c.manifest.display().to_string(),
+                    tag: h.tag().to_string(),
+                    digest: h.digest.clone(),
+                    files: h.files,
+                    bytes: h.bytes,
+                    group: c.kafka.as_ref().map(|k| k.group.as_str()),
+                    topics: c
+                        .kafka
+                        .as_ref()
+                        .map(|k| k.topics.iter().map(String::as_str).collect())
+                        .unwrap_or_default(),
+                    scaling: c
+                        .scaling
+                        .map(|s| format!("{}..{} under {}s lag", s.min, s.max, s.max_lag_seconds)),
+                }
+            })
+            .collect();
+        if self.output == Output::Json {
+            let skipped: Vec<String> = fleet
+                .skipped
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            self.print_json(&json!({"consumers": found, "skipped": skipped}));
+            return Ok(exit::OK);
+        }
+        if found.is_empty() {
+            report::outln("No consumers: add a folder under consumers/ with a consumer.toml.");
+            return Ok(exit::OK);
+        }
+        let rows: Vec<Vec<String>> = found
+            .iter()
+            .map(|f| {
+                vec![
+                    f.name.to_string(),
+                    f.kind.to_string(),
+                    f.tag.clone(),
+                    f.group.unwrap_or("-").to_string(),
+                    if f.topics.is_empty() {
+                        "-".to_string()
+                    } else {
+                        f.topics.join(",")
+                    },
+                    f.scaling.clone().unwrap_or_else(|| "-".to_string()),
+                    format!("{} files", f.files),
+                ]
+            })
+            .collect();
+        report::out(&table(
+            &[
+                "CONSUMER",
+                "KIND",
+                "IMAGE TAG",
+                "GROUP",
+                "TOPICS",
+                "SCALING",
+                "CONTEXT",
+            ],
+            &rows,
+        ));
+        Ok(exit::OK)
+    }
+
+    fn validate(&self) -> Result<i32> {
+        let fleet = self.fleet()?;
+        // Every environment was checked on load; the selected one is also expanded when it was
+        // asked for explicitly, since only then must its ${VAR}s be set.
+        if self.env_given {
+            self.env()?;
+        }
+        let topics: usize = fleet.consumers.iter().map(|c| c.topics.len()).sum();
+        if self.output == Output::Json {
+            self.print_json(&json!({
+                "valid": true,
+                "consumers": fleet.consumers.len(),
+                "topics": topics,
+                "environments": self.project.env_names(),
+            }));
+        } else {
+            report::outln(&format!(
+                "ok: {PROJECT_FILE} ({} environments: {}) and {} consumer manifests, {} topics",
+                self.project.env_names().len(),
+                self.project.env_names().join(", "),
+                fleet.consumers.len(),
+                topics
+            ));
+        }
+        Ok(exit::OK)
+    }
+
+    /// Renders task definitions: `(consumer, pretty JSON)` for the selection.
+    fn renderings(&self, only: Option<&str>) -> Result<Vec<(String, Value)>> {
+        let env = self.env()?;
+        let fleet = self.fleet()?;
+        let selected: Vec<_> = match only {
+            Some(name) => match fleet.get(name) {
+                Some(c) => vec![c],
+                None => {
+                    return Err(Error::Usage(format!(
+                        "no consumer named {name:?}; consumers: {}",
+                        fleet
+                            .consumers
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            },
+            None => fleet.consumers.iter().collect(),
+        };
+        let renderer = Renderer::for_project(&self.project.root)?;
+        info!(template = renderer.origin(), "rendering task definitions");
+        let target = Target {
+            project: &self.project.name,
+            env: &env,
+            bootstrap: env.kafka.static_bootstrap(),
+        };
+        let mut out = Vec::new();
+        for c in selected {
+            let hash = context::hash(&c.build).map_err(|source| Error::Context {
+                consumer: c.name.clone(),
+                source,
+            })?;
+            let image = plan::image_uri(&env, &self.project.name, &c.name, hash.tag());
+            out.push((c.name.clone(), renderer.render(&target, c, &image)?));
+        }
+        Ok(out)
+    }
+
+    fn render(&self, args: &RenderArgs) -> Result<i32> {
+        let renderings = self.renderings(args.consumer.as_deref())?;
+        if let Some(dir) = &args.write {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+            for (name, v) in &renderings {
+                let path = dir.join(format!("{name}.json"));
+                std::fs::write(&path, render::to_pretty(v))
+                    .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+                report::outln(&format!("wrote {}", path.display()));
+            }
+            return Ok(exit::OK);
+        }
+        if let Some(dir) = &args.check {
+            return check_renderings(dir, &renderings);
+        }
+        match (&args.consumer, renderings.as_slice()) {
+            (Some(_), [(_, v)]) => report::out(&render::to_pretty(v)),
+            _ => {
+                let all: serde_json::Map<String, Value> = renderings.into_iter().collect();
+                report::out(&render::to_pretty(&Value::Object(all)));
+            }
+        }
+        Ok(exit::OK)
+    }
+
+    fn plan(&self) -> Result<i32> {
+        let env = self.env()?;
+        let fleet = self.fleet()?;
+        let tags: BTreeMap<String, String> = self
+            .hashes(&fleet)?
+            .into_iter()
+            .map(|(k, h)| (k, h.tag().to_string()))
+            .collect();
+        let renderer = Renderer::for_project(&self.project.root)?;
+        let inputs = plan::DesiredInputs {
+            target: Target {
+                project: &self.project.name,
+                env: &env,
+                bootstrap: env.kafka.static_bootstrap(),
+            },
+            fleet: &fleet,
+            renderer: &renderer,
+            tags: &tags,
+        };
+        let desired = plan::desired(&inputs)?;
+        // Live reads come with the platforms; until then the plan starts from nothing.
+        let live = plan::Live::default();
+        let the_plan = plan::diff(&desired, &live);
+        if self.output == Output::Json {
+            let mut v = plan::to_json(&the_plan, &self.project.name, &env.name);
+            if let Value::Object(m) = &mut v {
+                m.insert("live_state".into(), Value::from("not-read"));
+            }
+            self.print_json(&v);
+        } else {
+            let heading = format!(
+                "Plan for project {} in environment {} ({} platform)\nLive state is not read yet: this plan assumes nothing exists.",
+                self.project.name,
+                env.name,
+                env.platform.as_str()
+            );
+            report::out(&plan::print_text(&the_plan, &heading));
+        }
+        Ok(exit::OK)
+    }
+}
+
+/// Compares renderings with `dir/<consumer>.json`; prints a unified diff per difference.
+fn check_renderings(dir: &Path, renderings: &[(String, Value)]) -> Result<i32> {
+    let mut differ = Vec::new();
+    for (name, v) in renderings {
+        let path = dir.join(format!("{name}.json"));
+        let want = render::to_pretty(v);
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        if have == want {
+            continue;
+        }
+        let diff = similar::TextDiff::from_lines(&have, &want);
+        report::out(
+            &diff
+                .unified_diff()
+                .context_radius(3)
+                .header(&path.display().to_string(), &format!("{name} (rendered)"))
+                .to_string(),
+        );
+        differ.push(name.clone());
+    }
+    if differ.is_empty() {
+        report::outln(&format!(
+            "ok: {} task definitions match {}",
+            renderings.len(),
+            dir.display()
+        ));
+        Ok(exit::OK)
+    } else {
+        Err(Error::Drift(format!(
+            "{} of {} task definitions differ from {}: {}",
+            differ.len(),
+            renderings.len(),
+            dir.display(),
+            differ.join(", ")
+        )))
+    }
+}
+
+/// A plain text table with aligned columns.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}

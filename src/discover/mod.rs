@@ -1,0 +1,79 @@
+//! Finds the workloads: every folder under `consumers/` that holds a `consumer.toml`.
+
+pub mod context;
+pub mod dockerignore;
+
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, info};
+
+use crate::manifest::{self, Consumer, Problem, Problems, CONSUMER_FILE};
+
+/// The folder that holds the workloads.
+pub const CONSUMERS_DIR: &str = "consumers";
+
+/// What discovery found.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    /// Valid workloads, sorted by name.
+    pub consumers: Vec<Consumer>,
+    /// Folders under `consumers/` without a manifest.
+    pub skipped: Vec<PathBuf>,
+}
+
+impl Fleet {
+    pub fn get(&self, name: &str) -> Option<&Consumer> {
+        self.consumers.iter().find(|c| c.name == name)
+    }
+}
+
+/// Loads every manifest under `root/consumers`. Returns every problem of every manifest at
+/// once, plus the checks that span manifests.
+pub fn discover(root: &Path) -> Result<Fleet, Problems> {
+    let dir = root.join(CONSUMERS_DIR);
+    let mut names = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect::<Vec<_>>(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            info!(folder = %dir.display(), "no consumers folder; the fleet is empty");
+            Vec::new()
+        }
+        Err(e) => {
+            return Err(Problems(vec![Problem {
+                file: PathBuf::from(CONSUMERS_DIR),
+                line: None,
+                key: String::new(),
+                message: format!("cannot list the folder: {e}"),
+                help: None,
+            }]))
+        }
+    };
+    names.sort();
+    let mut consumers = Vec::new();
+    let mut skipped = Vec::new();
+    let mut problems = Problems::default();
+    for folder in names {
+        let rel = folder.strip_prefix(root).unwrap_or(&folder).to_path_buf();
+        if !folder.join(CONSUMER_FILE).is_file() {
+            info!(folder = %rel.display(), "skipped: no {CONSUMER_FILE}");
+            skipped.push(rel);
+            continue;
+        }
+        match Consumer::load(root, &folder) {
+            Ok(c) => {
+                debug!(consumer = %c.name, kind = c.kind.as_str(), "loaded manifest");
+                consumers.push(c);
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    problems.extend(manifest::check_fleet(&consumers));
+    if problems.is_empty() {
+        Ok(Fleet { consumers, skipped })
+    } else {
+        Err(problems)
+    }
+}

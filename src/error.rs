@@ -1,0 +1,67 @@
+//! The errors a command can end with, and the exit code of each.
+
+use crate::discover::context::ContextError;
+use crate::manifest::Problems;
+use crate::render::RenderError;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const INVALID: i32 = 3;
+    pub const DRIFT: i32 = 4;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{} in the project's manifests", count(.0.len()))]
+    Invalid(Problems),
+    #[error("{0}")]
+    Render(#[from] RenderError),
+    #[error("cannot read the build context of {consumer}: {source}")]
+    Context {
+        consumer: String,
+        #[source]
+        source: ContextError,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Drift(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 problem".to_string()
+    } else {
+        format!("{n} problems")
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Invalid(_) | Error::Render(_) => exit::INVALID,
+            Error::Usage(_) => exit::USAGE,
+            Error::Drift(_) => exit::DRIFT,
+            Error::Context { .. } | Error::Failed(_) => exit::FAILED,
+        }
+    }
+
+    /// What to do about it, when there is something to say.
+    pub fn help(&self) -> Option<&'static str> {
+        match self {
+            Error::Invalid(_) => Some("fix the keys above and run `shoal validate` again"),
+            Error::Render(RenderError::Template { .. } | RenderError::NotJson { .. }) => Some(
+                "fix the template, or delete templates/task-definition.json.j2 to use the built-in one",
+            ),
+            Error::Drift(_) => Some("run the same command with --write DIR to update the files"),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,49 @@
+//! shoal: deploy and autoscale a fleet of Kafka consumer workloads on AWS ECS Fargate.
+//!
+//! The binary is a thin wrapper around [`run`]: parse the command line, run the command,
+//! turn the outcome into an exit code. Modules point downwards only: `app` uses `plan`,
+//! which uses `render` and `discover`, which use `manifest`.
+
+pub mod app;
+pub mod cli;
+pub mod discover;
+pub mod error;
+pub mod manifest;
+pub mod plan;
+pub mod render;
+pub mod report;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+pub use error::{exit, Error};
+
+/// Runs shoal with these arguments (the first is the program name) and returns the exit code.
+pub fn run<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::USAGE,
+            };
+        }
+    };
+    report::init_logging(cli.verbose);
+    let output = cli.output;
+    match app::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report::error(&e, output);
+            e.exit_code()
+        }
+    }
+}

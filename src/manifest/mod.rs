@@ -1,0 +1,278 @@
+//! `shoal.toml` (the project and its environments) and `consumer.toml` (one workload).
+//!
+//! Loading is two steps, as in ripgrep's low/high args: [`raw`] holds what was written, and
+//! the types here hold what it means, validated. Every problem in every file is reported at
+//! once, each with its file, line and key. Nothing in here panics on bad input; the property
+//! test in `tests/manifest_fuzz.rs` feeds it arbitrary bytes.
+
+mod environment;
+mod interp;
+pub mod problem;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use environment::{Environment, KafkaAccess, KafkaAuth, Platform};
+pub use problem::{Problem, Problems};
+
+use problem::FileProblems;
+
+/// The project file's name, at the project root.
+pub const PROJECT_FILE: &str = "shoal.toml";
+/// The workload manifest's name, in each folder under `consumers/`.
+pub const CONSUMER_FILE: &str = "consumer.toml";
+
+/// `shoal.toml`, loaded. Environments are resolved on demand by [`Project::environment`],
+/// because their `${VAR}` references only need to be set for the environment in use.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub name: String,
+    pub default_env: String,
+    envs: BTreeMap<String, raw::EnvSection>,
+    text: String,
+}
+
+impl Project {
+    /// Loads `shoal.toml` from `root`.
+    pub fn load(root: &Path) -> Result<Project, Problems> {
+        let path = root.join(PROJECT_FILE);
+        let display = PathBuf::from(PROJECT_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(Problems(vec![Problem {
+                    file: display,
+                    line: None,
+                    key: String::new(),
+                    message: format!("cannot read {}: {e}", path.display()),
+                    help: Some(
+                        "run shoal from the project root or pass --project-dir DIR".to_string(),
+                    ),
+                }]))
+            }
+        };
+        Self::parse(root, &text)
+    }
+
+    /// Parses the text of `shoal.toml`; `root` is where it lives.
+    pub fn parse(root: &Path, text: &str) -> Result<Project, Problems> {
+        let mut fp = FileProblems::new(Path::new(PROJECT_FILE), text);
+        let Some(file) = raw::parse::<raw::ProjectFile>(text, &mut fp) else {
+            return Err(fp.into_problems());
+        };
+        let name = match file.project {
+            Some(n) => {
+                if let Err(why) = validate::resource_name(&n) {
+                    fp.push("project", format!("{n:?} {why}")).help =
+                        Some(validate::NAME_HELP.to_string());
+                }
+                n
+            }
+            None => {
+                if !fp.has("project") {
+                    fp.push("project", "missing").help = Some(
+                        "name the project, e.g. project = \"shoal\"; it prefixes ECR repositories and task families".into(),
+                    );
+                }
+                String::new()
+            }
+        };
+        let envs = file.env.unwrap_or_default();
+        if envs.is_empty() && !fp.has("env") {
+            fp.push("env", "no environments are defined").help =
+                Some("add one, e.g. [env.local] with platform = \"docker\"".to_string());
+        }
+        for (env_name, section) in &envs {
+            environment::resolve(&name, env_name, section, &|_| None, false, &mut fp);
+        }
+        let default_env = file.default_env.unwrap_or_else(|| "local".to_string());
+        if !envs.is_empty() && !envs.contains_key(&default_env) {
+            let key = "default_env";
+            fp.push(
+                key,
+                format!("environment {default_env:?} is not defined under [env]"),
+            )
+            .help = Some(format!(
+                "set default_env to one of: {}",
+                envs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let problems = fp.into_problems();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Project {
+            root: root.to_path_buf(),
+            name,
+            default_env,
+            envs,
+            text: text.to_string(),
+        })
+    }
+
+    /// Names of the environments, sorted.
+    pub fn env_names(&self) -> Vec<&str> {
+        self.envs.keys().map(String::as_str).collect()
+    }
+
+    /// Resolves one environment, expanding `${VAR}` references from the process environment.
+    pub fn environment(&self, name: &str) -> Result<Environment, Problems> {
+        self.environment_with(name, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`Project::environment`], with an explicit variable lookup (for tests).
+    pub fn environment_with(
+        &self,
+        name: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Environment, Problems> {
+        let mut fp = FileProblems::new(Path::new(PROJECT_FILE), &self.text);
+        let Some(section) = self.envs.get(name) else {
+            fp.push("env", format!("no environment named {name:?}"))
+                .help = Some(format!(
+                "pick one of: {} (with --env or SHOAL_ENV)",
+                self.env_names().join(", ")
+            ));
+            return Err(fp.into_problems());
+        };
+        let env = environment::resolve(&self.name, name, section, lookup, true, &mut fp);
+        let problems = fp.into_problems();
+        match env {
+            Some(env) if problems.is_empty() => Ok(env),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// What a workload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Reads from Kafka; no port.
+    Worker,
+    /// Serves HTTP on a port, with a health check.
+    Api,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Worker => "worker",
+            Kind::Api => "api",
+        }
+    }
+}
+
+/// One workload, from `consumers/<name>/consumer.toml`, validated.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Consumer {
+    pub name: String,
+    /// The folder, absolute.
+    #[serde(skip)]
+    pub dir: PathBuf,
+    /// The manifest path relative to the project root, for messages.
+    pub manifest: PathBuf,
+    pub kind: Kind,
+    pub cpu: u32,
+    pub memory: u32,
+    pub command: Option<Vec<String>>,
+    pub build: Build,
+    pub env: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+    pub kafka: Option<KafkaUse>,
+    pub topics: Vec<Topic>,
+    pub scaling: Option<Scaling>,
+    pub api: Option<Api>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Build {
+    /// Absolute path of the Dockerfile.
+    #[serde(skip)]
+    pub dockerfile: PathBuf,
+    /// Absolute path of the build context.
+    #[serde(skip)]
+    pub context: PathBuf,
+    /// The Dockerfile's path inside the context, `/`-separated, as the Engine API wants it.
+    pub dockerfile_in_context: String,
+    pub target: Option<String>,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KafkaUse {
+    pub group: String,
+    pub topics: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Topic {
+    pub name: String,
+    pub partitions: u32,
+    pub replication: u16,
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Scaling {
+    pub min: u32,
+    pub max: u32,
+    pub max_lag_seconds: f64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Api {
+    pub port: u16,
+    pub health_path: String,
+    pub health_command: Option<Vec<String>>,
+}
+
+impl Consumer {
+    /// Parses one manifest. `root` is the project root, `dir` the consumer's folder.
+    pub fn parse(root: &Path, dir: &Path, text: &str) -> Result<Consumer, Problems> {
+        let manifest = dir.strip_prefix(root).unwrap_or(dir).join(CONSUMER_FILE);
+        let mut fp = FileProblems::new(&manifest, text);
+        let Some(file) = raw::parse::<raw::ConsumerFile>(text, &mut fp) else {
+            return Err(fp.into_problems());
+        };
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let consumer = validate::consumer(root, dir, manifest, name, file, &mut fp);
+        let problems = fp.into_problems();
+        match consumer {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems),
+        }
+    }
+
+    /// Loads `dir/consumer.toml`.
+    pub fn load(root: &Path, dir: &Path) -> Result<Consumer, Problems> {
+        let path = dir.join(CONSUMER_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(root, dir, &text),
+            Err(e) => Err(Problems(vec![Problem {
+                file: path.strip_prefix(root).unwrap_or(&path).to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+                help: None,
+            }])),
+        }
+    }
+
+    /// Desired count for a new service: the scaling minimum, or one replica.
+    pub fn initial_count(&self) -> u32 {
+        self.scaling.map_or(1, |s| s.min)
+    }
+}
+
+/// Checks that span manifests: scaling `max` against the partitions of declared topics, and
+/// topics declared twice with different settings.
+pub fn check_fleet(consumers: &[Consumer]) -> Problems {
+    validate::fleet(consumers)
+}

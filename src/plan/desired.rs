@@ -1,0 +1,132 @@
+//! The desired resources of a fleet in one environment.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{Kind, Resource};
+use crate::discover::Fleet;
+use crate::manifest::{Consumer, Environment, Platform};
+use crate::render::{family, RenderError, Renderer, Target};
+
+/// What the desired state is computed from.
+pub struct DesiredInputs<'a> {
+    pub target: Target<'a>,
+    pub fleet: &'a Fleet,
+    pub renderer: &'a Renderer,
+    /// The image tag (content hash) of each consumer.
+    pub tags: &'a BTreeMap<String, String>,
+}
+
+/// The ECR repository of a consumer: `<project>/<consumer>`.
+pub fn repository(project: &str, consumer: &str) -> String {
+    format!("{project}/{consumer}")
+}
+
+/// The full image reference of a consumer at a tag.
+pub fn image_uri(env: &Environment, project: &str, consumer: &str, tag: &str) -> String {
+    format!(
+        "{}/{}:{tag}",
+        env.registry_host(),
+        repository(project, consumer)
+    )
+}
+
+/// Every resource the fleet needs: shared topics first, then each consumer's resources in
+/// the order they are applied.
+pub fn desired(inputs: &DesiredInputs<'_>) -> Result<Vec<Resource>, RenderError> {
+    let env = inputs.target.env;
+    let project = inputs.target.project;
+    let mut out = Vec::new();
+    let mut topics = BTreeMap::new();
+    for c in &inputs.fleet.consumers {
+        for t in &c.topics {
+            topics.entry(t.name.clone()).or_insert_with(|| Resource {
+                kind: Kind::Topic,
+                name: t.name.clone(),
+                consumer: None,
+                spec: json!({
+                    "partitions": t.partitions,
+                    "replicationFactor": t.replication,
+                    "config": t.config,
+                }),
+            });
+        }
+    }
+    out.extend(topics.into_values());
+    for c in &inputs.fleet.consumers {
+        let tag = inputs.tags.get(&c.name).map(String::as_str).unwrap_or("");
+        let image = image_uri(env, project, &c.name, tag);
+        let owned = |kind: Kind, name: String, spec| Resource {
+            kind,
+            name,
+            consumer: Some(c.name.clone()),
+            spec,
+        };
+        if env.platform == Platform::Ecs {
+            out.push(owned(
+                Kind::EcrRepository,
+                repository(project, &c.name),
+                json!({
+                    "imageScanningConfiguration": {"scanOnPush": true},
+                    "imageTagMutability": "IMMUTABLE",
+                    "lifecyclePolicy": {"keepImages": env.keep_images},
+                }),
+            ));
+            out.push(owned(
+                Kind::LogGroup,
+                env.log_group(&c.name),
+                json!({"retentionInDays": env.log_retention_days}),
+            ));
+        }
+        let task = inputs.renderer.render(&inputs.target, c, &image)?;
+        out.push(owned(Kind::TaskDefinition, family(project, &c.name), task));
+        out.push(owned(
+            Kind::Service,
+            c.name.clone(),
+            service_spec(env, project, c),
+        ));
+        if let (Some(s), Some(k)) = (c.scaling, &c.kafka) {
+            out.push(owned(
+                Kind::Scaling,
+                c.name.clone(),
+                json!({
+                    "min": s.min,
+                    "max": s.max,
+                    "maxLagSeconds": s.max_lag_seconds,
+                    "group": k.group,
+                    "topics": k.topics,
+                }),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn service_spec(env: &Environment, project: &str, c: &Consumer) -> serde_json::Value {
+    match env.platform {
+        Platform::Ecs => json!({
+            "cluster": env.cluster,
+            "taskDefinition": family(project, &c.name),
+            "launchType": "FARGATE",
+            "desiredCount": c.initial_count(),
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": env.subnets,
+                    "securityGroups": env.security_groups,
+                    "assignPublicIp": if env.assign_public_ip { "ENABLED" } else { "DISABLED" },
+                }
+            },
+            "deploymentConfiguration": {
+                "deploymentCircuitBreaker": {"enable": true, "rollback": true},
+                "minimumHealthyPercent": 100,
+                "maximumPercent": 200,
+            },
+        }),
+        Platform::Docker => json!({
+            "network": project,
+            "replicas": c.initial_count(),
+            "publish": c.api.as_ref().map(|a| a.port),
+        }),
+    }
+}

@@ -1,0 +1,103 @@
+//! What shoal tells people: logs on stderr through `tracing`, errors with help, and GitHub
+//! annotations when running in GitHub Actions.
+
+use std::io::Write;
+
+use anstyle::{AnsiColor, Style};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::Output;
+use crate::error::Error;
+
+const ERROR: Style = AnsiColor::Red.on_default().bold();
+const HELP: Style = AnsiColor::Cyan.on_default().bold();
+
+/// Logs go to stderr: warnings by default, more with each -v. `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("shoal={level},warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(verbose > 1)
+        .without_time()
+        .try_init();
+}
+
+/// Prints an error for a person (stderr) or a program (JSON on stdout).
+pub fn error(e: &Error, output: Output) {
+    let problems = match e {
+        Error::Invalid(p) => Some(p),
+        _ => None,
+    };
+    if output == Output::Json {
+        let v = serde_json::json!({
+            "error": e.to_string(),
+            "exit_code": e.exit_code(),
+            "problems": problems,
+        });
+        outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        let mut err = anstream::stderr();
+        if let Some(problems) = problems {
+            for p in problems.iter() {
+                let _ = writeln!(err, "{ERROR}error{ERROR:#}: {p}");
+            }
+        }
+        let _ = writeln!(err, "{ERROR}error{ERROR:#}: {e}");
+        if let Some(help) = e.help() {
+            let _ = writeln!(err, "{HELP}help{HELP:#}: {help}");
+        }
+    }
+    if std::env::var_os("GITHUB_ACTIONS").is_some() {
+        github_annotations(e);
+    }
+}
+
+/// `::error file=…,line=…::message` lines, which GitHub shows on the workflow run and the diff.
+fn github_annotations(e: &Error) {
+    match e {
+        Error::Invalid(problems) => {
+            for p in problems.iter() {
+                let line = p.line.map(|l| format!(",line={l}")).unwrap_or_default();
+                outln(&format!(
+                    "::error file={}{line}::{}",
+                    p.file.display(),
+                    escape(&format!("{}: {}", p.key, p.message))
+                ));
+            }
+        }
+        other => outln(&format!("::error::{}", escape(&other.to_string()))),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Writes to stdout. A closed pipe (`shoal discover | head`) ends the program quietly instead
+/// of panicking as `print!` would.
+pub fn out(text: &str) {
+    let mut stdout = anstream::stdout();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(crate::exit::OK);
+        }
+    }
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: &str) {
+    out(&format!("{text}\n"));
+}
