@@ -5,6 +5,7 @@
 //! which uses `render` and `discover`, which use `manifest`.
 
 pub mod app;
+pub mod aws;
 pub mod cli;
 pub mod discover;
 pub mod error;

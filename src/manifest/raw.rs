@@ -122,8 +122,10 @@ pub fn parse<T: DeserializeOwned + Default>(text: &str, fp: &mut FileProblems) -
             return None;
         }
     };
-    // Every round removes one key, so the number of rounds is bounded by the number of keys.
-    loop {
+    // Each round removes the key that failed. A path that fails twice (an array element
+    // replaced by a placeholder of the wrong type) ends the loop, as does a round limit.
+    let mut failed = std::collections::BTreeSet::new();
+    for _ in 0..256 {
         match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(t) => return Some(t),
             Err(e) => {
@@ -131,22 +133,29 @@ pub fn parse<T: DeserializeOwned + Default>(text: &str, fp: &mut FileProblems) -
                 let message = e.inner().to_string();
                 let message = message.lines().next().unwrap_or_default().to_string();
                 if let Some(unknown) = unknown_field(&message) {
-                    if !path.is_empty() && !path.ends_with(&format!(".{unknown}")) {
+                    let quoted = super::problem::quote_key(&unknown);
+                    if path.is_empty() {
+                        path = quoted;
+                    } else if path != quoted && !path.ends_with(&format!(".{quoted}")) {
                         path.push('.');
-                        path.push_str(&unknown);
-                    } else if path.is_empty() {
-                        path = unknown;
+                        path.push_str(&quoted);
                     }
                     fp.push(&path, "unknown key").help = Some(allowed_keys(&message));
                 } else {
-                    fp.push(&path, friendly_type_error(&message));
+                    fp.push(&path, friendly_type_error(&message)).help = Some(
+                        "check the value against the manifest reference in README.md".to_string(),
+                    );
                 }
-                if path.is_empty() || !remove_path(&mut value, &path) {
+                if path.is_empty()
+                    || !failed.insert(path.clone())
+                    || !remove_path(&mut value, &path)
+                {
                     return Some(T::default());
                 }
             }
         }
     }
+    Some(T::default())
 }
 
 /// serde_path_to_error writes `topic[0].name`; keys holding dots are quoted for our paths.

@@ -207,14 +207,17 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
                     .and_then(Value::as_str)
                     .map(|n| format!("{prefix}[{n}]"))
                     .unwrap_or_else(|| format!("{prefix}[{i}]"));
-                match (child.as_object(), child.get("value")) {
-                    (Some(obj), Some(value)) if obj.len() == 2 && obj.contains_key("name") => {
+                // `{name, value}`, `{name, valueFrom}` and `{key, value}` pairs read best as one line.
+                let pair = child.as_object().filter(|o| o.len() == 2).and_then(|o| {
+                    let named = o.contains_key("name") || o.contains_key("key");
+                    let value = o.get("value").or_else(|| o.get("valueFrom"));
+                    value.filter(|_| named)
+                });
+                match pair {
+                    Some(value) => {
                         out.insert(label, value.clone());
                     }
-                    (Some(obj), Some(value)) if obj.len() == 2 && obj.contains_key("key") => {
-                        out.insert(label, value.clone());
-                    }
-                    _ => flatten(&label, child, out),
+                    None => flatten(&label, child, out),
                 }
             }
         }

@@ -13,6 +13,9 @@ const REMOVE: Style = AnsiColor::Red.on_default();
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 
+/// The items of one consumer (or of shared resources), each with its sign.
+type Group<'a> = (Option<&'a str>, Vec<(char, &'a Item)>);
+
 /// The plan as styled text. Write it through `anstream`, which drops the styles when the
 /// output is not a terminal or `NO_COLOR` is set.
 pub fn print_text(plan: &Plan, heading: &str) -> String {
@@ -26,7 +29,7 @@ pub fn print_text(plan: &Plan, heading: &str) -> String {
         );
         return out;
     }
-    let mut groups: Vec<(Option<&str>, Vec<(char, &Item)>)> = Vec::new();
+    let mut groups: Vec<Group<'_>> = Vec::new();
     let all = plan
         .create
         .iter()

@@ -1,0 +1,374 @@
+//! AWS: one client factory for every service shoal calls, and one error type that turns SDK
+//! failures into a readable line.
+//!
+//! Every client is made from [`sdk_config`] (or [`loader`], when a caller such as a test has
+//! to add something, e.g. static credentials): the environment's region, its optional
+//! `profile`, and its optional `endpoint_url`, which points every service at an AWS API
+//! emulator (moto, in the local stack). Credentials come from the SDK's default chain
+//! (environment variables, profile, SSO, container and instance roles).
+//!
+//! Service clients are made by this module's factories ([`ecs`]) rather than with
+//! `Client::new`, so that a failed connection names the endpoint that could not be reached.
+
+pub mod taskdef;
+
+use std::fmt;
+
+use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_sdk_ecs::config::interceptors::FinalizerInterceptorContextMut;
+use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ecs::error::{
+    BoxError, ConnectorError, DisplayErrorContext, ProvideErrorMetadata, SdkError,
+};
+use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+
+use crate::manifest::Environment;
+
+pub use taskdef::{ConvertError, Registered};
+
+/// The shared configuration of every AWS client for one environment: its region, profile and
+/// endpoint override applied to the SDK's defaults. Add to it (credentials, retries) through
+/// [`loader`].
+pub fn loader(env: &Environment) -> ConfigLoader {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).region(Region::new(env.region.clone()));
+    if let Some(profile) = &env.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &env.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader
+}
+
+/// Loads the shared AWS configuration of an environment (see [`loader`]).
+pub async fn sdk_config(env: &Environment) -> SdkConfig {
+    loader(env).load().await
+}
+
+/// An ECS client for this configuration.
+pub fn ecs(cfg: &SdkConfig) -> aws_sdk_ecs::Client {
+    let conf = aws_sdk_ecs::config::Builder::from(cfg)
+        .interceptor(NameEndpoint::new(cfg, "ecs"))
+        .build();
+    aws_sdk_ecs::Client::from_conf(conf)
+}
+
+/// A call to AWS that failed, or a request shoal would not send.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// The service answered with an error.
+    #[error("{service} {operation} failed: {code}: {message}")]
+    Service {
+        service: &'static str,
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+    /// The endpoint could not be reached (refused, timed out, name not resolved, TLS).
+    #[error(
+        "{service} {operation} failed: could not reach {endpoint} ({cause}){}",
+        unreachable_help(*.emulator)
+    )]
+    Unreachable {
+        service: &'static str,
+        operation: &'static str,
+        endpoint: String,
+        /// Whether the endpoint is an `endpoint_url` override (an emulator such as moto).
+        emulator: bool,
+        cause: String,
+    },
+    /// Anything else: no credentials, an answer that could not be read, a missing field in it.
+    #[error("{service} {operation} failed: {problem}")]
+    Other {
+        service: &'static str,
+        operation: &'static str,
+        problem: String,
+    },
+    /// A task definition that cannot be turned into a RegisterTaskDefinition request.
+    #[error(transparent)]
+    TaskDefinition(#[from] ConvertError),
+}
+
+fn unreachable_help(emulator: bool) -> &'static str {
+    if emulator {
+        "; is the local stack up? run `scripts/stack up`"
+    } else {
+        "; check the network, the region and any proxy settings"
+    }
+}
+
+impl AwsError {
+    /// Describes a failed SDK call in one line: the operation, then the service's error code
+    /// and message, or which endpoint could not be reached.
+    pub fn from_sdk<E, R>(
+        service: &'static str,
+        operation: &'static str,
+        err: SdkError<E, R>,
+    ) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        match &err {
+            SdkError::ServiceError(_) => {
+                let code = err.code().map(str::to_string);
+                let message = err.message().map(str::to_string);
+                match (code, message) {
+                    (Some(code), message) => AwsError::Service {
+                        service,
+                        operation,
+                        code,
+                        message: message.unwrap_or_else(|| "(no message)".to_string()),
+                    },
+                    (None, _) => AwsError::Other {
+                        service,
+                        operation,
+                        problem: one_line(&DisplayErrorContext(&err).to_string()),
+                    },
+                }
+            }
+            SdkError::DispatchFailure(failure) => {
+                let found = failure
+                    .as_connector_error()
+                    .and_then(|c| find_source::<Unreachable>(c));
+                match found {
+                    Some(u) => AwsError::Unreachable {
+                        service,
+                        operation,
+                        endpoint: u.endpoint.clone(),
+                        emulator: u.emulator,
+                        cause: u.cause.clone(),
+                    },
+                    // Not a connection problem: credentials or signing failed before sending.
+                    None => AwsError::Other {
+                        service,
+                        operation,
+                        problem: one_line(&DisplayErrorContext(&err).to_string()),
+                    },
+                }
+            }
+            _ => AwsError::Other {
+                service,
+                operation,
+                problem: one_line(&DisplayErrorContext(&err).to_string()),
+            },
+        }
+    }
+
+    /// An answer that lacks something shoal needs.
+    pub(crate) fn missing(service: &'static str, operation: &'static str, what: &str) -> AwsError {
+        AwsError::Other {
+            service,
+            operation,
+            problem: format!("the answer has no {what}"),
+        }
+    }
+
+    /// The service's error code, when the service answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Collapses the SDK's multi-part error text onto one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The first error of type `T` in `err`'s source chain (including `err` itself).
+fn find_source<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// A connection failure, with the endpoint it was to.
+#[derive(Debug)]
+struct Unreachable {
+    endpoint: String,
+    emulator: bool,
+    cause: String,
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "could not reach {}: {}", self.endpoint, self.cause)
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// Puts the endpoint into connection errors: the SDK's own say only "Connection refused".
+/// Runs once per operation, after retries, so retry classification is untouched.
+#[derive(Debug)]
+struct NameEndpoint {
+    endpoint: String,
+    emulator: bool,
+}
+
+impl NameEndpoint {
+    fn new(cfg: &SdkConfig, service: &str) -> NameEndpoint {
+        match cfg.endpoint_url() {
+            Some(url) => NameEndpoint {
+                endpoint: url.to_string(),
+                emulator: true,
+            },
+            None => {
+                let region = cfg.region().map(|r| r.as_ref()).unwrap_or("(no region)");
+                NameEndpoint {
+                    endpoint: format!("https://{service}.{region}.amazonaws.com"),
+                    emulator: false,
+                }
+            }
+        }
+    }
+}
+
+impl Intercept for NameEndpoint {
+    fn name(&self) -> &'static str {
+        "shoal::aws::NameEndpoint"
+    }
+
+    fn modify_before_completion(
+        &self,
+        context: &mut FinalizerInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Err(err)) = context.output_or_error_mut() else {
+            return Ok(());
+        };
+        let Some(connector) = err.as_connector_error() else {
+            return Ok(());
+        };
+        if find_source::<Unreachable>(connector).is_some() {
+            return Ok(());
+        }
+        let unreachable = Unreachable {
+            endpoint: self.endpoint.clone(),
+            emulator: self.emulator,
+            cause: connection_cause(connector),
+        };
+        let replaced = if connector.is_timeout() {
+            ConnectorError::timeout(Box::new(unreachable))
+        } else {
+            ConnectorError::io(Box::new(unreachable))
+        };
+        *err = OrchestratorError::connector(replaced);
+        Ok(())
+    }
+}
+
+/// The innermost message of a connection error ("Connection refused (os error 111)"), which is
+/// the informative one; the outer layers say "io error", "client error (Connect)".
+fn connection_cause(err: &ConnectorError) -> String {
+    let mut last = err.to_string();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = cur {
+        last = e.to_string();
+        cur = e.source();
+    }
+    if err.is_timeout() && !last.contains("timed out") && !last.contains("timeout") {
+        last = format!("timed out: {last}");
+    }
+    one_line(&last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{KafkaAccess, Platform};
+    use aws_sdk_ecs::config::Credentials;
+
+    fn env(endpoint_url: Option<&str>) -> Environment {
+        Environment {
+            name: "sandbox".into(),
+            platform: Platform::Ecs,
+            region: "us-east-1".into(),
+            account_id: Some("123456789012".into()),
+            profile: None,
+            endpoint_url: endpoint_url.map(str::to_string),
+            registry: None,
+            cluster: "c".into(),
+            subnets: vec![],
+            security_groups: vec![],
+            assign_public_ip: false,
+            execution_role_arn: None,
+            task_role_arn: None,
+            log_group_prefix: "/x".into(),
+            log_retention_days: 7,
+            keep_images: 20,
+            vars: Default::default(),
+            kafka: KafkaAccess::None,
+        }
+    }
+
+    async fn config(endpoint_url: Option<&str>) -> SdkConfig {
+        loader(&env(endpoint_url))
+            .credentials_provider(Credentials::new("test", "test", None, None, "unit-test"))
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .load()
+            .await
+    }
+
+    #[tokio::test]
+    async fn config_carries_region_and_endpoint() {
+        let cfg = config(Some("http://127.0.0.1:5050")).await;
+        assert_eq!(cfg.region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert_eq!(cfg.endpoint_url(), Some("http://127.0.0.1:5050"));
+        let cfg = config(None).await;
+        assert_eq!(cfg.endpoint_url(), None);
+    }
+
+    /// A closed port on loopback: the error names the endpoint and the way to start the stack.
+    #[tokio::test]
+    async fn connection_refused_names_the_endpoint() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}");
+        let client = ecs(&config(Some(&url)).await);
+        let err = client
+            .list_clusters()
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        let err = AwsError::from_sdk("ECS", "ListClusters", err);
+        let text = err.to_string();
+        assert!(matches!(err, AwsError::Unreachable { .. }), "{err:?}");
+        assert!(
+            text.starts_with(&format!("ECS ListClusters failed: could not reach {url} (")),
+            "{text}"
+        );
+        assert!(text.contains("refused"), "{text}");
+        assert!(text.ends_with("run `scripts/stack up`"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn hint_depends_on_emulator() {
+        let e = AwsError::Unreachable {
+            service: "ECS",
+            operation: "DescribeTaskDefinition",
+            endpoint: "https://ecs.eu-west-1.amazonaws.com".into(),
+            emulator: false,
+            cause: "dns error".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "ECS DescribeTaskDefinition failed: could not reach https://ecs.eu-west-1.amazonaws.com \
+             (dns error); check the network, the region and any proxy settings"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! shoal's integration tests: one binary, one module per area. Tests that talk to the local
+//! stack (moto, the registry, tansu, PostgreSQL) read its addresses from `.stack/env`,
+//! written by `scripts/stack up`.
+
+mod cli;
+mod context_hash;
+mod ecs_register;
+mod fuzz;
+mod manifest;
+mod plan;
+mod render;
+mod support;

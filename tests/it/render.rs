@@ -1,0 +1,168 @@
+//! Task-definition rendering: snapshots, determinism, secrets, overrides and template errors.
+
+use shoal::discover;
+use shoal::manifest::Project;
+use shoal::render::{self, RenderError, Renderer, Target};
+
+use crate::support::{Fixture, API, WORKER};
+
+const TAG: &str = "0123456789abcdef";
+
+fn render_with(
+    f: &Fixture,
+    renderer: &Renderer,
+    name: &str,
+    env: &str,
+) -> Result<String, RenderError> {
+    let project = Project::load(f.root()).expect("valid project");
+    let env = project.environment(env).expect("valid environment");
+    let fleet = discover::discover(f.root()).expect("valid fleet");
+    let consumer = fleet.get(name).expect("consumer exists");
+    let target = Target {
+        project: &project.name,
+        env: &env,
+        bootstrap: env.kafka.static_bootstrap(),
+    };
+    let image = shoal::plan::image_uri(&env, &project.name, name, TAG);
+    renderer
+        .render(&target, consumer, &image)
+        .map(|v| render::to_pretty(&v))
+}
+
+fn fleet() -> Fixture {
+    let f = Fixture::standard();
+    f.consumer("orders", WORKER);
+    f.consumer("web", API);
+    f
+}
+
+#[test]
+fn worker_task_definition_snapshot() {
+    let f = fleet();
+    insta::assert_snapshot!(
+        render_with(&f, &Renderer::embedded(), "orders", "sandbox").expect("renders")
+    );
+}
+
+#[test]
+fn api_task_definition_snapshot() {
+    let f = fleet();
+    insta::assert_snapshot!(
+        render_with(&f, &Renderer::embedded(), "web", "sandbox").expect("renders")
+    );
+}
+
+#[test]
+fn rendering_is_deterministic_whatever_the_key_order() {
+    let a = fleet();
+    let b = Fixture::standard();
+    // The same manifest with its tables and keys in another order.
+    b.consumer(
+        "orders",
+        "[scaling]\nmax_lag_seconds = 20\nmax = 6\nmin = 1\n[[topic]]\nconfig = { \"cleanup.policy\" = \"delete\", \"retention.ms\" = \"86400000\" }\nreplication = 3\npartitions = 6\nname = \"orders\"\n[kafka]\ntopics = [\"orders\"]\ngroup = \"orders-worker\"\n[secrets]\nAPI_TOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/demo/token\"\nDB_PASSWORD = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:warehouse-AbCdEf\"\n[env]\nBATCH_SIZE = \"500\"\n",
+    );
+    let text =
+        std::fs::read_to_string(b.root().join("consumers/orders/consumer.toml")).expect("read");
+    b.write(
+        "consumers/orders/consumer.toml",
+        &format!("memory = 1024\ncpu = 512\nkind = \"worker\"\n{text}"),
+    );
+    let r = Renderer::embedded();
+    let first = render_with(&a, &r, "orders", "sandbox").expect("renders");
+    assert_eq!(
+        first,
+        render_with(&a, &r, "orders", "sandbox").expect("renders")
+    );
+    assert_eq!(
+        first,
+        render_with(&b, &r, "orders", "sandbox").expect("renders")
+    );
+}
+
+#[test]
+fn secrets_are_references_never_values() {
+    let f = fleet();
+    let text = render_with(&f, &Renderer::embedded(), "orders", "sandbox").expect("renders");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let c = &v["containerDefinitions"][0];
+    let env_names: Vec<&str> = c["environment"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(!env_names.contains(&"DB_PASSWORD"));
+    assert_eq!(c["secrets"][1]["name"], "DB_PASSWORD");
+    assert_eq!(
+        c["secrets"][1]["valueFrom"],
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:warehouse-AbCdEf"
+    );
+}
+
+#[test]
+fn logs_use_awslogs_with_the_environment_prefix() {
+    let f = fleet();
+    let text = render_with(&f, &Renderer::embedded(), "orders", "sandbox").expect("renders");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let log = &v["containerDefinitions"][0]["logConfiguration"];
+    assert_eq!(log["logDriver"], "awslogs");
+    assert_eq!(log["options"]["awslogs-group"], "/demo/sandbox/orders");
+}
+
+#[test]
+fn a_project_template_overrides_the_built_in_one() {
+    let f = fleet();
+    f.write(
+        "templates/task-definition.json.j2",
+        "{\"family\": {{ family | tojson }}, \"containerDefinitions\": [{\"name\": {{ container_name | tojson }}, \"image\": {{ image | tojson }}, \"stopTimeout\": 120}]}",
+    );
+    let r = Renderer::for_project(f.root()).expect("loads");
+    assert_eq!(r.origin(), "templates/task-definition.json.j2");
+    let text = render_with(&f, &r, "orders", "sandbox").expect("renders");
+    assert!(text.contains("\"stopTimeout\": 120"));
+}
+
+#[test]
+fn a_template_syntax_error_names_the_file_and_line() {
+    let f = fleet();
+    f.write(
+        "templates/task-definition.json.j2",
+        "{\n  \"family\": {{ family | tojson }\n}\n",
+    );
+    let r = Renderer::for_project(f.root()).expect("loads");
+    let err = render_with(&f, &r, "orders", "sandbox").expect_err("bad template");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("templates/task-definition.json.j2: line 2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_undefined_template_variable_is_an_error() {
+    let f = fleet();
+    f.write(
+        "templates/task-definition.json.j2",
+        "{\"family\": \"{{ famly }}\"}",
+    );
+    let r = Renderer::for_project(f.root()).expect("loads");
+    let err = render_with(&f, &r, "orders", "sandbox").expect_err("undefined");
+    assert!(err.to_string().contains("undefined"), "{err}");
+}
+
+#[test]
+fn a_template_that_renders_invalid_json_shows_the_spot() {
+    let f = fleet();
+    f.write(
+        "templates/task-definition.json.j2",
+        "{\n\"family\": {{ family | tojson }},\n\"containerDefinitions\": [}\n",
+    );
+    let r = Renderer::for_project(f.root()).expect("loads");
+    let err = render_with(&f, &r, "orders", "sandbox").expect_err("not json");
+    let msg = err.to_string();
+    assert!(msg.contains("is not JSON"), "{msg}");
+    assert!(
+        msg.contains(">    3 | \"containerDefinitions\": [}"),
+        "{msg}"
+    );
+}
