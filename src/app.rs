@@ -8,13 +8,14 @@ use clap::CommandFactory;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::cli::{Cli, Command, Output, RenderArgs};
+use crate::cli::{Cli, Command, Output, RenderArgs, SimPolicy, SimulateArgs};
 use crate::discover::{self, context, Fleet};
 use crate::error::{exit, Error, Result};
-use crate::manifest::{Environment, Project, PROJECT_FILE};
+use crate::manifest::{Environment, Platform, Project, PROJECT_FILE};
 use crate::plan;
 use crate::render::{self, Renderer, Target};
 use crate::report;
+use crate::scale::{self, sim};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<i32> {
@@ -22,6 +23,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         let mut cmd = Cli::command();
         clap_complete::generate(shell, &mut cmd, "shoal", &mut std::io::stdout());
         return Ok(exit::OK);
+    }
+    if let Command::Simulate(args) = &cli.command {
+        return simulate(args, cli.output);
     }
     let root = project_root(cli.project_dir.as_deref())?;
     let project = Project::load(&root).map_err(Error::Invalid)?;
@@ -39,7 +43,66 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Validate => ctx.validate(),
         Command::Render(args) => ctx.render(&args),
         Command::Plan => ctx.plan(),
-        Command::Completions { .. } => Ok(exit::OK),
+        Command::Deploy(args) => ctx.ecs(|c| {
+            crate::deploy::commands::deploy(
+                c,
+                &crate::deploy::Options {
+                    prune: args.prune,
+                    jobs: args.jobs,
+                    wait: wait(args.timeout),
+                },
+            )
+        }),
+        Command::Status => ctx.ecs(crate::deploy::commands::status),
+        Command::Rollback { consumer, timeout } => {
+            ctx.ecs(|c| crate::deploy::commands::rollback(c, &consumer, wait(timeout)))
+        }
+        Command::Completions { .. } | Command::Simulate(_) => Ok(exit::OK),
+    }
+}
+
+/// `shoal simulate`: runs the policies over a trace; needs no project.
+fn simulate(args: &SimulateArgs, output: Output) -> Result<i32> {
+    let setup = sim::Setup {
+        partitions: args.partitions,
+        startup_seconds: args.startup_seconds,
+        per_replica_rate: args.per_replica_rate,
+        max_lag_seconds: args.max_lag_seconds,
+        min: args.min,
+        max: args.max.unwrap_or(args.partitions),
+        lag_threshold: args.lag_threshold,
+        interval_seconds: args.interval,
+    };
+    setup.check().map_err(Error::Usage)?;
+    let bad_trace = |e: sim::TraceError| Error::Usage(e.to_string());
+    let trace = sim::Trace::load(&args.trace).map_err(bad_trace)?;
+    trace.check(setup.partitions).map_err(bad_trace)?;
+    let policies: &[sim::Which] = match args.policy {
+        SimPolicy::Shoal => &[sim::Which::Shoal],
+        SimPolicy::Keda => &[sim::Which::Keda],
+        SimPolicy::Both => &[sim::Which::Shoal, sim::Which::Keda],
+    };
+    let result = scale::Comparison::run(&trace, &setup, policies);
+    if let Some(path) = &args.plot {
+        let runs: Vec<_> = result.runs.iter().map(|(w, r)| (*w, r)).collect();
+        let title = format!("shoal simulate --trace {}", args.trace.display());
+        scale::plot::draw(path, &title, &runs).map_err(Error::Failed)?;
+        info!(plot = %path.display(), "drew the plot");
+    }
+    match output {
+        Output::Json => {
+            report::outln(&serde_json::to_string_pretty(&result.to_json()).unwrap_or_default())
+        }
+        Output::Text => report::out(&result.to_text(&trace, &setup)),
+    }
+    Ok(exit::OK)
+}
+
+/// The rollout wait of `deploy` and `rollback`: this timeout, looking every ten seconds.
+fn wait(timeout: std::time::Duration) -> crate::platform::ecs::Wait {
+    crate::platform::ecs::Wait {
+        timeout,
+        poll: std::time::Duration::from_secs(10).min(timeout),
     }
 }
 
@@ -286,8 +349,39 @@ impl Ctx {
         Ok(exit::OK)
     }
 
+    /// Runs an ECS command with the environment, fleet, hashes and template resolved. The
+    /// docker platform's commands arrive with the local-platform work.
+    fn ecs(
+        &self,
+        command: impl FnOnce(&crate::deploy::commands::Ctx<'_>) -> Result<i32>,
+    ) -> Result<i32> {
+        let env = self.env()?;
+        if env.platform != Platform::Ecs {
+            return Err(Error::Usage(format!(
+                "environment {} uses the {} platform, which cannot be deployed to yet; use an ecs environment such as sandbox (after `scripts/stack up`)",
+                env.name,
+                env.platform.as_str()
+            )));
+        }
+        let fleet = self.fleet()?;
+        let hashes = self.hashes(&fleet)?;
+        let renderer = Renderer::for_project(&self.project.root)?;
+        command(&crate::deploy::commands::Ctx {
+            root: &self.project.root,
+            project: &self.project.name,
+            env: &env,
+            fleet: &fleet,
+            hashes: &hashes,
+            renderer: &renderer,
+            output: self.output,
+        })
+    }
+
     fn plan(&self) -> Result<i32> {
         let env = self.env()?;
+        if env.platform == Platform::Ecs {
+            return self.ecs(crate::deploy::commands::plan);
+        }
         let fleet = self.fleet()?;
         let tags: BTreeMap<String, String> = self
             .hashes(&fleet)?
@@ -317,9 +411,10 @@ impl Ctx {
             self.print_json(&v);
         } else {
             let heading = format!(
-                "Plan for project {} in environment {} ({} platform)\nLive state is not read yet: this plan assumes nothing exists.",
+                "Plan for project {} in environment {} ({} platform)\nThe {} platform's live state is not read yet: this plan assumes nothing exists.",
                 self.project.name,
                 env.name,
+                env.platform.as_str(),
                 env.platform.as_str()
             );
             report::out(&plan::print_text(&the_plan, &heading));

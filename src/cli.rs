@@ -77,7 +77,57 @@ Examples:
     Render(RenderArgs),
 
     /// Show what a deploy would create, change and delete, without changing anything.
+    ///
+    /// On the ecs platform the plan compares the manifests with what exists: ECR
+    /// repositories, log groups, each family's active task definition (after dropping the
+    /// fields ECS fills in) and the project's services.
     Plan,
+
+    /// Build, push and roll out every consumer that changed, then wait for the rollouts.
+    ///
+    /// The plan is printed first. Images whose content-hash tag is already in the registry
+    /// are neither built nor pushed; task definitions are registered only when they differ
+    /// from the active revision; services are updated only when something changed, keeping
+    /// the desired count the autoscaler set (within the manifest's min and max). A rollout
+    /// that ECS rolls back, that fails or that times out fails the deploy (exit 5) and names
+    /// the service, the reason and ECS's last events.
+    #[command(after_help = "\
+Examples:
+  shoal deploy --env sandbox
+  shoal deploy --env prod --jobs 8 --timeout 15m
+  shoal deploy --env prod --prune      also delete services whose consumer folder is gone")]
+    Deploy(DeployArgs),
+
+    /// Show each service: desired/running/pending, revision, image tag, rollout, last event.
+    Status,
+
+    /// Return a consumer's service to the task-definition revision before its current one.
+    #[command(after_help = "\
+Examples:
+  shoal rollback exposure-consumer --env prod")]
+    Rollback {
+        /// The consumer whose service goes back one revision.
+        consumer: String,
+
+        /// How long to wait for the rollout, e.g. 600s or 10m.
+        #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+        timeout: std::time::Duration,
+    },
+
+    /// Run shoal's scaling policy and a model of KEDA+HPA over a produce-rate trace.
+    ///
+    /// The trace is a CSV of `t_seconds,produce_rate` rows (header optional, `#` comments
+    /// allowed), interpolated linearly; repeat a time to make a step. An optional third column
+    /// names partitions stuck from that row until the next (space-separated numbers; empty or
+    /// `-` for none). Prints peak and p99 lag seconds, replica-seconds and scale actions per
+    /// policy. Needs no project.
+    #[command(after_help = "\
+Examples:
+  shoal simulate --trace benches/traces/spike.csv
+  shoal simulate --trace benches/traces/diurnal.csv --plot diurnal.svg
+  shoal simulate --trace load.csv --partitions 24 --per-replica-rate 250 --max-lag-seconds 30
+  shoal simulate --trace load.csv --policy keda --lag-threshold 5000 -o json")]
+    Simulate(SimulateArgs),
 
     /// Print a shell completion script.
     #[command(after_help = "\
@@ -104,4 +154,92 @@ pub struct RenderArgs {
     /// Write the renderings to DIR/<consumer>.json.
     #[arg(long, value_name = "DIR")]
     pub write: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimPolicy {
+    Shoal,
+    Keda,
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The produce-rate trace: CSV rows `t_seconds,produce_rate[,stuck]`.
+    #[arg(long, value_name = "FILE.csv")]
+    pub trace: PathBuf,
+
+    /// Partitions of the topic; arrivals are split evenly over them.
+    #[arg(long, default_value_t = 12, value_name = "N")]
+    pub partitions: u32,
+
+    /// Seconds from a replica's launch until it consumes (it is paid for from its launch).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub startup_seconds: u64,
+
+    /// Messages per second one replica processes, split over the partitions it owns.
+    #[arg(long, default_value_t = 100.0, value_name = "MSG_PER_S")]
+    pub per_replica_rate: f64,
+
+    /// The lag target both policies get.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub max_lag_seconds: f64,
+
+    /// Fewest replicas (0 allows scaling to zero).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub min: u32,
+
+    /// Most replicas. Default: the partition count.
+    #[arg(long, value_name = "N")]
+    pub max: Option<u32>,
+
+    /// Which policies to run.
+    #[arg(long, value_enum, default_value_t = SimPolicy::Both)]
+    pub policy: SimPolicy,
+
+    /// KEDA's lagThreshold (messages per replica). Default: per-replica rate × max lag
+    /// seconds.
+    #[arg(long, value_name = "MESSAGES")]
+    pub lag_threshold: Option<f64>,
+
+    /// Seconds between shoal's policy ticks.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub interval: u64,
+
+    /// Also draw lag seconds and replicas over time for each policy into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Delete the services of consumers whose folder was removed (scale to 0, then delete).
+    #[arg(long)]
+    pub prune: bool,
+
+    /// Images built and pushed at once.
+    #[arg(short, long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+
+    /// How long to wait for each rollout, e.g. 600s or 10m.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+}
+
+/// `90`, `90s`, `15m` or `1h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; write e.g. 90s, 15m or 1h"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{text:?}: use s, m or h, e.g. 90s, 15m or 1h")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }

@@ -11,6 +11,7 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const INVALID: i32 = 3;
     pub const DRIFT: i32 = 4;
+    pub const ROLLOUT: i32 = 5;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,9 @@ pub enum Error {
     Drift(String),
     #[error("{0}")]
     Failed(String),
+    /// A rollout that rolled back, failed or timed out.
+    #[error("{0}")]
+    Rollout(String),
 }
 
 fn count(n: usize) -> String {
@@ -48,6 +52,7 @@ impl Error {
             Error::Usage(_) => exit::USAGE,
             Error::Drift(_) => exit::DRIFT,
             Error::Context { .. } | Error::Failed(_) => exit::FAILED,
+            Error::Rollout(_) => exit::ROLLOUT,
         }
     }
 
@@ -59,6 +64,9 @@ impl Error {
                 "fix the template, or delete templates/task-definition.json.j2 to use the built-in one",
             ),
             Error::Drift(_) => Some("run the same command with --write DIR to update the files"),
+            Error::Rollout(_) => Some(
+                "the service runs its previous revision; fix the cause above and deploy again, or see `shoal status`",
+            ),
             _ => None,
         }
     }

@@ -7,12 +7,16 @@
 pub mod app;
 pub mod aws;
 pub mod cli;
+pub mod deploy;
 pub mod discover;
 pub mod error;
+pub mod image;
 pub mod manifest;
 pub mod plan;
+pub mod platform;
 pub mod render;
 pub mod report;
+pub mod scale;
 
 use std::ffi::OsString;
 

@@ -227,9 +227,27 @@ pub fn environment(target: &Target<'_>, consumer: &Consumer) -> BTreeMap<String,
 
 /// Pretty JSON with sorted keys and a final newline: the stable text form of a rendering.
 pub fn to_pretty(value: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&canonical(value)).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// The same JSON with every object's keys in sorted order, whatever order the template (or
+/// serde_json's `preserve_order`, which a dependency may switch on) left them in.
+pub fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&map[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
 }
 
 fn describe_template_error(e: &minijinja::Error) -> String {

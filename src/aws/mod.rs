@@ -7,9 +7,11 @@
 //! emulator (moto, in the local stack). Credentials come from the SDK's default chain
 //! (environment variables, profile, SSO, container and instance roles).
 //!
-//! Service clients are made by this module's factories ([`ecs`]) rather than with
+//! Service clients are made by this module's factories ([`ecs`], [`ecr`]) rather than with
 //! `Client::new`, so that a failed connection names the endpoint that could not be reached.
 
+pub mod ecr;
+pub mod logs;
 pub mod taskdef;
 
 use std::fmt;
@@ -35,8 +37,19 @@ pub fn loader(env: &Environment) -> ConfigLoader {
     if let Some(profile) = &env.profile {
         loader = loader.profile_name(profile);
     }
-    if let Some(url) = &env.endpoint_url {
-        loader = loader.endpoint_url(url);
+    match &env.endpoint_url {
+        Some(url) => loader = loader.endpoint_url(url),
+        None => {
+            // The SDK honours AWS_ENDPOINT_URL from the shell; after `. .stack/env` that would
+            // send a real environment's calls to the local emulator. Say so.
+            if let Some(url) = std::env::var_os("AWS_ENDPOINT_URL") {
+                tracing::warn!(
+                    environment = %env.name,
+                    endpoint = %url.to_string_lossy(),
+                    "AWS_ENDPOINT_URL is set in the shell: this environment's AWS calls go there"
+                );
+            }
+        }
     }
     loader
 }
@@ -46,12 +59,36 @@ pub async fn sdk_config(env: &Environment) -> SdkConfig {
     loader(env).load().await
 }
 
+/// AWS API calls made by this process (each operation once, whatever its retries).
+static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many AWS API calls this process has made so far; `deploy` reports it.
+pub fn calls() -> u64 {
+    CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// An ECS client for this configuration.
 pub fn ecs(cfg: &SdkConfig) -> aws_sdk_ecs::Client {
     let conf = aws_sdk_ecs::config::Builder::from(cfg)
         .interceptor(NameEndpoint::new(cfg, "ecs"))
         .build();
     aws_sdk_ecs::Client::from_conf(conf)
+}
+
+/// An ECR client for this configuration.
+pub fn ecr(cfg: &SdkConfig) -> aws_sdk_ecr::Client {
+    let conf = aws_sdk_ecr::config::Builder::from(cfg)
+        .interceptor(NameEndpoint::new(cfg, "api.ecr"))
+        .build();
+    aws_sdk_ecr::Client::from_conf(conf)
+}
+
+/// A CloudWatch Logs client for this configuration.
+pub fn logs(cfg: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
+    let conf = aws_sdk_cloudwatchlogs::config::Builder::from(cfg)
+        .interceptor(NameEndpoint::new(cfg, "logs"))
+        .build();
+    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
 }
 
 /// A call to AWS that failed, or a request shoal would not send.
@@ -238,6 +275,15 @@ impl NameEndpoint {
 impl Intercept for NameEndpoint {
     fn name(&self) -> &'static str {
         "shoal::aws::NameEndpoint"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &aws_sdk_ecs::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn modify_before_completion(

@@ -779,27 +779,25 @@ pub fn to_json(td: &TaskDefinition, tags: &[Tag]) -> Value {
             Value::Array(containers.iter().map(container_json).collect()),
         );
     }
-    unmanaged_list(
-        &mut m,
-        "placementConstraints",
-        td.placement_constraints.as_deref(),
-    );
-    unmanaged_list(
-        &mut m,
-        "inferenceAccelerators",
-        td.inference_accelerators.as_deref(),
-    );
-    unmanaged(&mut m, "pidMode", td.pid_mode.is_some());
-    unmanaged(&mut m, "ipcMode", td.ipc_mode.is_some());
     unmanaged(
         &mut m,
-        "proxyConfiguration",
-        td.proxy_configuration.is_some(),
-    );
-    unmanaged(
-        &mut m,
-        "enableFaultInjection",
-        td.enable_fault_injection == Some(true),
+        &[
+            (
+                "placementConstraints",
+                has_items(td.placement_constraints.as_deref()),
+            ),
+            (
+                "inferenceAccelerators",
+                has_items(td.inference_accelerators.as_deref()),
+            ),
+            ("pidMode", td.pid_mode.is_some()),
+            ("ipcMode", td.ipc_mode.is_some()),
+            ("proxyConfiguration", td.proxy_configuration.is_some()),
+            (
+                "enableFaultInjection",
+                td.enable_fault_injection == Some(true),
+            ),
+        ],
     );
     put_str(
         &mut m,
@@ -822,17 +820,20 @@ pub fn to_json(td: &TaskDefinition, tags: &[Tag]) -> Value {
             "tags".into(),
             Value::Array(
                 tags.iter()
-                    .map(|t| {
-                        let mut o = Map::new();
-                        put_str(&mut o, "key", t.key.as_deref());
-                        put_str(&mut o, "value", t.value.as_deref());
-                        Value::Object(o)
-                    })
+                    .map(|t| pair_json("key", t.key.as_deref(), t.value.as_deref()))
                     .collect(),
             ),
         );
     }
     Value::Object(m)
+}
+
+/// `{<label>: name, "value": value}`, leaving out what is absent: tags and environment entries.
+fn pair_json(label: &str, name: Option<&str>, value: Option<&str>) -> Value {
+    let mut o = Map::new();
+    put_str(&mut o, label, name);
+    put_str(&mut o, "value", value);
+    Value::Object(o)
 }
 
 fn container_json(c: &ContainerDefinition) -> Value {
@@ -865,12 +866,7 @@ fn container_json(c: &ContainerDefinition) -> Value {
         c.environment.as_ref().map(|env| {
             Value::Array(
                 env.iter()
-                    .map(|kv| {
-                        let mut o = Map::new();
-                        put_str(&mut o, "name", kv.name.as_deref());
-                        put_str(&mut o, "value", kv.value.as_deref());
-                        Value::Object(o)
-                    })
+                    .map(|kv| pair_json("name", kv.name.as_deref(), kv.value.as_deref()))
                     .collect(),
             )
         }),
@@ -933,54 +929,50 @@ fn container_json(c: &ContainerDefinition) -> Value {
     );
     unmanaged(
         &mut m,
-        "repositoryCredentials",
-        c.repository_credentials.is_some(),
+        &[
+            ("repositoryCredentials", c.repository_credentials.is_some()),
+            ("links", has_items(c.links.as_deref())),
+            ("restartPolicy", c.restart_policy.is_some()),
+            (
+                "environmentFiles",
+                has_items(c.environment_files.as_deref()),
+            ),
+            ("mountPoints", has_items(c.mount_points.as_deref())),
+            ("volumesFrom", has_items(c.volumes_from.as_deref())),
+            ("linuxParameters", c.linux_parameters.is_some()),
+            ("dependsOn", has_items(c.depends_on.as_deref())),
+            ("startTimeout", c.start_timeout.is_some()),
+            // "enabled" is ECS's default.
+            (
+                "versionConsistency",
+                c.version_consistency
+                    .as_ref()
+                    .is_some_and(|v| v.as_str() != "enabled"),
+            ),
+            ("hostname", c.hostname.is_some()),
+            ("disableNetworking", c.disable_networking == Some(true)),
+            ("privileged", c.privileged == Some(true)),
+            ("dnsServers", has_items(c.dns_servers.as_deref())),
+            (
+                "dnsSearchDomains",
+                has_items(c.dns_search_domains.as_deref()),
+            ),
+            ("extraHosts", has_items(c.extra_hosts.as_deref())),
+            (
+                "dockerSecurityOptions",
+                has_items(c.docker_security_options.as_deref()),
+            ),
+            ("interactive", c.interactive == Some(true)),
+            ("pseudoTerminal", c.pseudo_terminal == Some(true)),
+            ("systemControls", has_items(c.system_controls.as_deref())),
+            (
+                "resourceRequirements",
+                has_items(c.resource_requirements.as_deref()),
+            ),
+            ("firelensConfiguration", c.firelens_configuration.is_some()),
+            ("credentialSpecs", has_items(c.credential_specs.as_deref())),
+        ],
     );
-    unmanaged_list(&mut m, "links", c.links.as_deref());
-    unmanaged(&mut m, "restartPolicy", c.restart_policy.is_some());
-    unmanaged_list(&mut m, "environmentFiles", c.environment_files.as_deref());
-    unmanaged_list(&mut m, "mountPoints", c.mount_points.as_deref());
-    unmanaged_list(&mut m, "volumesFrom", c.volumes_from.as_deref());
-    unmanaged(&mut m, "linuxParameters", c.linux_parameters.is_some());
-    unmanaged_list(&mut m, "dependsOn", c.depends_on.as_deref());
-    unmanaged(&mut m, "startTimeout", c.start_timeout.is_some());
-    // "enabled" is ECS's default.
-    unmanaged(
-        &mut m,
-        "versionConsistency",
-        c.version_consistency
-            .as_ref()
-            .is_some_and(|v| v.as_str() != "enabled"),
-    );
-    unmanaged(&mut m, "hostname", c.hostname.is_some());
-    unmanaged(
-        &mut m,
-        "disableNetworking",
-        c.disable_networking == Some(true),
-    );
-    unmanaged(&mut m, "privileged", c.privileged == Some(true));
-    unmanaged_list(&mut m, "dnsServers", c.dns_servers.as_deref());
-    unmanaged_list(&mut m, "dnsSearchDomains", c.dns_search_domains.as_deref());
-    unmanaged_list(&mut m, "extraHosts", c.extra_hosts.as_deref());
-    unmanaged_list(
-        &mut m,
-        "dockerSecurityOptions",
-        c.docker_security_options.as_deref(),
-    );
-    unmanaged(&mut m, "interactive", c.interactive == Some(true));
-    unmanaged(&mut m, "pseudoTerminal", c.pseudo_terminal == Some(true));
-    unmanaged_list(&mut m, "systemControls", c.system_controls.as_deref());
-    unmanaged_list(
-        &mut m,
-        "resourceRequirements",
-        c.resource_requirements.as_deref(),
-    );
-    unmanaged(
-        &mut m,
-        "firelensConfiguration",
-        c.firelens_configuration.is_some(),
-    );
-    unmanaged_list(&mut m, "credentialSpecs", c.credential_specs.as_deref());
     Value::Object(m)
 }
 
@@ -1013,23 +1005,21 @@ fn volume_json(v: &Volume) -> Value {
     }
     unmanaged(
         &mut o,
-        "dockerVolumeConfiguration",
-        v.docker_volume_configuration.is_some(),
-    );
-    unmanaged(
-        &mut o,
-        "efsVolumeConfiguration",
-        v.efs_volume_configuration.is_some(),
-    );
-    unmanaged(
-        &mut o,
-        "fsxWindowsFileServerVolumeConfiguration",
-        v.fsx_windows_file_server_volume_configuration.is_some(),
-    );
-    unmanaged(
-        &mut o,
-        "configuredAtLaunch",
-        v.configured_at_launch == Some(true),
+        &[
+            (
+                "dockerVolumeConfiguration",
+                v.docker_volume_configuration.is_some(),
+            ),
+            (
+                "efsVolumeConfiguration",
+                v.efs_volume_configuration.is_some(),
+            ),
+            (
+                "fsxWindowsFileServerVolumeConfiguration",
+                v.fsx_windows_file_server_volume_configuration.is_some(),
+            ),
+            ("configuredAtLaunch", v.configured_at_launch == Some(true)),
+        ],
     );
     Value::Object(o)
 }
@@ -1066,14 +1056,16 @@ fn put_opt(m: &mut Map<String, Value>, key: &str, v: Option<Value>) {
     }
 }
 
-fn unmanaged(m: &mut Map<String, Value>, key: &str, set: bool) {
-    if set {
-        m.insert(key.to_string(), Value::from(UNMANAGED));
+fn unmanaged(m: &mut Map<String, Value>, fields: &[(&str, bool)]) {
+    for (key, set) in fields {
+        if *set {
+            m.insert((*key).to_string(), Value::from(UNMANAGED));
+        }
     }
 }
 
-fn unmanaged_list<T>(m: &mut Map<String, Value>, key: &str, v: Option<&[T]>) {
-    unmanaged(m, key, v.is_some_and(|v| !v.is_empty()));
+fn has_items<T>(v: Option<&[T]>) -> bool {
+    v.is_some_and(|v| !v.is_empty())
 }
 
 // ------------------------------------------------------------------------------ normalize

@@ -120,6 +120,13 @@ impl<'a> FileProblems<'a> {
         });
     }
 
+    /// Sets the help of the problem recorded last.
+    pub fn help_last(&mut self, help: &str) {
+        if let Some(p) = self.problems.last_mut() {
+            p.help = Some(help.to_string());
+        }
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.problems.iter().any(|p| p.key == key)
     }

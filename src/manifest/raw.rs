@@ -119,6 +119,7 @@ pub fn parse<T: DeserializeOwned + Default>(text: &str, fp: &mut FileProblems) -
                 e.span().map(|s| s.start),
                 format!("not valid TOML: {}", e.message()),
             );
+            fp.help_last("fix the syntax at that line: each line is `key = value` or a [section]");
             return None;
         }
     };

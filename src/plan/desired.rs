@@ -23,6 +23,15 @@ pub fn repository(project: &str, consumer: &str) -> String {
     format!("{project}/{consumer}")
 }
 
+/// The settings every ECR repository is created with.
+pub fn repository_spec(keep_images: u32) -> serde_json::Value {
+    json!({
+        "imageScanningConfiguration": {"scanOnPush": true},
+        "imageTagMutability": "IMMUTABLE",
+        "lifecyclePolicy": {"keepImages": keep_images},
+    })
+}
+
 /// The full image reference of a consumer at a tag.
 pub fn image_uri(env: &Environment, project: &str, consumer: &str, tag: &str) -> String {
     format!(
@@ -67,11 +76,7 @@ pub fn desired(inputs: &DesiredInputs<'_>) -> Result<Vec<Resource>, RenderError>
             out.push(owned(
                 Kind::EcrRepository,
                 repository(project, &c.name),
-                json!({
-                    "imageScanningConfiguration": {"scanOnPush": true},
-                    "imageTagMutability": "IMMUTABLE",
-                    "lifecyclePolicy": {"keepImages": env.keep_images},
-                }),
+                repository_spec(env.keep_images),
             ));
             out.push(owned(
                 Kind::LogGroup,

@@ -115,5 +115,5 @@ pub fn to_json(plan: &Plan, project: &str, environment: &str) -> Value {
             }),
         );
     }
-    v
+    crate::render::canonical(&v)
 }

@@ -12,41 +12,19 @@
 //! Every run uses its own project name (from the fixture's temporary folder), so task families
 //! never collide with an earlier run against the same moto.
 
-use std::collections::BTreeMap;
-
-use aws_sdk_ecs::config::Credentials;
 use serde_json::Value;
 use shoal::aws::{self, taskdef, AwsError};
-use shoal::discover::{self, Fleet};
+use shoal::discover::Fleet;
 use shoal::manifest::{Consumer, Environment, Project};
 use shoal::plan::{field_diff, image_uri};
 use shoal::render::{Renderer, Target};
 
-use crate::support::{self, Fixture, API, WORKER};
-
-/// The sandbox environment of the local stack; `{project}` is replaced per run.
-const SHOAL_TOML: &str = r#"project = "{project}"
-default_env = "sandbox"
-
-[env.sandbox]
-platform = "ecs"
-region = "${AWS_REGION:-us-east-1}"
-account_id = "123456789012"
-endpoint_url = "${AWS_ENDPOINT_URL}"
-registry = "${SHOAL_REGISTRY:-127.0.0.1:5000}"
-cluster = "${SHOAL_ECS_CLUSTER:-shoal-sandbox}"
-subnets = ["${SHOAL_SUBNETS}"]
-security_groups = ["${SHOAL_SECURITY_GROUPS}"]
-execution_role_arn = "arn:aws:iam::123456789012:role/it-exec"
-task_role_arn = "arn:aws:iam::123456789012:role/it-task"
-log_group_prefix = "/it/sandbox"
-kafka = { bootstrap = ["${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"] }
-"#;
+use crate::support::{self, API, WORKER};
 
 /// A fixture project with a worker (with secrets) and an API consumer, its sandbox
 /// environment resolved from `.stack/env`, and an ECS client on moto.
 struct Sandbox {
-    fixture: Fixture,
+    sb: support::Sandbox,
     project: Project,
     fleet: Fleet,
     env: Environment,
@@ -54,62 +32,23 @@ struct Sandbox {
 }
 
 async fn sandbox() -> Sandbox {
-    let stack = support::stack_env();
-    let fixture = Fixture::new("");
-    let suffix: String = fixture
-        .root()
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    fixture.write(
-        "shoal.toml",
-        &SHOAL_TOML.replace("{project}", &format!("it-{suffix}")),
-    );
-    fixture.consumer("orders-worker", WORKER);
-    fixture.consumer("orders-api", API);
-    let project = Project::load(fixture.root()).unwrap_or_else(|p| panic!("shoal.toml: {p}"));
-    let fleet = discover::discover(fixture.root()).unwrap_or_else(|p| panic!("manifests: {p}"));
-    let lookup = |k: &str| stack.get(k).cloned();
-    let env = project
-        .environment_with("sandbox", &lookup)
-        .unwrap_or_else(|p| panic!("the sandbox environment from .stack/env: {p}"));
+    let sb = support::Sandbox::new();
+    sb.fixture.consumer("orders-worker", WORKER);
+    sb.fixture.consumer("orders-api", API);
+    let env = sb.env();
     assert_eq!(
         env.endpoint_url.as_deref(),
-        stack.get("AWS_ENDPOINT_URL").map(String::as_str),
+        Some(sb.var("AWS_ENDPOINT_URL").as_str()),
         "the environment points at the stack's moto"
     );
-    let client = client(&env, &stack).await;
+    let client = aws::ecs(&sb.aws_config(&env).await);
     Sandbox {
-        fixture,
-        project,
-        fleet,
+        project: sb.load(),
+        fleet: sb.fleet(),
         env,
         client,
+        sb,
     }
-}
-
-async fn client(env: &Environment, stack: &BTreeMap<String, String>) -> aws_sdk_ecs::Client {
-    let var = |k: &str| {
-        stack
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| panic!(".stack/env has no {k}; run `scripts/stack up`"))
-    };
-    let credentials = Credentials::new(
-        var("AWS_ACCESS_KEY_ID"),
-        var("AWS_SECRET_ACCESS_KEY"),
-        None,
-        None,
-        "shoal-stack",
-    );
-    let cfg = aws::loader(env)
-        .credentials_provider(credentials)
-        .load()
-        .await;
-    aws::ecs(&cfg)
 }
 
 impl Sandbox {
@@ -222,7 +161,7 @@ async fn rendered_task_definition_registers_on_moto_and_reads_back_identically()
         // What matters made the round trip, rather than being normalised away on both sides.
         let (want, got) = (taskdef::normalize(&rendered), taskdef::normalize(&live));
         for key in ["tags", "executionRoleArn", "taskRoleArn", "cpu", "memory"] {
-            assert!(!is_empty(&want[key]), "the rendering has {key}");
+            assert!(has_content(&want[key]), "the rendering has {key}");
             assert_eq!(got[key], want[key], "{key}");
         }
         let (want, got) = (
@@ -238,19 +177,17 @@ async fn rendered_task_definition_registers_on_moto_and_reads_back_identically()
             keys.extend(["portMappings", "healthCheck"]);
         }
         for key in keys {
-            assert!(!is_empty(&want[key]), "the rendering of {name} has {key}");
+            assert!(has_content(&want[key]), "the rendering of {name} has {key}");
             assert_eq!(got[key], want[key], "{name}: {key}");
         }
     }
 }
 
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        _ => false,
-    }
+/// Whether a value carries something: not null, and not an empty list or object.
+fn has_content(v: &Value) -> bool {
+    v.as_array().is_none_or(|a| !a.is_empty())
+        && v.as_object().is_none_or(|o| !o.is_empty())
+        && !v.is_null()
 }
 
 #[tokio::test]
@@ -305,7 +242,7 @@ async fn describe_of_unknown_family_is_none() {
 #[tokio::test]
 async fn unsupported_key_in_a_custom_template_is_named_before_any_call() {
     let s = sandbox().await;
-    s.fixture.write(
+    s.sb.fixture.write(
         "templates/task-definition.json.j2",
         r#"{
   "family": {{ family | tojson }},
@@ -323,7 +260,7 @@ async fn unsupported_key_in_a_custom_template_is_named_before_any_call() {
 }
 "#,
     );
-    let renderer = Renderer::for_project(s.fixture.root()).expect("the project's template");
+    let renderer = Renderer::for_project(s.sb.fixture.root()).expect("the project's template");
     let rendered = s.render_with(&renderer, s.consumer("orders-api"));
     let family = family(&rendered).to_string();
 

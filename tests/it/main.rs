@@ -4,9 +4,14 @@
 
 mod cli;
 mod context_hash;
+mod deploy;
 mod ecs_register;
 mod fuzz;
+mod image;
 mod manifest;
 mod plan;
 mod render;
+mod rollout_replay;
+mod scale;
 mod support;
+mod workflows;

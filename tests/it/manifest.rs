@@ -44,25 +44,32 @@ fn assert_problem(problems: &[Problem], key: &str, needle: &str) -> Problem {
     found[0].clone()
 }
 
-macro_rules! invalid_consumer {
-    ($name:ident, $manifest:expr, $key:expr, $needle:expr) => {
+/// A test that loading gives exactly one problem at `$key` in `$file`, saying `$needle`.
+macro_rules! invalid {
+    ($name:ident, $problems:expr, $file:expr, $key:expr, $needle:expr) => {
         #[test]
         fn $name() {
-            let problems = consumer_problems(&$manifest);
-            let p = assert_problem(&problems, $key, $needle);
-            assert_eq!(p.file, std::path::Path::new("consumers/c/consumer.toml"));
+            let p = assert_problem(&$problems, $key, $needle);
+            assert_eq!(p.file, std::path::Path::new($file));
         }
+    };
+}
+
+macro_rules! invalid_consumer {
+    ($name:ident, $manifest:expr, $key:expr, $needle:expr) => {
+        invalid!(
+            $name,
+            consumer_problems(&$manifest),
+            "consumers/c/consumer.toml",
+            $key,
+            $needle
+        );
     };
 }
 
 macro_rules! invalid_project {
     ($name:ident, $toml:expr, $key:expr, $needle:expr) => {
-        #[test]
-        fn $name() {
-            let problems = project_problems(&$toml);
-            let p = assert_problem(&problems, $key, $needle);
-            assert_eq!(p.file, std::path::Path::new("shoal.toml"));
-        }
+        invalid!($name, project_problems(&$toml), "shoal.toml", $key, $needle);
     };
 }
 

@@ -122,3 +122,168 @@ memory = 512
 port = 8080
 health_path = "/healthz"
 "#;
+
+/// The `sandbox` environment of the local stack (moto, the registry, tansu); `{project}` is
+/// replaced by a name unique to the test run, so reruns never meet their own leftovers.
+pub const SANDBOX_SHOAL_TOML: &str = r#"project = "{project}"
+default_env = "sandbox"
+
+[env.sandbox]
+platform = "ecs"
+region = "${AWS_REGION:-us-east-1}"
+account_id = "123456789012"
+endpoint_url = "${AWS_ENDPOINT_URL}"
+registry = "${SHOAL_REGISTRY:-127.0.0.1:5000}"
+cluster = "${SHOAL_ECS_CLUSTER:-shoal-sandbox}"
+subnets = ["${SHOAL_SUBNETS}"]
+security_groups = ["${SHOAL_SECURITY_GROUPS}"]
+execution_role_arn = "arn:aws:iam::123456789012:role/it-exec"
+task_role_arn = "arn:aws:iam::123456789012:role/it-task"
+log_group_prefix = "/it/{project}"
+keep_images = 7
+kafka = { bootstrap = ["${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"] }
+"#;
+
+/// A fixture project deployed to the local stack.
+pub struct Sandbox {
+    pub fixture: Fixture,
+    /// The project's unique name, `it-<random>`.
+    pub project: String,
+    /// `.stack/env`.
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let vars = stack_env();
+        let fixture = Fixture::new("");
+        let suffix: String = fixture
+            .root()
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let project = format!("it-{suffix}");
+        fixture.write(
+            "shoal.toml",
+            &SANDBOX_SHOAL_TOML.replace("{project}", &project),
+        );
+        Sandbox {
+            fixture,
+            project,
+            vars,
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.fixture.root()
+    }
+
+    /// A variable of `.stack/env`.
+    pub fn var(&self, k: &str) -> String {
+        self.vars
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!(".stack/env has no {k}; run `scripts/stack up`"))
+    }
+
+    pub fn load(&self) -> shoal::manifest::Project {
+        shoal::manifest::Project::load(self.root()).unwrap_or_else(|p| panic!("shoal.toml: {p}"))
+    }
+
+    pub fn fleet(&self) -> shoal::discover::Fleet {
+        shoal::discover::discover(self.root()).unwrap_or_else(|p| panic!("manifests: {p}"))
+    }
+
+    /// The sandbox environment, its `${VAR}`s taken from `.stack/env`.
+    pub fn env(&self) -> shoal::manifest::Environment {
+        let lookup = |k: &str| self.vars.get(k).cloned();
+        self.load()
+            .environment_with("sandbox", &lookup)
+            .unwrap_or_else(|p| panic!("the sandbox environment from .stack/env: {p}"))
+    }
+
+    /// shoal's AWS configuration for `env`, with the stack's static test credentials (set
+    /// on the loader rather than in the process environment, which tests share).
+    pub async fn aws_config(&self, env: &shoal::manifest::Environment) -> aws_config::SdkConfig {
+        self.aws_config_with_key(env, &self.var("AWS_ACCESS_KEY_ID"))
+            .await
+    }
+
+    /// As [`Sandbox::aws_config`], with another access key id (moto derives the account,
+    /// and so the registry password, from it).
+    pub async fn aws_config_with_key(
+        &self,
+        env: &shoal::manifest::Environment,
+        access_key: &str,
+    ) -> aws_config::SdkConfig {
+        let credentials = aws_sdk_ecs::config::Credentials::new(
+            access_key,
+            self.var("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "shoal-stack",
+        );
+        shoal::aws::loader(env)
+            .credentials_provider(credentials)
+            .load()
+            .await
+    }
+}
+
+/// A plain HTTP/1.0 GET with basic authentication: (status, body). For checking the
+/// registry through its own HTTP API, independently of shoal's client.
+pub fn http_get(host: &str, path: &str, user: &str, password: &str) -> (u16, String) {
+    use base64::Engine as _;
+    use std::io::{Read, Write};
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut stream = std::net::TcpStream::connect(host)
+        .unwrap_or_else(|e| panic!("connect to the registry at {host}: {e}"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nAuthorization: Basic {basic}\r\n\
+         Accept: application/vnd.docker.distribution.manifest.v2+json, \
+         application/vnd.oci.image.manifest.v1+json\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("an HTTP answer: {head}"));
+    (status, body.to_string())
+}
+
+/// The tags of a repository in the stack's registry, read with ECR's credentials as moto
+/// hands them out (user `AWS`, password `<account>-auth-token`).
+pub fn registry_tags(sandbox: &Sandbox, repository: &str) -> Vec<String> {
+    let (status, body) = http_get(
+        &sandbox.var("SHOAL_REGISTRY"),
+        &format!("/v2/{repository}/tags/list"),
+        "AWS",
+        "123456789012-auth-token",
+    );
+    if status == 404 {
+        return Vec::new();
+    }
+    assert_eq!(status, 200, "{body}");
+    tags_of(&body)
+}
+
+/// The tags of a registry's `tags/list` answer.
+pub fn tags_of(body: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(body).expect("tags/list is JSON");
+    v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

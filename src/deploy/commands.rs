@@ -1,0 +1,308 @@
+//! The ECS commands: `plan` with live state, `deploy`, `status` and `rollback`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::future::Future;
+
+use serde_json::{json, Value};
+
+use super::{Clients, DeployError, Inputs, Options};
+use crate::cli::Output;
+use crate::discover::context::ContextHash;
+use crate::discover::Fleet;
+use crate::error::{exit, Error, Result};
+use crate::manifest::Environment;
+use crate::plan;
+use crate::platform::{ecs, rollout};
+use crate::render::Renderer;
+use crate::report;
+
+/// What the ECS commands work on.
+pub struct Ctx<'a> {
+    pub root: &'a std::path::Path,
+    pub project: &'a str,
+    pub env: &'a Environment,
+    pub fleet: &'a Fleet,
+    pub hashes: &'a BTreeMap<String, ContextHash>,
+    pub renderer: &'a Renderer,
+    pub output: Output,
+}
+
+impl Ctx<'_> {
+    fn inputs(&self) -> Inputs<'_> {
+        Inputs {
+            root: self.root,
+            project: self.project,
+            env: self.env,
+            fleet: self.fleet,
+            renderer: self.renderer,
+            hashes: self.hashes,
+        }
+    }
+
+    fn heading(&self, verb: &str) -> String {
+        format!(
+            "{verb} for project {} in environment {} (ecs, cluster {})",
+            self.project, self.env.name, self.env.cluster
+        )
+    }
+}
+
+fn block_on<F: Future>(f: F) -> Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+impl From<DeployError> for Error {
+    fn from(e: DeployError) -> Error {
+        match e {
+            DeployError::Rollouts(_) => Error::Rollout(e.to_string()),
+            DeployError::Render(r) => Error::Render(r),
+            other => Error::Failed(other.to_string()),
+        }
+    }
+}
+
+/// `shoal plan` on ECS: desired against live.
+pub fn plan(ctx: &Ctx<'_>) -> Result<i32> {
+    block_on(async {
+        let clients = Clients::new(ctx.env).await;
+        let (the_plan, _, _) = super::plan(&clients, &ctx.inputs()).await?;
+        if ctx.output == Output::Json {
+            let v = plan::to_json(&the_plan, ctx.project, &ctx.env.name);
+            report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            print_plan(ctx, &the_plan, "Plan");
+        }
+        Ok(exit::OK)
+    })?
+}
+
+fn print_plan(ctx: &Ctx<'_>, the_plan: &plan::Plan, verb: &str) {
+    if ctx.output == Output::Json {
+        return;
+    }
+    report::out(&plan::print_text(the_plan, &ctx.heading(verb)));
+}
+
+/// `shoal deploy` on ECS: plan, print, apply, wait, summarise.
+pub fn deploy(ctx: &Ctx<'_>, options: &Options) -> Result<i32> {
+    block_on(async {
+        let clients = Clients::new(ctx.env).await;
+        let inputs = ctx.inputs();
+        let (the_plan, desired, live) = super::plan(&clients, &inputs).await?;
+        print_plan(ctx, &the_plan, "Deploy");
+        let result = super::apply(&clients, &inputs, &the_plan, &desired, &live, options).await;
+        let (mut summary, failure) = match result {
+            Ok(s) => (s, None),
+            Err((s, e)) => (s, Some(e)),
+        };
+        summary.aws_calls = crate::aws::calls();
+        if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+            let md = summary.markdown(ctx.project, &ctx.env.name, &the_plan);
+            append(&path, &md);
+        }
+        if ctx.output == Output::Json {
+            let v = json!({
+                "project": ctx.project,
+                "environment": ctx.env.name,
+                "plan": plan::to_json(&the_plan, ctx.project, &ctx.env.name),
+                "summary": summary,
+                "ok": failure.is_none(),
+            });
+            report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            report::outln(&format!("\nDeploy steps:\n{}", summary.text()));
+        }
+        match failure {
+            None => Ok(exit::OK),
+            Some(e) => Err(Error::from(e)),
+        }
+    })?
+}
+
+fn append(path: &std::ffi::OsStr, text: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(path = %std::path::Path::new(path).display(), error = %e, "cannot write the GitHub job summary");
+    }
+}
+
+/// One row of `shoal status`.
+#[derive(Debug, serde::Serialize)]
+struct Row {
+    consumer: String,
+    desired: i32,
+    running: i32,
+    pending: i32,
+    revision: String,
+    image_tag: String,
+    rollout: String,
+    last_event: String,
+}
+
+/// `shoal status` on ECS: a row per service of the project.
+pub fn status(ctx: &Ctx<'_>) -> Result<i32> {
+    block_on(async {
+        let clients = Clients::new(ctx.env).await;
+        let services = ecs::project_services(&clients.ecs, &ctx.env.cluster, ctx.project)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        let mut rows = Vec::new();
+        for s in &services {
+            let td = s.task_definition().unwrap_or_default();
+            let image = crate::aws::taskdef::describe(&clients.ecs, td)
+                .await
+                .map_err(|e| Error::Failed(e.to_string()))?
+                .and_then(|v| {
+                    v["containerDefinitions"][0]["image"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            let primary = s
+                .deployments()
+                .iter()
+                .find(|d| d.status() == Some("PRIMARY"));
+            rows.push(Row {
+                consumer: s.service_name().unwrap_or_default().to_string(),
+                desired: s.desired_count(),
+                running: s.running_count(),
+                pending: s.pending_count(),
+                revision: rollout::revision(td).to_string(),
+                image_tag: image
+                    .rsplit_once(':')
+                    .map(|(_, t)| t)
+                    .unwrap_or("-")
+                    .to_string(),
+                rollout: primary
+                    .and_then(|d| d.rollout_state())
+                    .map(|r| r.as_str().to_string())
+                    .unwrap_or_else(|| "-".to_string()),
+                last_event: rollout::last_events(s, 1).pop().unwrap_or_default(),
+            });
+        }
+        rows.sort_by(|a, b| a.consumer.cmp(&b.consumer));
+        if ctx.output == Output::Json {
+            report::outln(
+                &serde_json::to_string_pretty(&json!({
+                    "project": ctx.project,
+                    "environment": ctx.env.name,
+                    "services": rows,
+                }))
+                .unwrap_or_default(),
+            );
+        } else if rows.is_empty() {
+            report::outln(&format!(
+                "No services of project {} in cluster {}; run `shoal deploy --env {}`.",
+                ctx.project, ctx.env.cluster, ctx.env.name
+            ));
+        } else {
+            let mut out = format!(
+                "{:<24} {:>15}  {:<24} {:<17} {:<12} LAST EVENT\n",
+                "CONSUMER", "DESIRED/RUN/PEND", "REVISION", "IMAGE TAG", "ROLLOUT"
+            );
+            for r in &rows {
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:>15}  {:<24} {:<17} {:<12} {}",
+                    r.consumer,
+                    format!("{}/{}/{}", r.desired, r.running, r.pending),
+                    r.revision,
+                    r.image_tag,
+                    r.rollout,
+                    r.last_event
+                );
+            }
+            report::out(&out);
+        }
+        Ok(exit::OK)
+    })?
+}
+
+/// `shoal rollback CONSUMER`: the service goes back to the revision before its current one.
+pub fn rollback(ctx: &Ctx<'_>, consumer: &str, wait: ecs::Wait) -> Result<i32> {
+    block_on(async {
+        let clients = Clients::new(ctx.env).await;
+        let services = ecs::describe(&clients.ecs, &ctx.env.cluster, &[consumer.to_string()])
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        let Some(service) = services.first() else {
+            return Err(Error::Usage(format!(
+                "no service {consumer:?} in cluster {}; `shoal status --env {}` lists them",
+                ctx.env.cluster, ctx.env.name
+            )));
+        };
+        let current = service.task_definition().unwrap_or_default().to_string();
+        let previous = previous_revision(&clients.ecs, &current)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?
+            .ok_or_else(|| {
+                Error::Failed(format!(
+                    "{consumer} runs {}, and there is no earlier active revision to return to",
+                    rollout::revision(&current)
+                ))
+            })?;
+        ecs::update(&clients.ecs, ctx.env, consumer, &previous, None)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        ecs::wait_rollout(&clients.ecs, &ctx.env.cluster, consumer, &previous, wait)
+            .await
+            .map_err(|e| Error::Rollout(e.to_string()))?;
+        let v: Value = json!({
+            "consumer": consumer,
+            "from": rollout::revision(&current),
+            "to": rollout::revision(&previous),
+        });
+        if ctx.output == Output::Json {
+            report::outln(&v.to_string());
+        } else {
+            report::outln(&format!(
+                "{consumer}: rolled back from {} to {}",
+                rollout::revision(&current),
+                rollout::revision(&previous)
+            ));
+        }
+        Ok(exit::OK)
+    })?
+}
+
+/// The newest active revision of the same family below `current`.
+async fn previous_revision(
+    client: &aws_sdk_ecs::Client,
+    current: &str,
+) -> std::result::Result<Option<String>, crate::aws::AwsError> {
+    let rev = rollout::revision(current);
+    let Some((family, number)) = rev.rsplit_once(':') else {
+        return Ok(None);
+    };
+    let number: i64 = number.parse().unwrap_or(0);
+    let mut pages = client
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| crate::aws::AwsError::from_sdk("ECS", "ListTaskDefinitions", e))?;
+        for arn in page.task_definition_arns() {
+            let Some((fam, n)) = rollout::revision(arn).rsplit_once(':') else {
+                continue;
+            };
+            if fam == family && n.parse::<i64>().is_ok_and(|n| n < number) {
+                return Ok(Some(arn.clone()));
+            }
+        }
+    }
+    Ok(None)
+}

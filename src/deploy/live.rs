@@ -1,0 +1,168 @@
+//! What exists on the ECS platform, read in as few calls as the APIs allow: one paginated
+//! DescribeRepositories, one paginated DescribeLogGroups under the environment's prefix,
+//! ListServices plus DescribeServices ten at a time, and one DescribeTaskDefinition per family.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::{Service, Tag};
+use futures_util::future::try_join_all;
+use serde_json::{json, Value};
+
+use super::Clients;
+use crate::aws::{self, taskdef, AwsError};
+use crate::discover::Fleet;
+use crate::manifest::Environment;
+use crate::plan::{self, Kind, Live, Resource};
+use crate::platform::ecs;
+use crate::render::family;
+
+/// The tag on a service that holds its scaling settings, as compact JSON.
+pub const SCALING_TAG: &str = "shoal:scaling";
+
+/// Live state: the plan's resources, and what applying needs besides.
+#[derive(Debug, Clone, Default)]
+pub struct LiveState {
+    pub resources: Live,
+    /// The project's services, by name (= consumer).
+    pub services: BTreeMap<String, Service>,
+    /// The active task definition ARN of each family that exists.
+    pub task_definition_arns: BTreeMap<String, String>,
+    /// Log groups under the environment's prefix, with their retention.
+    pub log_groups: BTreeMap<String, Option<i32>>,
+}
+
+impl LiveState {
+    fn task_definition(&mut self, family: &str, consumer: &str, arn: &str, spec: Value) {
+        if !arn.is_empty() {
+            self.task_definition_arns
+                .insert(family.to_string(), arn.to_string());
+        }
+        self.resources.insert(Resource {
+            kind: Kind::TaskDefinition,
+            name: family.to_string(),
+            consumer: Some(consumer.to_string()),
+            spec,
+        });
+    }
+}
+
+/// Reads the live state of the fleet's environment. `desired` holds each family's desired
+/// (normalised) task definition: a service whose `shoal:spec` tag shows that shoal deployed
+/// exactly that definition, at the revision the service still runs, needs no
+/// DescribeTaskDefinition.
+pub async fn read(
+    clients: &Clients,
+    env: &Environment,
+    project: &str,
+    fleet: &Fleet,
+    desired: &BTreeMap<String, &Value>,
+) -> Result<LiveState, AwsError> {
+    let (repos, log_groups, services) = tokio::try_join!(
+        aws::ecr::repositories(&clients.ecr),
+        aws::logs::groups(&clients.logs, &env.log_group_prefix),
+        ecs::project_services(&clients.ecs, &env.cluster, project),
+    )?;
+    let mut state = LiveState {
+        log_groups,
+        ..LiveState::default()
+    };
+    let prefix = format!("{project}/");
+    for name in repos.keys().filter(|r| r.starts_with(&prefix)) {
+        let consumer = name.trim_start_matches(&prefix).to_string();
+        state.resources.insert(Resource {
+            kind: Kind::EcrRepository,
+            name: name.clone(),
+            consumer: Some(consumer),
+            // Settings are made at creation and not read back.
+            spec: plan::repository_spec(env.keep_images),
+        });
+    }
+    for (name, retention) in &state.log_groups {
+        let consumer = name
+            .rsplit_once('/')
+            .map(|(_, c)| c.to_string())
+            .unwrap_or_default();
+        state.resources.insert(Resource {
+            kind: Kind::LogGroup,
+            name: name.clone(),
+            consumer: Some(consumer),
+            spec: json!({ "retentionInDays": retention }),
+        });
+    }
+    let by_name: BTreeMap<&str, &Service> = services
+        .iter()
+        .filter_map(|s| Some((s.service_name()?, s)))
+        .collect();
+    let mut unknown = Vec::new();
+    for c in &fleet.consumers {
+        let fam = family(project, &c.name);
+        let recorded = by_name.get(c.name.as_str()).and_then(|svc| {
+            let arn = svc.task_definition()?;
+            let spec = desired.get(&fam)?;
+            let want = super::spec_tag(&super::spec_hash(spec), arn);
+            (ecs::tag(svc, super::SPEC_TAG) == Some(want.as_str())).then_some((arn, *spec))
+        });
+        match recorded {
+            Some((arn, spec)) => state.task_definition(&fam, &c.name, arn, spec.clone()),
+            // The definition the service runs (after a rollback, not the family's newest),
+            // or the family's newest when there is no service yet.
+            None => {
+                let running = by_name
+                    .get(c.name.as_str())
+                    .and_then(|svc| svc.task_definition())
+                    .map(str::to_string);
+                unknown.push((fam, c.name.clone(), running));
+            }
+        }
+    }
+    let described = try_join_all(unknown.iter().map(|(fam, _, running)| {
+        taskdef::describe(&clients.ecs, running.as_deref().unwrap_or(fam))
+    }))
+    .await?;
+    for ((fam, consumer, _), td) in unknown.into_iter().zip(described) {
+        let Some(td) = td else { continue };
+        let arn = td
+            .get("taskDefinitionArn")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        state.task_definition(&fam, &consumer, arn, taskdef::normalize(&td));
+    }
+    for svc in services {
+        let Some(name) = svc.service_name().map(str::to_string) else {
+            continue;
+        };
+        state.resources.insert(Resource {
+            kind: Kind::Service,
+            name: name.clone(),
+            consumer: Some(name.clone()),
+            spec: ecs::live_spec(&env.cluster, &svc),
+        });
+        if let Some(spec) = ecs::tag(&svc, SCALING_TAG).and_then(|t| serde_json::from_str(t).ok()) {
+            state.resources.insert(Resource {
+                kind: Kind::Scaling,
+                name: name.clone(),
+                consumer: Some(name.clone()),
+                spec,
+            });
+        }
+        state.services.insert(name, svc);
+    }
+    Ok(state)
+}
+
+/// Sets one tag on a service.
+pub async fn tag_service(
+    client: &aws_sdk_ecs::Client,
+    service_arn: &str,
+    key: &str,
+    value: String,
+) -> Result<(), AwsError> {
+    client
+        .tag_resource()
+        .resource_arn(service_arn)
+        .tags(Tag::builder().key(key).value(value).build())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ECS", "TagResource", e))?;
+    Ok(())
+}

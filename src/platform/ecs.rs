@@ -1,0 +1,361 @@
+//! ECS services: read them in batches, create and update them, wait for their rollouts, and
+//! scale down and delete the ones whose consumer folder is gone.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
+    LaunchType, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
+};
+use aws_sdk_ecs::Client;
+use serde_json::{json, Value};
+use tracing::{debug, info};
+
+use super::rollout::{self, Progress};
+use crate::aws::AwsError;
+use crate::manifest::Environment;
+
+/// DescribeServices takes at most this many services per call.
+pub const DESCRIBE_BATCH: usize = 10;
+
+/// The tag that marks a service as shoal's, with the project as its value.
+pub const PROJECT_TAG: &str = "shoal:project";
+/// The tag that names the consumer a service runs.
+pub const CONSUMER_TAG: &str = "shoal:consumer";
+
+/// Describes services by name, ten per call, with their tags. Services that do not exist
+/// (or are INACTIVE, i.e. deleted) are left out.
+pub async fn describe(
+    client: &Client,
+    cluster: &str,
+    names: &[String],
+) -> Result<Vec<Service>, AwsError> {
+    let mut out = Vec::new();
+    for batch in names.chunks(DESCRIBE_BATCH) {
+        let answer = client
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(batch.to_vec()))
+            .include(ServiceField::Tags)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ECS", "DescribeServices", e))?;
+        out.extend(
+            answer
+                .services()
+                .iter()
+                .filter(|s| s.status() != Some("INACTIVE"))
+                .cloned(),
+        );
+    }
+    Ok(out)
+}
+
+/// Every active service of the cluster that carries this project's tag.
+pub async fn project_services(
+    client: &Client,
+    cluster: &str,
+    project: &str,
+) -> Result<Vec<Service>, AwsError> {
+    let mut arns = Vec::new();
+    let mut pages = client
+        .list_services()
+        .cluster(cluster)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| AwsError::from_sdk("ECS", "ListServices", e))?;
+        arns.extend(page.service_arns().iter().cloned());
+    }
+    let services = describe(client, cluster, &arns).await?;
+    Ok(services
+        .into_iter()
+        .filter(|s| tag(s, PROJECT_TAG) == Some(project))
+        .collect())
+}
+
+/// The value of one tag of a service.
+pub fn tag<'s>(service: &'s Service, key: &str) -> Option<&'s str> {
+    service
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(Tag::value)
+}
+
+/// The comparable spec of a live service, in the shape `plan::desired` gives for ECS.
+///
+/// moto leaves `deploymentConfiguration` and `assignPublicIp` out of its answers. ECS's
+/// default for `assignPublicIp` is DISABLED, so an absent value reads as that; an absent
+/// deployment configuration is left out, and the plan compares without it.
+pub fn live_spec(cluster: &str, service: &Service) -> Value {
+    let family = service
+        .task_definition()
+        .map(|arn| rollout::revision(arn).split(':').next().unwrap_or_default())
+        .unwrap_or_default();
+    let vpc = service
+        .network_configuration()
+        .and_then(NetworkConfiguration::awsvpc_configuration);
+    let mut spec = json!({
+        "cluster": cluster,
+        "taskDefinition": family,
+        "launchType": service.launch_type().map(|l| l.as_str()).unwrap_or("FARGATE"),
+        "desiredCount": service.desired_count(),
+        "networkConfiguration": {
+            "awsvpcConfiguration": {
+                "subnets": vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
+                "securityGroups": vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default(),
+                "assignPublicIp": vpc
+                    .and_then(|v| v.assign_public_ip())
+                    .map(|a| a.as_str())
+                    .unwrap_or("DISABLED"),
+            }
+        },
+    });
+    if let Some(dc) = service.deployment_configuration() {
+        let cb = dc.deployment_circuit_breaker();
+        spec["deploymentConfiguration"] = json!({
+            "deploymentCircuitBreaker": {
+                "enable": cb.is_some_and(|c| c.enable()),
+                "rollback": cb.is_some_and(|c| c.rollback()),
+            },
+            "minimumHealthyPercent": dc.minimum_healthy_percent(),
+            "maximumPercent": dc.maximum_percent(),
+        });
+    }
+    spec
+}
+
+fn network(env: &Environment) -> Result<NetworkConfiguration, AwsError> {
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(env.subnets.clone()))
+        .set_security_groups(Some(env.security_groups.clone()))
+        .assign_public_ip(if env.assign_public_ip {
+            AssignPublicIp::Enabled
+        } else {
+            AssignPublicIp::Disabled
+        })
+        .build()
+        .map_err(|e| AwsError::Other {
+            service: "ECS",
+            operation: "CreateService",
+            problem: e.to_string(),
+        })?;
+    Ok(NetworkConfiguration::builder()
+        .awsvpc_configuration(vpc)
+        .build())
+}
+
+fn deployment_configuration() -> DeploymentConfiguration {
+    let breaker = DeploymentCircuitBreaker::builder()
+        .enable(true)
+        .rollback(true)
+        .build();
+    DeploymentConfiguration::builder()
+        .deployment_circuit_breaker(breaker)
+        .minimum_healthy_percent(100)
+        .maximum_percent(200)
+        .build()
+}
+
+/// Creates a Fargate service with the deployment circuit breaker on (and rollback), tagged
+/// with the project, the consumer and `extra_tags`.
+pub async fn create(
+    client: &Client,
+    env: &Environment,
+    project: &str,
+    consumer: &str,
+    task_definition: &str,
+    desired_count: i32,
+    extra_tags: &[(&str, String)],
+) -> Result<Service, AwsError> {
+    info!(
+        service = consumer,
+        task_definition, desired_count, "creating service"
+    );
+    let tags = [(PROJECT_TAG, project), (CONSUMER_TAG, consumer)]
+        .into_iter()
+        .chain(extra_tags.iter().map(|(k, v)| (*k, v.as_str())))
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    let answer = client
+        .create_service()
+        .cluster(&env.cluster)
+        .service_name(consumer)
+        .task_definition(task_definition)
+        .desired_count(desired_count)
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(network(env)?)
+        .deployment_configuration(deployment_configuration())
+        .set_tags(Some(tags))
+        .propagate_tags(PropagateTags::Service)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ECS", "CreateService", e))?;
+    answer
+        .service
+        .ok_or_else(|| AwsError::missing("ECS", "CreateService", "service"))
+}
+
+/// Points a service at a task definition and (when given) a desired count, keeping the
+/// network and deployment settings in line with the environment.
+pub async fn update(
+    client: &Client,
+    env: &Environment,
+    name: &str,
+    task_definition: &str,
+    desired_count: Option<i32>,
+) -> Result<Service, AwsError> {
+    info!(
+        service = name,
+        task_definition,
+        ?desired_count,
+        "updating service"
+    );
+    let answer = client
+        .update_service()
+        .cluster(&env.cluster)
+        .service(name)
+        .task_definition(task_definition)
+        .set_desired_count(desired_count)
+        .network_configuration(network(env)?)
+        .deployment_configuration(deployment_configuration())
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ECS", "UpdateService", e))?;
+    answer
+        .service
+        .ok_or_else(|| AwsError::missing("ECS", "UpdateService", "service"))
+}
+
+/// Sets only the desired count (the autoscaler's one call).
+pub async fn set_desired_count(
+    client: &Client,
+    cluster: &str,
+    name: &str,
+    desired_count: i32,
+) -> Result<(), AwsError> {
+    client
+        .update_service()
+        .cluster(cluster)
+        .service(name)
+        .desired_count(desired_count)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ECS", "UpdateService", e))?;
+    Ok(())
+}
+
+/// Scales a service to zero, then deletes it.
+pub async fn delete(client: &Client, cluster: &str, name: &str) -> Result<(), AwsError> {
+    info!(service = name, "scaling to 0 and deleting");
+    set_desired_count(client, cluster, name, 0).await?;
+    client
+        .delete_service()
+        .cluster(cluster)
+        .service(name)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ECS", "DeleteService", e))?;
+    Ok(())
+}
+
+/// A rollout that did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("service {service}: {reason}{}", events_text(.events))]
+    Failed {
+        service: String,
+        reason: String,
+        events: Vec<String>,
+    },
+    #[error("service {service}: the rollout did not complete within {seconds} s; last state: {state}{}", events_text(.events))]
+    TimedOut {
+        service: String,
+        seconds: u64,
+        state: String,
+        events: Vec<String>,
+    },
+    #[error("service {service}: {source}")]
+    Aws {
+        service: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error("service {service} is gone (deleted while shoal waited for its rollout)")]
+    Gone { service: String },
+}
+
+fn events_text(events: &[String]) -> String {
+    if events.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n  ECS's last service events:");
+    for e in events {
+        s.push_str("\n  - ");
+        s.push_str(e);
+    }
+    s
+}
+
+/// How long to wait and how often to look.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    pub timeout: Duration,
+    pub poll: Duration,
+}
+
+/// Waits until the deployment of `task_definition` completes. A rollback, a failed
+/// deployment or the timeout is an error naming the service, the reason and ECS's last events.
+pub async fn wait_rollout(
+    client: &Client,
+    cluster: &str,
+    name: &str,
+    task_definition: &str,
+    wait: Wait,
+) -> Result<(), RolloutError> {
+    let start = Instant::now();
+    loop {
+        let services = describe(client, cluster, &[name.to_string()])
+            .await
+            .map_err(|source| RolloutError::Aws {
+                service: name.to_string(),
+                source,
+            })?;
+        let Some(service) = services.first() else {
+            return Err(RolloutError::Gone {
+                service: name.to_string(),
+            });
+        };
+        match rollout::assess(service, task_definition) {
+            Progress::Done => {
+                info!(
+                    service = name,
+                    task_definition,
+                    seconds = start.elapsed().as_secs_f64(),
+                    "rollout completed"
+                );
+                return Ok(());
+            }
+            Progress::Failed(reason) => {
+                return Err(RolloutError::Failed {
+                    service: name.to_string(),
+                    reason,
+                    events: rollout::last_events(service, 5),
+                })
+            }
+            Progress::Pending(state) => {
+                debug!(service = name, %state, "rollout in progress");
+                if start.elapsed() >= wait.timeout {
+                    return Err(RolloutError::TimedOut {
+                        service: name.to_string(),
+                        seconds: wait.timeout.as_secs(),
+                        state,
+                        events: rollout::last_events(service, 5),
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(wait.poll).await;
+    }
+}
