@@ -10,6 +10,7 @@
 //! Service clients are made by this module's factories ([`ecs`], [`ecr`]) rather than with
 //! `Client::new`, so that a failed connection names the endpoint that could not be reached.
 
+pub mod cloudwatch;
 pub mod ecr;
 pub mod logs;
 pub mod taskdef;
@@ -81,6 +82,14 @@ pub fn ecr(cfg: &SdkConfig) -> aws_sdk_ecr::Client {
         .interceptor(NameEndpoint::new(cfg, "api.ecr"))
         .build();
     aws_sdk_ecr::Client::from_conf(conf)
+}
+
+/// A CloudWatch client for this configuration (metrics and dashboards).
+pub fn cloudwatch(cfg: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    let conf = aws_sdk_cloudwatch::config::Builder::from(cfg)
+        .interceptor(NameEndpoint::new(cfg, "monitoring"))
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(conf)
 }
 
 /// A CloudWatch Logs client for this configuration.

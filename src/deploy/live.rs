@@ -77,11 +77,14 @@ pub async fn read(
             spec: plan::repository_spec(env.keep_images),
         });
     }
-    for (name, retention) in &state.log_groups {
-        let consumer = name
-            .rsplit_once('/')
-            .map(|(_, c)| c.to_string())
-            .unwrap_or_default();
+    // Only the fleet's own groups: other projects may share the prefix, and a log group is
+    // never deleted by a deploy anyway.
+    for c in &fleet.consumers {
+        let name = env.log_group(&c.name);
+        let Some(retention) = state.log_groups.get(&name) else {
+            continue;
+        };
+        let consumer = c.name.clone();
         state.resources.insert(Resource {
             kind: Kind::LogGroup,
             name: name.clone(),

@@ -188,7 +188,11 @@ pub enum ImageError {
         cause: String,
         docker_host: Option<String>,
     },
-    #[error("{consumer}: the image build failed: {detail}{}", show_output(output))]
+    #[error(
+        "{consumer}: the image build failed: {detail}{}{}",
+        show_output(output),
+        pull_hint(detail)
+    )]
     Build {
         consumer: String,
         detail: String,
@@ -230,6 +234,20 @@ fn show_output(lines: &[String]) -> String {
         out.push_str(l);
     }
     out
+}
+
+/// When a build failed because a base image had to be pulled: say what to do instead.
+fn pull_hint(detail: &str) -> &'static str {
+    let pulling = [
+        "registry-1.docker.io",
+        "pull access denied",
+        "manifest unknown",
+    ];
+    if pulling.iter().any(|p| detail.contains(p)) {
+        "\n  help: a FROM image is not on this machine and could not be pulled; build it locally first (scripts/stack builds shoal/debian:bookworm) or use FROM scratch"
+    } else {
+        ""
+    }
 }
 
 impl ImageError {

@@ -9,6 +9,7 @@ mod ecs_register;
 mod fuzz;
 mod image;
 mod manifest;
+mod metrics;
 mod plan;
 mod render;
 mod rollout_replay;

@@ -1,0 +1,329 @@
+//! The autoscaler's tick: for every consumer with `[scaling]`, observe its group's lag,
+//! decide with the pure policy, act (set the service's desired count) and publish metrics.
+//! One tick is `observe → decide → act`; failures never scale: a lag read that fails is a
+//! tick with no data, which the policy answers with "no change" (fail static).
+//!
+//! The three sides are traits so the loop runs against Kafka and ECS in production and the
+//! local platform later, with the same decisions.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use tracing::{info, warn};
+
+use super::policy::{decide, Config, Decision, Observation, State};
+use crate::aws::cloudwatch::{Metric, Unit};
+
+/// One consumer the autoscaler looks after.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub consumer: String,
+    /// The ECS service (or local container set) to scale.
+    pub service: String,
+    pub group: String,
+    pub topic: String,
+    pub config: Config,
+}
+
+/// Reads a group's offsets on a topic: the group's committed offsets first, then the end
+/// offsets, so that racing reads give lag ≥ 0.
+pub trait ReadLag {
+    fn read(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> impl Future<Output = Result<Observation, String>> + Send;
+}
+
+/// Reads and sets desired counts.
+pub trait Scale {
+    fn current(&self, service: &str) -> impl Future<Output = Result<u32, String>> + Send;
+    fn set(&self, service: &str, count: u32) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Publishes metrics.
+pub trait Publish {
+    fn publish(&self, metrics: Vec<Metric>) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// What one tick did for one consumer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub consumer: String,
+    pub service: String,
+    pub decision: Decision,
+    /// The desired count was set (not in a dry run, and only when it changed).
+    pub acted: bool,
+    /// What failed, when something did: the lag read, the count read or the update.
+    pub error: Option<String>,
+}
+
+/// The autoscaler's memory: the policy state of each consumer.
+#[derive(Debug, Default)]
+pub struct Autoscaler {
+    pub project: String,
+    pub targets: Vec<Target>,
+    states: BTreeMap<String, State>,
+}
+
+impl Autoscaler {
+    pub fn new(project: &str, targets: Vec<Target>) -> Autoscaler {
+        Autoscaler {
+            project: project.to_string(),
+            targets,
+            states: BTreeMap::new(),
+        }
+    }
+
+    /// One tick over every target. `dry_run` decides and logs but sets nothing.
+    pub async fn tick<L: ReadLag, S: Scale, P: Publish>(
+        &mut self,
+        lag: &L,
+        scale: &S,
+        publish: &P,
+        dry_run: bool,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        let mut metrics = Vec::new();
+        for t in &self.targets {
+            let mut error = None;
+            let observation = match lag.read(&t.group, &t.topic).await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    warn!(consumer = %t.consumer, group = %t.group, error = %e, "cannot read lag; changing nothing");
+                    error = Some(format!("lag: {e}"));
+                    None
+                }
+            };
+            let state = match self.states.get(&t.consumer) {
+                Some(s) => s.clone(),
+                None => match scale.current(&t.service).await {
+                    Ok(n) => State::new(n),
+                    Err(e) => {
+                        // Without the current count there is nothing to decide from: the
+                        // next tick tries again.
+                        warn!(consumer = %t.consumer, error = %e, "cannot read the desired count; skipping");
+                        continue;
+                    }
+                },
+            };
+            let (decision, next) = decide(&t.config, &state, observation.as_ref());
+            let mut acted = false;
+            if decision.changed && !dry_run {
+                match scale.set(&t.service, decision.desired).await {
+                    Ok(()) => acted = true,
+                    Err(e) => {
+                        warn!(consumer = %t.consumer, error = %e, "cannot set the desired count");
+                        error = Some(format!("update: {e}"));
+                    }
+                }
+            }
+            info!(
+                consumer = %t.consumer,
+                from = state.current,
+                to = decision.desired,
+                lag = decision.lag,
+                lag_seconds = decision.lag_seconds,
+                stuck = ?decision.stuck,
+                dry_run,
+                reason = %decision.reason,
+                "decided"
+            );
+            // A failed update leaves the policy's memory where the service is.
+            if acted || !decision.changed || dry_run {
+                self.states.insert(t.consumer.clone(), next);
+            }
+            if observation.is_some() {
+                let m = |name, value, unit| Metric {
+                    name,
+                    project: self.project.clone(),
+                    service: t.service.clone(),
+                    value,
+                    unit,
+                };
+                metrics.push(m("ConsumerLag", decision.lag as f64, Unit::Count));
+                if let Some(s) = decision.lag_seconds {
+                    metrics.push(m("ConsumerLagSeconds", s, Unit::Seconds));
+                }
+                metrics.push(m("DesiredCount", f64::from(decision.desired), Unit::Count));
+            }
+            outcomes.push(Outcome {
+                consumer: t.consumer.clone(),
+                service: t.service.clone(),
+                decision,
+                acted,
+                error,
+            });
+        }
+        if !metrics.is_empty() && !dry_run {
+            if let Err(e) = publish.publish(metrics).await {
+                warn!(error = %e, "cannot publish metrics");
+            }
+        }
+        outcomes
+    }
+}
+
+/// Desired counts on ECS.
+#[derive(Debug, Clone)]
+pub struct EcsServices {
+    pub client: aws_sdk_ecs::Client,
+    pub cluster: String,
+}
+
+impl Scale for EcsServices {
+    async fn current(&self, service: &str) -> Result<u32, String> {
+        let found =
+            crate::platform::ecs::describe(&self.client, &self.cluster, &[service.to_string()])
+                .await
+                .map_err(|e| e.to_string())?;
+        found
+            .first()
+            .map(|s| s.desired_count().max(0) as u32)
+            .ok_or_else(|| format!("no service {service} in cluster {}", self.cluster))
+    }
+
+    async fn set(&self, service: &str, count: u32) -> Result<(), String> {
+        let count = i32::try_from(count).map_err(|e| e.to_string())?;
+        crate::platform::ecs::set_desired_count(&self.client, &self.cluster, service, count)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Metrics to CloudWatch.
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics(pub aws_sdk_cloudwatch::Client);
+
+impl Publish for CloudWatchMetrics {
+    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), String> {
+        crate::aws::cloudwatch::publish(&self.0, &metrics)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The tick's wiring, with test doubles in place of Kafka, ECS and CloudWatch (named as
+    //! such: `FakeLag`, `FakeScale`, `FakeMetrics`). The policy itself is the real one.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::manifest::Scaling;
+    use crate::scale::policy::PartitionRead;
+
+    struct FakeLag(Result<Observation, String>);
+    impl ReadLag for FakeLag {
+        async fn read(&self, _group: &str, _topic: &str) -> Result<Observation, String> {
+            self.0.clone()
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeScale {
+        sets: Mutex<Vec<(String, u32)>>,
+    }
+    impl Scale for FakeScale {
+        async fn current(&self, _service: &str) -> Result<u32, String> {
+            Ok(1)
+        }
+        async fn set(&self, service: &str, count: u32) -> Result<(), String> {
+            self.sets
+                .lock()
+                .expect("lock")
+                .push((service.to_string(), count));
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeMetrics {
+        published: Mutex<Vec<Metric>>,
+    }
+    impl Publish for FakeMetrics {
+        async fn publish(&self, metrics: Vec<Metric>) -> Result<(), String> {
+            self.published.lock().expect("lock").extend(metrics);
+            Ok(())
+        }
+    }
+
+    fn autoscaler() -> Autoscaler {
+        let config = Config::new(Scaling {
+            min: 1,
+            max: 12,
+            max_lag_seconds: 30.0,
+        });
+        Autoscaler::new(
+            "p",
+            vec![Target {
+                consumer: "c".into(),
+                service: "c".into(),
+                group: "g".into(),
+                topic: "t".into(),
+                config,
+            }],
+        )
+    }
+
+    /// 12 partitions, each 2000 messages behind: well over the fallback threshold for one
+    /// replica.
+    fn backlog() -> Observation {
+        Observation {
+            at: 0.0,
+            partitions: (0..12)
+                .map(|_| PartitionRead {
+                    end_offset: 2500,
+                    committed_offset: Some(500),
+                    read_at: 0.0,
+                })
+                .collect(),
+            consumers: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backlog_scales_out_and_publishes_the_three_metrics() {
+        let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
+        let out = autoscaler()
+            .tick(&FakeLag(Ok(backlog())), &scale, &metrics, false)
+            .await;
+        assert!(out[0].acted, "{:?}", out[0]);
+        let sets = scale.sets.lock().expect("lock").clone();
+        assert_eq!(sets.len(), 1);
+        assert!(sets[0].1 > 1, "{sets:?}");
+        let names: Vec<&str> = metrics
+            .published
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|m| m.name)
+            .collect();
+        assert!(names.contains(&"ConsumerLag") && names.contains(&"DesiredCount"));
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_lag_changes_nothing_and_says_why() {
+        let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
+        let out = autoscaler()
+            .tick(&FakeLag(Err("broker down".into())), &scale, &metrics, false)
+            .await;
+        assert!(!out[0].decision.changed);
+        assert_eq!(out[0].decision.desired, 1);
+        assert_eq!(out[0].error.as_deref(), Some("lag: broker down"));
+        assert!(scale.sets.lock().expect("lock").is_empty());
+        assert!(metrics.published.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_decides_but_sets_nothing() {
+        let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
+        let out = autoscaler()
+            .tick(&FakeLag(Ok(backlog())), &scale, &metrics, true)
+            .await;
+        assert!(out[0].decision.changed && !out[0].acted);
+        assert!(scale.sets.lock().expect("lock").is_empty());
+    }
+}

@@ -1,0 +1,97 @@
+//! CloudWatch metrics on moto (the local stack): what the autoscaler publishes can be read
+//! back by name and dimensions. aws-sdk-cloudwatch is pinned to 1.99, the last release on the
+//! AWS Query protocol that moto speaks.
+
+use shoal::aws::cloudwatch::{self, Metric, Unit, NAMESPACE};
+
+use crate::support::Sandbox;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn published_metrics_read_back_by_service() {
+    let sb = Sandbox::new();
+    let env = sb.env();
+    let client = shoal::aws::cloudwatch(&sb.aws_config(&env).await);
+    let service = format!("{}-svc", sb.project);
+    let metric = |name, value, unit| Metric {
+        name,
+        project: sb.project.clone(),
+        service: service.clone(),
+        value,
+        unit,
+    };
+    let metrics = vec![
+        metric("ConsumerLag", 1200.0, Unit::Count),
+        metric("ConsumerLagSeconds", 12.5, Unit::Seconds),
+        metric("DesiredCount", 3.0, Unit::Count),
+    ];
+    let calls = cloudwatch::publish(&client, &metrics)
+        .await
+        .expect("publish");
+    assert_eq!(calls, 1, "one PutMetricData for three data points");
+
+    let listed = client
+        .list_metrics()
+        .namespace(NAMESPACE)
+        .dimensions(
+            aws_sdk_cloudwatch::types::DimensionFilter::builder()
+                .name("Service")
+                .value(&service)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("ListMetrics");
+    let mut names: Vec<&str> = listed
+        .metrics()
+        .iter()
+        .filter_map(|m| m.metric_name())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["ConsumerLag", "ConsumerLagSeconds", "DesiredCount"]
+    );
+}
+
+/// The autoscaler's ECS side on moto: it reads a service's desired count and sets it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
+    use shoal::scale::daemon::{EcsServices, Scale};
+
+    let sb = Sandbox::new();
+    let env = sb.env();
+    let cfg = sb.aws_config(&env).await;
+    let client = shoal::aws::ecs(&cfg);
+    let family = format!("{}-scaled", sb.project);
+    let td = serde_json::json!({
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [{"name": "scaled", "image": "scratch"}]
+    });
+    let registered = shoal::aws::taskdef::register(&client, &td)
+        .await
+        .expect("register");
+    let service = format!("{}-scaled", sb.project);
+    shoal::platform::ecs::create(
+        &client,
+        &env,
+        &sb.project,
+        &service,
+        &registered.arn,
+        1,
+        &[],
+    )
+    .await
+    .expect("create");
+    let ecs = EcsServices {
+        client,
+        cluster: env.cluster.clone(),
+    };
+    assert_eq!(ecs.current(&service).await, Ok(1));
+    ecs.set(&service, 4).await.expect("set");
+    assert_eq!(ecs.current(&service).await, Ok(4));
+    assert!(ecs.current("no-such-service").await.is_err());
+}
