@@ -238,6 +238,23 @@ pub struct Setup {
     pub interval_seconds: u64,
 }
 
+impl Default for Setup {
+    /// The CLI's defaults: 12 partitions, 60 s start-up, 100 msg/s per replica, 60 s target,
+    /// 1..12 replicas, KEDA's threshold from the target, 30 s ticks.
+    fn default() -> Setup {
+        Setup {
+            partitions: 12,
+            startup_seconds: 60,
+            per_replica_rate: 100.0,
+            max_lag_seconds: 60.0,
+            min: 1,
+            max: 12,
+            lag_threshold: None,
+            interval_seconds: 30,
+        }
+    }
+}
+
 impl Setup {
     pub fn lag_threshold(&self) -> f64 {
         self.lag_threshold
@@ -521,16 +538,7 @@ mod tests {
     }
 
     fn setup() -> Setup {
-        Setup {
-            partitions: 12,
-            startup_seconds: 60,
-            per_replica_rate: 100.0,
-            max_lag_seconds: 60.0,
-            min: 1,
-            max: 12,
-            lag_threshold: None,
-            interval_seconds: 30,
-        }
+        Setup::default()
     }
 
     #[test]

@@ -1,23 +1,8 @@
 //! The binary as a user runs it: help, exit codes, errors on broken input, JSON output.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::support::{repo_root, Fixture, WORKER};
-
-fn shoal(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SHOAL_ENV")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("runs shoal")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::support::{repo_root, shoal, text, Fixture, WORKER};
 
 #[test]
 fn help_teaches_with_examples() {

@@ -2,7 +2,6 @@
 //! KEDA+HPA model), and `shoal simulate` as a user runs it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use proptest::prelude::*;
 use shoal::manifest::Scaling;
@@ -10,7 +9,7 @@ use shoal::scale::policy::{decide, Config, Observation, PartitionRead, State};
 use shoal::scale::sim::{self, Setup, Trace, Which};
 use shoal::scale::Comparison;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, shoal, text};
 
 // ---------------------------------------------------------------------------------------
 // Policy properties
@@ -220,16 +219,7 @@ fn traces() -> Vec<PathBuf> {
 }
 
 fn default_setup() -> Setup {
-    Setup {
-        partitions: 12,
-        startup_seconds: 60,
-        per_replica_rate: 100.0,
-        max_lag_seconds: 60.0,
-        min: 1,
-        max: 12,
-        lag_threshold: None,
-        interval_seconds: 30,
-    }
+    Setup::default()
 }
 
 fn compare(path: &Path) -> (Trace, Comparison) {
@@ -314,20 +304,6 @@ fn keda_is_driven_to_the_partition_cap_by_a_stuck_partition() {
 
 // ---------------------------------------------------------------------------------------
 // The command line
-
-fn shoal(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("runs shoal")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 #[test]
 fn simulate_prints_a_side_by_side_table() {

@@ -287,3 +287,21 @@ pub fn tags_of(body: &str) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Runs the shoal binary in `dir` as a user would, without colours or a log filter from the
+/// calling shell.
+pub fn shoal(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SHOAL_ENV")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs shoal")
+}
+
+/// Output bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
