@@ -54,8 +54,40 @@ pub fn run(cli: Cli) -> Result<i32> {
             )
         }),
         Command::Status => ctx.ecs(crate::deploy::commands::status),
+        Command::Lag { consumer, sample } => {
+            let env = ctx.env()?;
+            let fleet = ctx.fleet()?;
+            crate::scale::command::lag(&env, &fleet, consumer.as_deref(), sample, ctx.output)
+        }
+        Command::Autoscale(args) => ctx.ecs(|c| {
+            crate::scale::command::run(
+                c.project,
+                c.env,
+                c.fleet,
+                c.output,
+                &crate::scale::command::Options {
+                    once: args.once,
+                    dry_run: args.dry_run,
+                    interval: args.interval,
+                    listen: (!args.once).then(|| args.listen.clone()),
+                },
+            )
+        }),
         Command::Rollback { consumer, timeout } => {
             ctx.ecs(|c| crate::deploy::commands::rollback(c, &consumer, wait(timeout)))
+        }
+        Command::Topics(args) => {
+            let fleet = match args.command {
+                crate::cli::TopicsCommand::Delete { .. } => None,
+                _ => Some(ctx.fleet()?),
+            };
+            crate::kafka::topics::command(
+                &args.command,
+                &ctx.project.name,
+                &ctx.env()?,
+                fleet.as_ref(),
+                ctx.output,
+            )
         }
         Command::Completions { .. } | Command::Simulate(_) => Ok(exit::OK),
     }

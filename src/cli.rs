@@ -13,6 +13,10 @@ Examples:
   shoal render --write deploy/td     write every task definition to deploy/td/<consumer>.json
   shoal render --check deploy/td     fail with a diff when those files are out of date
   shoal plan -e sandbox -o json      what a deploy would create, change and delete, as JSON
+  shoal deploy -e sandbox            build, push, register, update and wait for the rollouts
+  shoal autoscale -e prod --once --dry-run
+                                     what the autoscaler would decide now, and why
+  shoal topics plan -e sandbox       what topics apply would create, grow or reconfigure
   shoal completions bash > /etc/bash_completion.d/shoal
 
 The environment comes from --env, else SHOAL_ENV, else default_env in shoal.toml.
@@ -101,6 +105,38 @@ Examples:
     /// Show each service: desired/running/pending, revision, image tag, rollout, last event.
     Status,
 
+    /// Keep each service's desired count matched to its consumer group's lag.
+    ///
+    /// Every tick reads the lag of each consumer with [scaling] and [kafka] (committed offsets
+    /// first, then end offsets), decides with shoal's policy (time lag under max_lag_seconds,
+    /// only replica counts where the busiest replica's partition share drops, scale out at
+    /// once, scale in after a window, no change when lag cannot be read), sets the ECS desired
+    /// count when it changes, and publishes ConsumerLag, ConsumerLagSeconds and DesiredCount
+    /// to CloudWatch. Serves /healthz and Prometheus /metrics; stops on SIGTERM.
+    #[command(after_help = "\
+Examples:
+  shoal autoscale --env prod
+  shoal autoscale --env sandbox --once --dry-run     decide once and print why, change nothing")]
+    Autoscale(AutoscaleArgs),
+
+    /// Show each partition's lag, lag seconds and rates for the consumers' groups.
+    ///
+    /// Reads every group twice, --sample apart, to measure the arrival and consume rates. A
+    /// partition the group never committed on shows no lag: its reset policy decides.
+    #[command(after_help = "\
+Examples:
+  shoal lag --env sandbox
+  shoal lag --env prod --consumer exposure-consumer -o json")]
+    Lag {
+        /// Only this consumer.
+        #[arg(long, value_name = "NAME")]
+        consumer: Option<String>,
+
+        /// Time between the two reads that measure rates.
+        #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+        sample: std::time::Duration,
+    },
+
     /// Return a consumer's service to the task-definition revision before its current one.
     #[command(after_help = "\
 Examples:
@@ -129,6 +165,20 @@ Examples:
   shoal simulate --trace load.csv --policy keda --lag-threshold 5000 -o json")]
     Simulate(SimulateArgs),
 
+    /// Plan, apply or delete the Kafka topics the consumers declare with [[topic]].
+    ///
+    /// Topics are never deleted by omission: a live topic nothing declares shows as
+    /// unmanaged. Partitions only grow; a lower partition count or another replication factor
+    /// is refused before anything changes. Configs are compared only where set on the topic,
+    /// and changed with IncrementalAlterConfigs.
+    #[command(after_help = "\
+Examples:
+  shoal topics plan --env sandbox
+  shoal topics plan --env sandbox -o json
+  shoal topics apply --env sandbox     create, grow and reconfigure; a second run changes nothing
+  shoal topics delete old-orders --env sandbox --yes")]
+    Topics(TopicsArgs),
+
     /// Print a shell completion script.
     #[command(after_help = "\
 Examples:
@@ -154,6 +204,31 @@ pub struct RenderArgs {
     /// Write the renderings to DIR/<consumer>.json.
     #[arg(long, value_name = "DIR")]
     pub write: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[command(subcommand)]
+    pub command: TopicsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Show what apply would create, grow and reconfigure, and the unmanaged topics.
+    Plan,
+    /// Create missing topics, grow partitions and set configs, logging each step.
+    Apply,
+    /// Delete one topic and its data.
+    #[command(after_help = "\
+Examples:
+  shoal topics delete old-orders --env sandbox --yes")]
+    Delete {
+        /// The topic to delete.
+        name: String,
+        /// Confirm the deletion; without it nothing is deleted.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -242,4 +317,23 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         _ => return Err(format!("{text:?}: use s, m or h, e.g. 90s, 15m or 1h")),
     };
     Ok(std::time::Duration::from_secs(seconds))
+}
+
+#[derive(Debug, Args)]
+pub struct AutoscaleArgs {
+    /// Run one tick and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Decide and log, but set no desired count and publish no metrics.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Time between ticks, e.g. 30s or 1m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: std::time::Duration,
+
+    /// Address for /healthz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "HOST:PORT")]
+    pub listen: String,
 }

@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod discover;
 pub mod error;
 pub mod image;
+pub mod kafka;
 pub mod manifest;
 pub mod plan;
 pub mod platform;

@@ -1,6 +1,7 @@
 //! Autoscaling: shoal's policy ([`policy`]), the KEDA+HPA model it is measured against
 //! ([`keda`]), and the simulator that runs both over a produce-rate trace ([`sim`], [`plot`]).
 
+pub mod command;
 pub mod daemon;
 pub mod keda;
 pub mod plot;

@@ -1,0 +1,352 @@
+//! `shoal autoscale`: the daemon loop around [`super::daemon::Autoscaler`] on the ECS
+//! platform, with `/healthz` and a Prometheus `/metrics` endpoint, back-off when AWS
+//! throttles, and a clean stop on SIGTERM or Ctrl-C.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{info, warn};
+
+use super::daemon::{Autoscaler, CloudWatchMetrics, EcsServices, Outcome, ReadLag, Target};
+use super::policy::{Config, Observation};
+use crate::discover::Fleet;
+use crate::error::{exit, Error, Result};
+use crate::kafka::lag::LagReader;
+use crate::manifest::Environment;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub once: bool,
+    pub dry_run: bool,
+    pub interval: Duration,
+    /// Where `/healthz` and `/metrics` listen; `None` serves nothing.
+    pub listen: Option<String>,
+}
+
+/// The consumers with `[scaling]`, each on the first topic its group reads.
+pub fn targets(fleet: &Fleet, interval: Duration) -> Vec<Target> {
+    fleet
+        .consumers
+        .iter()
+        .filter_map(|c| {
+            let (scaling, kafka) = (c.scaling?, c.kafka.as_ref()?);
+            let mut config = Config::new(scaling);
+            config.interval_seconds = interval.as_secs_f64();
+            Some(Target {
+                consumer: c.name.clone(),
+                service: c.name.clone(),
+                group: kafka.group.clone(),
+                topic: kafka.topics.first()?.clone(),
+                config,
+            })
+        })
+        .collect()
+}
+
+/// rdkafka's calls block: each read runs on the blocking pool.
+struct Lag(Arc<LagReader>);
+
+impl ReadLag for Lag {
+    async fn read(&self, group: &str, topic: &str) -> std::result::Result<Observation, String> {
+        let (reader, group, topic) = (self.0.clone(), group.to_string(), topic.to_string());
+        tokio::task::spawn_blocking(move || reader.read(&group, &topic))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs the daemon until it is stopped (or for one tick with `once`).
+pub fn run(
+    project: &str,
+    env: &Environment,
+    fleet: &Fleet,
+    output: crate::cli::Output,
+    opts: &Options,
+) -> Result<i32> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async {
+        let targets = targets(fleet, opts.interval);
+        if targets.is_empty() {
+            return Err(Error::Usage(
+                "no consumer has both [scaling] and [kafka]; nothing to autoscale".to_string(),
+            ));
+        }
+        let cfg = crate::aws::sdk_config(env).await;
+        let scale = EcsServices {
+            client: crate::aws::ecs(&cfg),
+            cluster: env.cluster.clone(),
+        };
+        let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
+        let reader = LagReader::new(env, Duration::from_secs(10)).map_err(Error::from)?;
+        let lag = Lag(Arc::new(reader));
+        let mut autoscaler = Autoscaler::new(project, targets);
+        let last: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+        if let Some(addr) = &opts.listen {
+            serve(addr, last.clone()).await?;
+        }
+        let mut delay = opts.interval;
+        loop {
+            let outcomes = autoscaler.tick(&lag, &scale, &metrics, opts.dry_run).await;
+            print(&outcomes, output);
+            let throttled = outcomes
+                .iter()
+                .any(|o| o.error.as_deref().is_some_and(|e| e.contains("Throttl")));
+            delay = if throttled {
+                (delay * 2).min(Duration::from_secs(300))
+            } else {
+                opts.interval
+            };
+            if let Ok(mut l) = last.lock() {
+                *l = outcomes;
+            }
+            if opts.once {
+                return Ok(exit::OK);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown() => {
+                    info!("stopping: signal received");
+                    return Ok(exit::OK);
+                }
+            }
+        }
+    })
+}
+
+fn print(outcomes: &[Outcome], output: crate::cli::Output) {
+    if output == crate::cli::Output::Json {
+        crate::report::outln(&serde_json::to_string(outcomes).unwrap_or_default());
+        return;
+    }
+    for o in outcomes {
+        let note = o
+            .error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        crate::report::outln(&format!(
+            "{}: desired {}{} — {}{note}",
+            o.consumer,
+            o.decision.desired,
+            if o.acted { " (set)" } else { "" },
+            o.decision.reason
+        ));
+    }
+}
+
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `/healthz` answers 200; `/metrics` gives the last tick's figures in Prometheus text.
+async fn serve(addr: &str, last: Arc<Mutex<Vec<Outcome>>>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
+    info!(%addr, "serving /healthz and /metrics");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let last = last.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let (status, body) = match path {
+                    "/healthz" => ("200 OK", "ok\n".to_string()),
+                    "/metrics" => ("200 OK", prometheus(&last)),
+                    _ => ("404 Not Found", "not found\n".to_string()),
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if let Err(e) = stream.write_all(answer.as_bytes()).await {
+                    warn!(error = %e, "cannot answer a metrics request");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn prometheus(last: &Mutex<Vec<Outcome>>) -> String {
+    let Ok(outcomes) = last.lock() else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "# TYPE shoal_consumer_lag gauge\n# TYPE shoal_consumer_lag_seconds gauge\n# TYPE shoal_desired_count gauge\n",
+    );
+    for o in outcomes.iter() {
+        let labels = format!("consumer=\"{}\"", o.consumer);
+        out.push_str(&format!(
+            "shoal_consumer_lag{{{labels}}} {}\n",
+            o.decision.lag
+        ));
+        if let Some(s) = o.decision.lag_seconds {
+            out.push_str(&format!("shoal_consumer_lag_seconds{{{labels}}} {s}\n"));
+        }
+        out.push_str(&format!(
+            "shoal_desired_count{{{labels}}} {}\n",
+            o.decision.desired
+        ));
+    }
+    out
+}
+
+/// One partition's row of `shoal lag`.
+#[derive(Debug, serde::Serialize)]
+pub struct LagRow {
+    pub consumer: String,
+    pub group: String,
+    pub topic: String,
+    pub partition: usize,
+    pub end_offset: i64,
+    pub committed_offset: Option<i64>,
+    /// Messages behind; `None` when the group never committed here (its reset policy
+    /// decides, so it is not lag).
+    pub lag: Option<i64>,
+    /// Messages per second arriving, over the sample.
+    pub arrival_rate: f64,
+    /// Messages per second the group committed, over the sample.
+    pub consume_rate: f64,
+    /// Seconds of lag at the arrival rate (or, with nothing arriving, at the consume rate).
+    pub lag_seconds: Option<f64>,
+}
+
+/// Reads each group twice, `sample` apart, and describes every partition.
+pub fn lag_rows(
+    env: &Environment,
+    fleet: &Fleet,
+    only: Option<&str>,
+    sample: Duration,
+) -> Result<Vec<LagRow>> {
+    let reader = LagReader::new(env, Duration::from_secs(10)).map_err(Error::from)?;
+    let chosen: Vec<_> = fleet
+        .consumers
+        .iter()
+        .filter(|c| only.is_none_or(|o| o == c.name))
+        .filter_map(|c| Some((c, c.kafka.as_ref()?)))
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::Usage(match only {
+            Some(name) => format!("no consumer named {name:?} with a [kafka] section"),
+            None => "no consumer has a [kafka] section".to_string(),
+        }));
+    }
+    let read_all = || -> Result<Vec<Observation>> {
+        let mut out = Vec::new();
+        for (_, k) in &chosen {
+            for t in &k.topics {
+                out.push(reader.read(&k.group, t).map_err(Error::from)?);
+            }
+        }
+        Ok(out)
+    };
+    let first = read_all()?;
+    std::thread::sleep(sample);
+    let second = read_all()?;
+    let mut rows = Vec::new();
+    let mut i = 0;
+    for (c, k) in &chosen {
+        for t in &k.topics {
+            let (a, b) = (&first[i], &second[i]);
+            i += 1;
+            let dt = (b.at - a.at).max(1e-3);
+            for (p, (x, y)) in a.partitions.iter().zip(&b.partitions).enumerate() {
+                let arrival_rate = (y.end_offset - x.end_offset).max(0) as f64 / dt;
+                let consume_rate = match (x.committed_offset, y.committed_offset) {
+                    (Some(u), Some(v)) => (v - u).max(0) as f64 / dt,
+                    _ => 0.0,
+                };
+                let lag = y.committed_offset.map(|c| (y.end_offset - c).max(0));
+                let lag_seconds = lag.and_then(|l| {
+                    if l == 0 {
+                        Some(0.0)
+                    } else if arrival_rate > 0.0 {
+                        Some(l as f64 / arrival_rate)
+                    } else if consume_rate > 0.0 {
+                        Some(l as f64 / consume_rate)
+                    } else {
+                        None
+                    }
+                });
+                rows.push(LagRow {
+                    consumer: c.name.clone(),
+                    group: k.group.clone(),
+                    topic: t.clone(),
+                    partition: p,
+                    end_offset: y.end_offset,
+                    committed_offset: y.committed_offset,
+                    lag,
+                    arrival_rate,
+                    consume_rate,
+                    lag_seconds,
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// `shoal lag`: the rows as a table or JSON.
+pub fn lag(
+    env: &Environment,
+    fleet: &Fleet,
+    only: Option<&str>,
+    sample: Duration,
+    output: crate::cli::Output,
+) -> Result<i32> {
+    let rows = lag_rows(env, fleet, only, sample)?;
+    if output == crate::cli::Output::Json {
+        crate::report::outln(&serde_json::to_string_pretty(&rows).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let mut out = format!(
+        "{:<24} {:<24} {:>4} {:>10} {:>10} {:>9} {:>9} {:>9}\n",
+        "CONSUMER", "TOPIC", "PART", "LAG", "LAG S", "IN/S", "OUT/S", "END"
+    );
+    let dash = || "-".to_string();
+    for r in &rows {
+        out.push_str(&format!(
+            "{:<24} {:<24} {:>4} {:>10} {:>10} {:>9.1} {:>9.1} {:>9}\n",
+            r.consumer,
+            r.topic,
+            r.partition,
+            r.lag.map_or_else(dash, |l| l.to_string()),
+            r.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
+            r.arrival_rate,
+            r.consume_rate,
+            r.end_offset
+        ));
+    }
+    crate::report::out(&out);
+    Ok(exit::OK)
+}
