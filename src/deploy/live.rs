@@ -29,6 +29,8 @@ pub struct LiveState {
     pub task_definition_arns: BTreeMap<String, String>,
     /// Log groups under the environment's prefix, with their retention.
     pub log_groups: BTreeMap<String, Option<i32>>,
+    /// The topics' plan and steps, when the fleet declares topics on a broker shoal reaches.
+    pub topics: Option<crate::kafka::topics::TopicPlan>,
 }
 
 impl LiveState {

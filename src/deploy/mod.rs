@@ -43,6 +43,8 @@ pub enum DeployError {
     Images(Vec<image::ImageError>),
     #[error("{} rollout(s) failed:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
     Rollouts(Vec<RolloutError>),
+    #[error("topics: {0}")]
+    Topics(#[from] crate::kafka::KafkaError),
     #[error("{consumer}: {source}")]
     Service {
         consumer: String,
@@ -196,10 +198,45 @@ pub async fn plan(
         .filter(|r| r.kind == Kind::TaskDefinition)
         .map(|r| (r.name.clone(), &r.spec))
         .collect();
-    let live = live::read(clients, inputs.env, inputs.project, inputs.fleet, &known).await?;
+    let mut live = live::read(clients, inputs.env, inputs.project, inputs.fleet, &known).await?;
     keep_live_counts(&mut desired, inputs.fleet, &live);
-    let plan = plan::diff(&desired, &live.resources);
+    let mut plan = plan::diff(&desired, &live.resources);
+    live.topics = plan_topics(inputs).await?;
+    if let Some(tp) = &live.topics {
+        tp.check()?;
+        // Creates and changes only: on a broker that other projects share, every topic this
+        // fleet does not declare would show as unmanaged; `shoal topics plan` lists them.
+        plan.create.extend(tp.plan.create.iter().cloned());
+        plan.change.extend(tp.plan.change.iter().cloned());
+        plan.unchanged += tp.plan.unchanged;
+    }
     Ok((plan, desired, live))
+}
+
+/// The topic plan, when the fleet declares topics and the environment names its brokers.
+async fn plan_topics(
+    inputs: &Inputs<'_>,
+) -> Result<Option<crate::kafka::topics::TopicPlan>, DeployError> {
+    use crate::manifest::KafkaAccess;
+    if crate::kafka::topics::declared(inputs.fleet).is_empty() {
+        return Ok(None);
+    }
+    match &inputs.env.kafka {
+        KafkaAccess::Bootstrap(_) => {
+            let admin = crate::kafka::admin::Admin::connect(inputs.env)?;
+            Ok(Some(
+                crate::kafka::topics::plan_live(&admin, inputs.fleet).await?,
+            ))
+        }
+        KafkaAccess::Msk { .. } => {
+            tracing::warn!(
+                environment = %inputs.env.name,
+                "topics are not applied: msk_cluster_arn resolution is not implemented yet"
+            );
+            Ok(None)
+        }
+        KafkaAccess::None => Ok(None),
+    }
 }
 
 /// Applies a plan. Returns the summary of what was done, step by step.
@@ -288,6 +325,19 @@ pub async fn apply(
         .outcomes()
         .map(|(c, o)| (c.to_string(), o.clone()))
         .collect();
+
+    step!("topics", {
+        match live.topics.as_ref().filter(|tp| !tp.steps.is_empty()) {
+            None => Ok(("nothing to change".to_string(), ())),
+            Some(tp) => match crate::kafka::admin::Admin::connect(env) {
+                Ok(admin) => crate::kafka::topics::apply(&admin, &tp.steps)
+                    .await
+                    .map(|done| (format!("{} applied", done.len()), ()))
+                    .map_err(DeployError::from),
+                Err(e) => Err(DeployError::from(e)),
+            },
+        }
+    });
 
     let arns = step!("task definitions", {
         register_changed(clients, inputs, &changed, live).await

@@ -353,3 +353,30 @@ async fn rollback_returns_to_the_previous_revision_and_deploy_restores_it() {
     assert_eq!(plan.change.len(), 1, "{plan:#?}");
     assert_eq!(revision(&f), format!("{family}:3"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_applies_declared_topics_before_the_services() {
+    let f = Fleet::new();
+    let topic = format!("{}-orders", f.sb.project);
+    let manifest = format!(
+        "kind = \"worker\"\n[kafka]\ngroup = \"g\"\ntopics = [\"{topic}\"]\n\
+         [[topic]]\nname = \"{topic}\"\npartitions = 3\nreplication = 1\n\
+         config = {{ \"retention.ms\" = \"3600000\" }}\n"
+    );
+    f.consumer(&f.plain, &manifest, "two");
+    let (plan, summary) = f.deploy(false).await;
+    assert!(
+        plan.create
+            .iter()
+            .any(|i| i.kind == Kind::Topic && i.name == topic),
+        "{plan:#?}"
+    );
+    let names: Vec<&str> = summary.steps.iter().map(|s| s.name).collect();
+    let at = |n: &str| names.iter().position(|x| *x == n).expect("step");
+    assert!(at("topics") < at("services"), "{names:?}");
+    assert_eq!(Fleet::step(&summary, "topics"), "1 applied");
+
+    let (plan, summary) = f.deploy(false).await;
+    assert!(plan.is_empty(), "{plan:#?}");
+    assert_eq!(Fleet::step(&summary, "topics"), "nothing to change");
+}
