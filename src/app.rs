@@ -54,6 +54,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             )
         }),
         Command::Status => ctx.ecs(crate::deploy::commands::status),
+        Command::Dashboard => ctx.ecs(crate::deploy::commands::dashboard),
         Command::Lag { consumer, sample } => {
             let env = ctx.env()?;
             let fleet = ctx.fleet()?;

@@ -119,6 +119,10 @@ Examples:
   shoal autoscale --env sandbox --once --dry-run     decide once and print why, change nothing")]
     Autoscale(AutoscaleArgs),
 
+    /// Create or update the project's CloudWatch dashboard: per scaled consumer, lag, lag
+    /// seconds (with the max_lag_seconds line), and desired against running counts.
+    Dashboard,
+
     /// Show each partition's lag, lag seconds and rates for the consumers' groups.
     ///
     /// Reads every group twice, --sample apart, to measure the arrival and consume rates. A

@@ -69,3 +69,28 @@ pub async fn publish(client: &Client, metrics: &[Metric]) -> Result<usize, AwsEr
     }
     Ok(calls)
 }
+
+/// Creates or replaces a dashboard.
+pub async fn put_dashboard(client: &Client, name: &str, body: &str) -> Result<(), AwsError> {
+    let answer = client
+        .put_dashboard()
+        .dashboard_name(name)
+        .dashboard_body(body)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("CloudWatch", "PutDashboard", e))?;
+    let problems: Vec<String> = answer
+        .dashboard_validation_messages()
+        .iter()
+        .filter_map(|m| m.message().map(str::to_string))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AwsError::Other {
+            service: "CloudWatch",
+            operation: "PutDashboard",
+            problem: problems.join("; "),
+        })
+    }
+}

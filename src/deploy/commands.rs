@@ -306,3 +306,26 @@ async fn previous_revision(
     }
     Ok(None)
 }
+
+/// `shoal dashboard`: PutDashboard with the body from [`crate::scale::dashboard`].
+pub fn dashboard(ctx: &Ctx<'_>) -> Result<i32> {
+    block_on(async {
+        let cfg = crate::aws::sdk_config(ctx.env).await;
+        let name = crate::scale::dashboard::name(ctx.project, ctx.env);
+        let body = crate::scale::dashboard::body(ctx.project, ctx.env, ctx.fleet);
+        crate::aws::cloudwatch::put_dashboard(
+            &crate::aws::cloudwatch(&cfg),
+            &name,
+            &body.to_string(),
+        )
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+        let widgets = body["widgets"].as_array().map_or(0, Vec::len);
+        if ctx.output == Output::Json {
+            report::outln(&json!({"dashboard": name, "widgets": widgets}).to_string());
+        } else {
+            report::outln(&format!("dashboard {name}: {widgets} graphs"));
+        }
+        Ok(exit::OK)
+    })?
+}

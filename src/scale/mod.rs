@@ -3,6 +3,7 @@
 
 pub mod command;
 pub mod daemon;
+pub mod dashboard;
 pub mod keda;
 pub mod plot;
 pub mod policy;

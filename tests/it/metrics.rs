@@ -95,3 +95,43 @@ async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
     assert_eq!(ecs.current(&service).await, Ok(4));
     assert!(ecs.current("no-such-service").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_is_put_and_reads_back_with_three_graphs_per_scaled_consumer() {
+    let sb = Sandbox::new();
+    sb.fixture.consumer("orders", crate::support::WORKER);
+    sb.fixture.consumer("web", crate::support::API);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["dashboard", "--env", "sandbox", "-o", "json"])
+        .current_dir(sb.root())
+        .envs(&sb.vars)
+        .output()
+        .expect("runs shoal");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
+    let env = sb.env();
+    let client = shoal::aws::cloudwatch(&sb.aws_config(&env).await);
+    let got = client
+        .get_dashboard()
+        .dashboard_name(format!("shoal-{}-sandbox", sb.project))
+        .send()
+        .await
+        .expect("GetDashboard");
+    let body: serde_json::Value =
+        serde_json::from_str(got.dashboard_body().expect("a body")).expect("json");
+    let widgets = body["widgets"].as_array().expect("widgets");
+    assert_eq!(widgets.len(), 3, "only the scaled consumer gets graphs");
+    let text = body.to_string();
+    for metric in [
+        "ConsumerLag",
+        "ConsumerLagSeconds",
+        "DesiredCount",
+        "RunningTaskCount",
+    ] {
+        assert!(text.contains(metric), "{metric} in {text}");
+    }
+}

@@ -89,3 +89,14 @@ fn a_plan_against_itself_has_no_changes() {
     assert_eq!(p.unchanged, desired.len());
     assert!(plan::print_text(&p, "Plan").contains("No changes."));
 }
+
+#[test]
+fn dashboard_body_snapshot() {
+    let f = Fixture::standard();
+    f.consumer("orders", WORKER);
+    f.consumer("web", API);
+    let project = Project::load(f.root()).expect("valid");
+    let env = project.environment("sandbox").expect("valid env");
+    let fleet = discover::discover(f.root()).expect("valid fleet");
+    insta::assert_json_snapshot!(shoal::scale::dashboard::body(&project.name, &env, &fleet));
+}
