@@ -13,6 +13,7 @@
 pub mod cloudwatch;
 pub mod ecr;
 pub mod logs;
+pub mod msk;
 pub mod taskdef;
 
 use std::fmt;
@@ -98,6 +99,22 @@ pub fn logs(cfg: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
         .interceptor(NameEndpoint::new(cfg, "logs"))
         .build();
     aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+}
+
+/// An MSK (control plane) client for this configuration.
+pub fn msk(cfg: &SdkConfig) -> aws_sdk_kafka::Client {
+    let conf = aws_sdk_kafka::config::Builder::from(cfg)
+        .interceptor(NameEndpoint::new(cfg, "kafka"))
+        .build();
+    aws_sdk_kafka::Client::from_conf(conf)
+}
+
+/// A Secrets Manager client for this configuration (MSK SCRAM credentials).
+pub fn secrets(cfg: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let conf = aws_sdk_secretsmanager::config::Builder::from(cfg)
+        .interceptor(NameEndpoint::new(cfg, "secretsmanager"))
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(conf)
 }
 
 /// A call to AWS that failed, or a request shoal would not send.

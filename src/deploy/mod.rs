@@ -222,18 +222,17 @@ async fn plan_topics(
         return Ok(None);
     }
     match &inputs.env.kafka {
-        KafkaAccess::Bootstrap(_) => {
-            let admin = crate::kafka::admin::Admin::connect(inputs.env)?;
+        KafkaAccess::Bootstrap(_) | KafkaAccess::Msk { .. } => {
+            let admin = match crate::kafka::admin::Admin::open(inputs.env).await {
+                Err(e @ crate::kafka::KafkaError::AdminIamUnsupported { .. }) => {
+                    tracing::warn!(environment = %inputs.env.name, "topics are not applied: {e}");
+                    return Ok(None);
+                }
+                admin => admin?,
+            };
             Ok(Some(
                 crate::kafka::topics::plan_live(&admin, inputs.fleet).await?,
             ))
-        }
-        KafkaAccess::Msk { .. } => {
-            tracing::warn!(
-                environment = %inputs.env.name,
-                "topics are not applied: msk_cluster_arn resolution is not implemented yet"
-            );
-            Ok(None)
         }
         KafkaAccess::None => Ok(None),
     }
@@ -329,7 +328,7 @@ pub async fn apply(
     step!("topics", {
         match live.topics.as_ref().filter(|tp| !tp.steps.is_empty()) {
             None => Ok(("nothing to change".to_string(), ())),
-            Some(tp) => match crate::kafka::admin::Admin::connect(env) {
+            Some(tp) => match crate::kafka::admin::Admin::open(env).await {
                 Ok(admin) => crate::kafka::topics::apply(&admin, &tp.steps)
                     .await
                     .map(|done| (format!("{} applied", done.len()), ()))

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{
-    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use tracing::debug;
 
-use super::{wire, KafkaError};
-use crate::manifest::Environment;
+use super::{wire, Connection, KafkaError};
+use crate::manifest::{Environment, KafkaAuth};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -34,19 +34,38 @@ pub struct LiveTopic {
 pub struct Admin {
     client: Arc<AdminClient<DefaultClientContext>>,
     pub bootstrap: String,
+    /// How the brokers are reached: IncrementalAlterConfigs goes over shoal's own plaintext
+    /// wire code ([`wire`]) only on plaintext listeners.
+    pub auth: KafkaAuth,
 }
 
 impl Admin {
+    /// Connects to an environment's brokers; an MSK cluster is resolved first (see
+    /// [`super::connect_config_blocking`]). In async code, prefer [`Admin::open`].
     pub fn connect(env: &Environment) -> Result<Admin, KafkaError> {
-        let config = super::client_config(env)?;
-        let bootstrap = super::bootstrap(env)?;
-        let client = config.create().map_err(|e| KafkaError::Client {
+        Admin::with(&super::connect_config_blocking(env)?)
+    }
+
+    /// Resolves an environment's brokers ([`super::connect_config`]) and connects.
+    pub async fn open(env: &Environment) -> Result<Admin, KafkaError> {
+        Admin::with(&super::connect_config(env).await?)
+    }
+
+    /// An admin client for a resolved connection. MSK IAM is refused: rdkafka 0.38's admin
+    /// client never serves OAUTHBEARER token refreshes.
+    pub fn with(conn: &Connection) -> Result<Admin, KafkaError> {
+        let bootstrap = conn.bootstrap().to_string();
+        if conn.resolved.auth == KafkaAuth::Iam {
+            return Err(KafkaError::AdminIamUnsupported { bootstrap });
+        }
+        let client = conn.config.create().map_err(|e| KafkaError::Client {
             bootstrap: bootstrap.clone(),
             message: e.to_string(),
         })?;
         Ok(Admin {
             client: Arc::new(client),
             bootstrap,
+            auth: conn.resolved.auth,
         })
     }
 
@@ -168,11 +187,17 @@ impl Admin {
     }
 
     /// IncrementalAlterConfigs: sets and deletes (resets) these keys, leaving the others.
+    /// On TLS and SASL listeners, which shoal's wire code does not speak, the same result is
+    /// reached with AlterConfigs (which rdkafka binds): the topic's current dynamic configs
+    /// with these alterations applied, as the topic's whole dynamic configuration.
     pub async fn alter_configs(
         &self,
         name: &str,
         alterations: &wire::Alterations,
     ) -> Result<(), KafkaError> {
+        if self.auth != KafkaAuth::Plaintext {
+            return self.replace_configs(name, alterations).await;
+        }
         let broker = self
             .bootstrap
             .split(',')
@@ -187,6 +212,47 @@ impl Admin {
         .await
         .map_err(|e| self.broker_error("IncrementalAlterConfigs", e))?
         .map_err(|e| self.broker_error("IncrementalAlterConfigs", e))
+    }
+
+    /// AlterConfigs with the topic's dynamic configs after `alterations`.
+    async fn replace_configs(
+        &self,
+        name: &str,
+        alterations: &wire::Alterations,
+    ) -> Result<(), KafkaError> {
+        let results = self
+            .client
+            .describe_configs([&ResourceSpecifier::Topic(name)], &Self::options())
+            .await
+            .map_err(|e| self.broker_error("DescribeConfigs", e))?;
+        let mut dynamic = BTreeMap::new();
+        for r in results {
+            let resource = r.map_err(|code| {
+                self.broker_error("DescribeConfigs", format!("topic {name}: {code}"))
+            })?;
+            for e in resource.entries {
+                if let (ConfigSource::DynamicTopic, Some(v)) = (e.source, e.value) {
+                    dynamic.insert(e.name, v);
+                }
+            }
+        }
+        let full = merged(&dynamic, alterations);
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
+        for (k, v) in &full {
+            alter = alter.set(k, v);
+        }
+        debug!(topic = name, "AlterConfigs");
+        let results = self
+            .client
+            .alter_configs([&alter], &Self::options())
+            .await
+            .map_err(|e| self.broker_error("AlterConfigs", e))?;
+        for r in results {
+            if let Err((_, code)) = r {
+                return Err(self.broker_error("AlterConfigs", format!("topic {name}: {code}")));
+            }
+        }
+        Ok(())
     }
 
     /// DeleteTopics for one topic.
@@ -204,6 +270,26 @@ impl Admin {
 /// total, not the number to add, and picks the brokers of the new replicas itself.
 pub fn grow_request(name: &str, total: u32) -> NewPartitions<'_> {
     NewPartitions::new(name, total as usize)
+}
+
+/// A topic's dynamic configs after incremental alterations: what AlterConfigs must send to
+/// have the same effect as IncrementalAlterConfigs.
+pub fn merged(
+    dynamic: &BTreeMap<String, String>,
+    alterations: &wire::Alterations,
+) -> BTreeMap<String, String> {
+    let mut out = dynamic.clone();
+    for (k, v) in alterations {
+        match v {
+            Some(v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            None => {
+                out.remove(k);
+            }
+        }
+    }
+    out
 }
 
 fn one_result(
@@ -231,5 +317,27 @@ mod tests {
         assert_eq!(r.topic_name, "orders");
         assert_eq!(r.new_partition_count, 12);
         assert!(r.assignment.is_none());
+    }
+
+    /// On TLS/SASL listeners shoal sends AlterConfigs (the whole dynamic configuration):
+    /// set keys are added or replaced, deleted keys left out, the others kept.
+    #[test]
+    fn alter_configs_fallback_sends_the_whole_dynamic_set() {
+        let dynamic: BTreeMap<String, String> = [("retention.ms", "1"), ("segment.ms", "5")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut alt = wire::Alterations::new();
+        alt.insert("retention.ms".into(), Some("2".into()));
+        alt.insert("segment.ms".into(), None);
+        alt.insert("cleanup.policy".into(), Some("compact".into()));
+        let full = merged(&dynamic, &alt);
+        assert_eq!(
+            full.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("retention.ms".to_string(), "2".to_string())
+            ]
+        );
     }
 }

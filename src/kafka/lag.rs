@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::{client_config, KafkaError};
+use super::{Connection, KafkaError, ShoalContext};
 use crate::manifest::Environment;
 use crate::scale::policy::{Observation, PartitionRead};
 
@@ -20,44 +20,84 @@ use crate::scale::policy::{Observation, PartitionRead};
 /// offsets only for a consumer's own `group.id`), made on first use and kept.
 pub struct LagReader {
     config: rdkafka::config::ClientConfig,
-    consumers: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<BaseConsumer>>>,
+    context: ShoalContext,
+    consumers: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<Client>>>,
     bootstrap: String,
     timeout: Duration,
 }
 
+type Client = BaseConsumer<ShoalContext>;
+
 impl LagReader {
+    /// A reader for an environment's brokers; an MSK cluster is resolved first (see
+    /// [`super::connect_config_blocking`]). In async code, prefer [`LagReader::open`].
     pub fn new(env: &Environment, timeout: Duration) -> Result<LagReader, KafkaError> {
-        Ok(LagReader {
-            config: client_config(env)?,
-            consumers: Default::default(),
-            bootstrap: super::bootstrap(env)?,
+        Ok(LagReader::with(
+            super::connect_config_blocking(env)?,
             timeout,
-        })
+        ))
+    }
+
+    /// Resolves an environment's brokers ([`super::connect_config`]) and makes a reader.
+    pub async fn open(env: &Environment, timeout: Duration) -> Result<LagReader, KafkaError> {
+        Ok(LagReader::with(super::connect_config(env).await?, timeout))
+    }
+
+    /// A reader for a resolved connection.
+    pub fn with(conn: Connection, timeout: Duration) -> LagReader {
+        LagReader {
+            bootstrap: conn.bootstrap().to_string(),
+            config: conn.config,
+            context: conn.context,
+            consumers: Default::default(),
+            timeout,
+        }
     }
 
     /// The group's client. It never subscribes, so it never joins the group: it only asks
     /// for offsets, and never commits.
-    fn consumer(&self, group: &str) -> Result<std::sync::Arc<BaseConsumer>, KafkaError> {
+    fn consumer(&self, group: &str) -> Result<std::sync::Arc<Client>, KafkaError> {
         let mut map = self
             .consumers
             .lock()
             .map_err(|_| self.broker("client", "a lag read panicked"))?;
         if let Some(c) = map.get(group) {
+            self.serve_token_refresh(c, false);
             return Ok(c.clone());
         }
-        let consumer: BaseConsumer = self
+        let consumer: Client = self
             .config
             .clone()
             .set("group.id", group)
             .set("enable.auto.commit", "false")
-            .create()
+            .create_with_context(self.context.clone())
             .map_err(|e| KafkaError::Client {
                 bootstrap: self.bootstrap.clone(),
                 message: e.to_string(),
             })?;
+        self.serve_token_refresh(&consumer, true);
         let consumer = std::sync::Arc::new(consumer);
         map.insert(group.to_string(), consumer.clone());
         Ok(consumer)
+    }
+
+    /// With MSK IAM, librdkafka asks for a token (on start, and before the last one expires)
+    /// through an event that only a poll serves; this client never subscribes, so a poll
+    /// returns no message. A new client waits (up to 5 s) for its first token; a known one
+    /// only serves a pending refresh.
+    fn serve_token_refresh(&self, consumer: &Client, new: bool) {
+        if !self.context.is_iam() {
+            return;
+        }
+        if !new {
+            let _ = consumer.poll(Duration::ZERO);
+            return;
+        }
+        let before = self.context.tokens_made();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.context.tokens_made() == before && std::time::Instant::now() < deadline {
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
     }
 
     fn broker(&self, op: &'static str, e: impl std::fmt::Display) -> KafkaError {
@@ -69,7 +109,7 @@ impl LagReader {
     }
 
     /// The partition count of a topic.
-    fn partitions(&self, consumer: &BaseConsumer, topic: &str) -> Result<i32, KafkaError> {
+    fn partitions(&self, consumer: &Client, topic: &str) -> Result<i32, KafkaError> {
         let md = consumer
             .fetch_metadata(Some(topic), self.timeout)
             .map_err(|e| self.broker("Metadata", e))?;
@@ -129,7 +169,7 @@ impl LagReader {
 
     fn committed(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &Client,
         tpl: &TopicPartitionList,
     ) -> Result<Vec<Option<i64>>, KafkaError> {
         let answer = consumer

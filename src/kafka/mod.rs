@@ -5,26 +5,45 @@
 //! it); [`topics`] turns the fleet's `[[topic]]` declarations and the live topics into a
 //! [`crate::plan::Plan`] and the steps that apply it.
 //!
-//! Reaching Kafka: an environment's `bootstrap` list is used as given (plaintext). Resolving an
-//! `msk_cluster_arn` (DescribeClusterV2, GetBootstrapBrokers) and the IAM/TLS/SCRAM auth modes
-//! are not implemented yet and fail with [`KafkaError::MskNotImplemented`].
+//! Reaching Kafka ([`connect_config`]): an environment's `bootstrap` list is used as given
+//! (plaintext, no AWS call). An `msk_cluster_arn` is resolved first ([`resolve`]): the cluster
+//! must be ACTIVE, and its broker string for the configured `auth` is used
+//! ([`crate::aws::msk`]). [`Resolved::client_config`] then sets `security.protocol` and
+//! `sasl.mechanism`: IAM is SASL_SSL with OAUTHBEARER tokens made by [`auth::ShoalContext`]
+//! from the environment's AWS credential chain; TLS is SSL; SCRAM is SASL_SSL with
+//! SCRAM-SHA-512 and the credentials of a Secrets Manager secret.
 
 pub mod admin;
+pub mod auth;
 pub mod lag;
 pub mod topics;
 pub mod wire;
 
 use rdkafka::config::ClientConfig;
 
-use crate::manifest::{Environment, KafkaAccess};
+use crate::aws::msk::{MskError, ScramCredentials};
+use crate::manifest::{Environment, KafkaAccess, KafkaAuth};
+
+pub use auth::ShoalContext;
 
 /// Why a topic command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
     #[error("environment {env} has no Kafka configured")]
     NotConfigured { env: String },
-    #[error("msk_cluster_arn resolution is not implemented yet (environment {env}, cluster {cluster_arn}); give the brokers as kafka = {{ bootstrap = [\"host:port\"] }} for now")]
-    MskNotImplemented { env: String, cluster_arn: String },
+    /// A synchronous helper was asked for an MSK environment, whose brokers need AWS calls.
+    #[error("environment {env}: the brokers of MSK cluster {cluster_arn} must be resolved first (kafka::connect_config)")]
+    MskUnresolved { env: String, cluster_arn: String },
+    #[error("environment {env}: {source}")]
+    Msk {
+        env: String,
+        #[source]
+        source: MskError,
+    },
+    /// rdkafka 0.38's admin client never polls the queue that OAUTHBEARER token refresh
+    /// events arrive on, so it cannot authenticate with MSK IAM (rust-rdkafka issue 757).
+    #[error("topic admin over MSK IAM is not supported: rdkafka 0.38's admin client does not serve OAUTHBEARER token refreshes (rust-rdkafka issue 757; brokers {bootstrap}); use auth = \"scram\" or \"tls\" for topic admin, or manage topics with the AWS tools")]
+    AdminIamUnsupported { bootstrap: String },
     #[error("cannot create a Kafka client for {bootstrap}: {message}")]
     Client { bootstrap: String, message: String },
     #[error("{op} against {bootstrap} failed: {message}")]
@@ -90,11 +109,12 @@ impl From<KafkaError> for crate::Error {
     }
 }
 
-/// The broker list of an environment, as librdkafka's `bootstrap.servers`.
+/// The broker list of an environment with a fixed `bootstrap` list, as librdkafka's
+/// `bootstrap.servers`. An MSK environment needs [`resolve`] (AWS calls) instead.
 pub fn bootstrap(env: &Environment) -> Result<String, KafkaError> {
     match &env.kafka {
         KafkaAccess::Bootstrap(list) => Ok(list.join(",")),
-        KafkaAccess::Msk { cluster_arn, .. } => Err(KafkaError::MskNotImplemented {
+        KafkaAccess::Msk { cluster_arn, .. } => Err(KafkaError::MskUnresolved {
             env: env.name.clone(),
             cluster_arn: cluster_arn.clone(),
         }),
@@ -104,15 +124,185 @@ pub fn bootstrap(env: &Environment) -> Result<String, KafkaError> {
     }
 }
 
-/// The client configuration for an environment's brokers.
+/// The client configuration for an environment with a fixed `bootstrap` list (plaintext).
+/// An MSK environment needs [`connect_config`] instead.
 pub fn client_config(env: &Environment) -> Result<ClientConfig, KafkaError> {
     let servers = bootstrap(env)?;
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &servers)
-        .set("client.id", "shoal")
-        .set("socket.timeout.ms", "15000");
-    Ok(config)
+    Ok(Resolved::plaintext(servers).client_config())
+}
+
+/// Where an environment's brokers are and how to authenticate to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    pub auth: KafkaAuth,
+    /// The AWS region (IAM tokens are signed for it).
+    pub region: String,
+    /// With [`KafkaAuth::Scram`]: the username and password.
+    pub scram: Option<ScramCredentials>,
+}
+
+impl Resolved {
+    /// A fixed broker list, no authentication.
+    pub fn plaintext(bootstrap: String) -> Resolved {
+        Resolved {
+            bootstrap,
+            auth: KafkaAuth::Plaintext,
+            region: String::new(),
+            scram: None,
+        }
+    }
+
+    /// The librdkafka configuration: brokers, `security.protocol`, `sasl.mechanism`.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", "shoal")
+            .set("socket.timeout.ms", "15000");
+        match self.auth {
+            KafkaAuth::Plaintext => {
+                config.set("security.protocol", "PLAINTEXT");
+            }
+            KafkaAuth::Tls => {
+                config.set("security.protocol", "SSL");
+            }
+            KafkaAuth::Iam => {
+                config
+                    .set("security.protocol", "SASL_SSL")
+                    .set("sasl.mechanism", "OAUTHBEARER");
+            }
+            KafkaAuth::Scram => {
+                config
+                    .set("security.protocol", "SASL_SSL")
+                    .set("sasl.mechanism", "SCRAM-SHA-512");
+                if let Some(c) = &self.scram {
+                    config
+                        .set("sasl.username", &c.username)
+                        .set("sasl.password", &c.password);
+                }
+            }
+        }
+        config
+    }
+}
+
+/// Resolves an environment's brokers: a `bootstrap` list as plaintext without any AWS call;
+/// an MSK cluster through DescribeClusterV2 and GetBootstrapBrokers (and, for SCRAM,
+/// GetSecretValue), with the environment's AWS configuration ([`crate::aws::sdk_config`]).
+pub async fn resolve(
+    env: &Environment,
+) -> Result<(Resolved, Option<aws_config::SdkConfig>), KafkaError> {
+    if !matches!(env.kafka, KafkaAccess::Msk { .. }) {
+        return Ok((Resolved::plaintext(bootstrap(env)?), None));
+    }
+    let cfg = crate::aws::sdk_config(env).await;
+    Ok((resolve_with(env, &cfg).await?, Some(cfg)))
+}
+
+/// [`resolve`] with a given AWS configuration (whose clients are made by
+/// [`crate::aws::msk`] and [`crate::aws::secrets`]).
+pub async fn resolve_with(
+    env: &Environment,
+    cfg: &aws_config::SdkConfig,
+) -> Result<Resolved, KafkaError> {
+    let (cluster_arn, auth, secret) = match &env.kafka {
+        KafkaAccess::Msk {
+            cluster_arn,
+            auth,
+            scram_secret_arn,
+        } => (cluster_arn, *auth, scram_secret_arn),
+        _ => return Ok(Resolved::plaintext(bootstrap(env)?)),
+    };
+    let msk_err = |source: MskError| KafkaError::Msk {
+        env: env.name.clone(),
+        source,
+    };
+    let servers = crate::aws::msk::bootstrap(&crate::aws::msk(cfg), cluster_arn, auth)
+        .await
+        .map_err(msk_err)?;
+    let scram = match (auth, secret) {
+        (KafkaAuth::Scram, Some(arn)) => Some(
+            crate::aws::msk::scram_credentials(&crate::aws::secrets(cfg), arn)
+                .await
+                .map_err(msk_err)?,
+        ),
+        (KafkaAuth::Scram, None) => {
+            return Err(msk_err(MskError::ScramSecret {
+                secret_arn: "(none)".into(),
+                problem: "auth = \"scram\" needs kafka.scram_secret_arn in shoal.toml".into(),
+            }))
+        }
+        _ => None,
+    };
+    Ok(Resolved {
+        bootstrap: servers,
+        auth,
+        region: env.region.clone(),
+        scram,
+    })
+}
+
+/// What a Kafka client of an environment is made from.
+#[derive(Clone)]
+pub struct Connection {
+    pub resolved: Resolved,
+    pub config: ClientConfig,
+    /// Serves OAUTHBEARER token refreshes (MSK IAM); inert for the other modes.
+    pub context: ShoalContext,
+}
+
+impl Connection {
+    /// A connection to a resolved cluster; `cfg` supplies the credentials for IAM tokens.
+    pub fn new(resolved: Resolved, cfg: Option<&aws_config::SdkConfig>) -> Connection {
+        let context = match (resolved.auth, cfg.and_then(|c| c.credentials_provider())) {
+            (KafkaAuth::Iam, Some(creds)) => ShoalContext::iam(&resolved.region, creds),
+            _ => ShoalContext::default(),
+        };
+        Connection {
+            config: resolved.client_config(),
+            resolved,
+            context,
+        }
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.resolved.bootstrap
+    }
+}
+
+/// Resolves an environment's brokers ([`resolve`]) and makes the client configuration and
+/// context for them.
+pub async fn connect_config(env: &Environment) -> Result<Connection, KafkaError> {
+    let (resolved, cfg) = resolve(env).await?;
+    Ok(Connection::new(resolved, cfg.as_ref()))
+}
+
+/// [`connect_config`] for synchronous callers: no runtime is needed for a `bootstrap` list;
+/// an MSK environment is resolved on a runtime of its own (or, inside a multi-threaded
+/// runtime, on the current one).
+pub fn connect_config_blocking(env: &Environment) -> Result<Connection, KafkaError> {
+    if !matches!(env.kafka, KafkaAccess::Msk { .. }) {
+        return Ok(Connection::new(Resolved::plaintext(bootstrap(env)?), None));
+    }
+    let fail = |message: String| KafkaError::Client {
+        bootstrap: "(MSK)".into(),
+        message,
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(connect_config(env)))
+        }
+        Ok(_) => Err(fail(
+            "an MSK cluster cannot be resolved from a single-threaded async runtime; use kafka::connect_config".into(),
+        )),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?
+            .block_on(connect_config(env)),
+    }
 }
 
 #[cfg(test)]
@@ -142,17 +332,24 @@ mod tests {
     }
 
     #[test]
-    fn msk_is_a_clear_error() {
+    fn msk_needs_resolving() {
         let e = env(KafkaAccess::Msk {
             cluster_arn: "arn:aws:kafka:us-east-1:123456789012:cluster/c/1".into(),
             auth: KafkaAuth::Iam,
+            scram_secret_arn: None,
         });
-        let err = client_config(&e).expect_err("not implemented");
-        assert!(matches!(err, KafkaError::MskNotImplemented { .. }));
-        assert!(err
-            .to_string()
-            .contains("msk_cluster_arn resolution is not implemented yet"));
+        let err = client_config(&e).expect_err("needs AWS");
+        assert!(matches!(err, KafkaError::MskUnresolved { .. }));
         let none = client_config(&env(KafkaAccess::None)).expect_err("none");
         assert!(none.to_string().contains("no Kafka configured"));
+    }
+
+    #[test]
+    fn bootstrap_resolves_to_plaintext_without_aws() {
+        let e = env(KafkaAccess::Bootstrap(vec!["a:9092".into()]));
+        let c = connect_config_blocking(&e).expect("no AWS call");
+        assert_eq!(c.resolved, Resolved::plaintext("a:9092".into()));
+        assert_eq!(c.config.get("security.protocol"), Some("PLAINTEXT"));
+        assert!(!c.context.is_iam());
     }
 }

@@ -3,8 +3,9 @@
 //! rdkafka 0.38 binds only AlterConfigs, which replaces a topic's whole dynamic configuration
 //! (and which tansu does not implement); librdkafka's `rd_kafka_IncrementalAlterConfigs` is
 //! reachable only through `unsafe` FFI, which this crate forbids. The request is small, so
-//! shoal encodes it itself. It works on plaintext listeners only: TLS and SASL (MSK's IAM,
-//! TLS and SCRAM modes) are not implemented here yet.
+//! shoal encodes it itself. It works on plaintext listeners only: on TLS and SASL listeners
+//! (MSK's TLS and SCRAM modes) [`super::admin::Admin::alter_configs`] sends AlterConfigs with
+//! the topic's whole dynamic configuration instead.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -49,6 +49,8 @@ pub enum KafkaAccess {
     Msk {
         cluster_arn: String,
         auth: KafkaAuth,
+        /// With `auth = "scram"`: the Secrets Manager secret holding the username and password.
+        scram_secret_arn: Option<String>,
     },
     /// No Kafka configured for this environment.
     None,
@@ -116,6 +118,13 @@ static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
 static MSK_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:aws[a-z-]*:kafka:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9_-]+/[A-Za-z0-9-]+$")
         .expect("valid regex")
+});
+/// A Secrets Manager secret ARN whose name starts with `AmazonMSK_` (MSK refuses others).
+static SCRAM_SECRET_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:AmazonMSK_[A-Za-z0-9/_+=.@-]+$",
+    )
+    .expect("valid regex")
 });
 static REGION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2}(-[a-z]+)+-\d$").expect("valid regex"));
@@ -406,6 +415,14 @@ fn kafka(r: &mut Resolver<'_, '_>, k: Option<&EnvKafkaSection>) -> KafkaAccess {
             KafkaAccess::None
         }
         (Some(list), None) => {
+            if k.scram_secret_arn.is_some() {
+                r.check(
+                    "kafka.scram_secret_arn",
+                    false,
+                    "only applies with msk_cluster_arn and auth = \"scram\"".into(),
+                    "remove scram_secret_arn, or use msk_cluster_arn",
+                );
+            }
             if k.auth.is_some() {
                 r.check(
                     "kafka.auth",
@@ -448,9 +465,33 @@ fn kafka(r: &mut Resolver<'_, '_>, k: Option<&EnvKafkaSection>) -> KafkaAccess {
                     "use arn:aws:kafka:REGION:ACCOUNT:cluster/NAME/UUID",
                 );
             }
+            let auth = auth.unwrap_or(KafkaAuth::Iam);
+            let scram_secret_arn = r.text("kafka.scram_secret_arn", k.scram_secret_arn.as_ref());
+            match (&scram_secret_arn, auth) {
+                (None, KafkaAuth::Scram) if k.scram_secret_arn.is_none() => r.check(
+                    "kafka.scram_secret_arn",
+                    false,
+                    "is required with auth = \"scram\"".into(),
+                    "name the Secrets Manager secret (its name starts with AmazonMSK_) that holds {\"username\", \"password\"}",
+                ),
+                (Some(_), a) if a != KafkaAuth::Scram => r.check(
+                    "kafka.scram_secret_arn",
+                    false,
+                    "only applies with auth = \"scram\"".into(),
+                    "remove scram_secret_arn, or set auth = \"scram\"",
+                ),
+                (Some(s), _) => r.check(
+                    "kafka.scram_secret_arn",
+                    SCRAM_SECRET_ARN.is_match(s),
+                    format!("{s:?} is not the ARN of an MSK SCRAM secret"),
+                    "use arn:aws:secretsmanager:REGION:ACCOUNT:secret:AmazonMSK_NAME-SUFFIX (MSK only accepts secrets whose name starts with AmazonMSK_)",
+                ),
+                _ => {}
+            }
             KafkaAccess::Msk {
                 cluster_arn: arn,
-                auth: auth.unwrap_or(KafkaAuth::Iam),
+                auth,
+                scram_secret_arn,
             }
         }
         (None, None) => {

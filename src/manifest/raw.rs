@@ -104,6 +104,8 @@ pub struct EnvKafkaSection {
     pub bootstrap: Option<Vec<String>>,
     pub msk_cluster_arn: Option<String>,
     pub auth: Option<String>,
+    /// The Secrets Manager secret (name starting `AmazonMSK_`) with the SCRAM credentials.
+    pub scram_secret_arn: Option<String>,
 }
 
 /// Parses `text` as TOML and deserialises it into `T`, recording every problem in `fp`.

@@ -83,7 +83,9 @@ pub fn run(
             cluster: env.cluster.clone(),
         };
         let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
-        let reader = LagReader::new(env, Duration::from_secs(10)).map_err(Error::from)?;
+        let reader = LagReader::open(env, Duration::from_secs(10))
+            .await
+            .map_err(Error::from)?;
         let lag = Lag(Arc::new(reader));
         let mut autoscaler = Autoscaler::new(project, targets);
         let last: Arc<Mutex<Vec<Outcome>>> = Arc::default();

@@ -126,12 +126,7 @@ async fn the_lag_command_prints_each_partition() {
         &[Some(1), None],
     )
     .await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["lag", "--env", "sandbox", "--sample", "1s", "-o", "json"])
-        .current_dir(sb.root())
-        .envs(&sb.vars)
-        .output()
-        .expect("runs shoal");
+    let out = sb.shoal(&["lag", "--env", "sandbox", "--sample", "1s", "-o", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),

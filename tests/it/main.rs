@@ -12,6 +12,7 @@ mod image;
 mod lag;
 mod manifest;
 mod metrics;
+mod msk;
 mod plan;
 mod render;
 mod rollout_replay;

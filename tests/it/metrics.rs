@@ -101,12 +101,7 @@ async fn the_dashboard_is_put_and_reads_back_with_three_graphs_per_scaled_consum
     let sb = Sandbox::new();
     sb.fixture.consumer("orders", crate::support::WORKER);
     sb.fixture.consumer("web", crate::support::API);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["dashboard", "--env", "sandbox", "-o", "json"])
-        .current_dir(sb.root())
-        .envs(&sb.vars)
-        .output()
-        .expect("runs shoal");
+    let out = sb.shoal(&["dashboard", "--env", "sandbox", "-o", "json"]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -51,6 +51,18 @@ impl Fixture {
         self.dir.path()
     }
 
+    /// A lowercase alphanumeric name unique to this fixture (from its temporary folder), for
+    /// resources on shared servers: repositories, topics, services.
+    pub fn unique(&self) -> String {
+        self.root()
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect()
+    }
+
     /// Writes a file (creating folders) and returns its path.
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(rel);
@@ -157,15 +169,7 @@ impl Sandbox {
     pub fn new() -> Sandbox {
         let vars = stack_env();
         let fixture = Fixture::new("");
-        let suffix: String = fixture
-            .root()
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default()
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect();
-        let project = format!("it-{suffix}");
+        let project = format!("it-{}", fixture.unique());
         fixture.write(
             "shoal.toml",
             &SANDBOX_SHOAL_TOML.replace("{project}", &project),
@@ -179,6 +183,17 @@ impl Sandbox {
 
     pub fn root(&self) -> &Path {
         self.fixture.root()
+    }
+
+    /// Runs the shoal binary in the project with the stack's variables.
+    pub fn shoal(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(args)
+            .current_dir(self.root())
+            .envs(&self.vars)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("runs shoal")
     }
 
     /// A variable of `.stack/env`.

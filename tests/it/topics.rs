@@ -32,14 +32,7 @@ impl Kafka {
         let fixture = Fixture::new(&format!(
             "project = \"topics\"\ndefault_env = \"local\"\n\n[env.local]\nplatform = \"docker\"\nkafka = {{ bootstrap = [\"{bootstrap}\"] }}\n"
         ));
-        let prefix: String = fixture
-            .root()
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default()
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect();
+        let prefix = fixture.unique();
         Kafka {
             fixture,
             bootstrap,
