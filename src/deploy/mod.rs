@@ -331,7 +331,7 @@ pub async fn apply(
             Some(tp) => match crate::kafka::admin::Admin::open(env).await {
                 Ok(admin) => crate::kafka::topics::apply(&admin, &tp.steps)
                     .await
-                    .map(|done| (format!("{} applied", done.len()), ()))
+                    .map(|done| (format!("{} applied: {}", done.len(), done.join("; ")), ()))
                     .map_err(DeployError::from),
                 Err(e) => Err(DeployError::from(e)),
             },

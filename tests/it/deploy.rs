@@ -374,7 +374,11 @@ async fn deploy_applies_declared_topics_before_the_services() {
     let names: Vec<&str> = summary.steps.iter().map(|s| s.name).collect();
     let at = |n: &str| names.iter().position(|x| *x == n).expect("step");
     assert!(at("topics") < at("services"), "{names:?}");
-    assert_eq!(Fleet::step(&summary, "topics"), "1 applied");
+    let topics = Fleet::step(&summary, "topics");
+    assert!(
+        topics.starts_with("1 applied: ") && topics.contains(&topic),
+        "each topic step shows in the summary: {topics}"
+    );
 
     let (plan, summary) = f.deploy(false).await;
     assert!(plan.is_empty(), "{plan:#?}");
