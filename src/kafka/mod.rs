@@ -160,7 +160,10 @@ impl Resolved {
         config
             .set("bootstrap.servers", &self.bootstrap)
             .set("client.id", "shoal")
-            .set("socket.timeout.ms", "15000");
+            .set("socket.timeout.ms", "15000")
+            // No KIP-714 client metrics: one GetTelemetrySubscriptions per connection, for
+            // nothing shoal uses.
+            .set("enable.metrics.push", "false");
         match self.auth {
             KafkaAuth::Plaintext => {
                 config.set("security.protocol", "PLAINTEXT");
