@@ -36,8 +36,26 @@ pub trait ReadLag {
 }
 
 /// Reads and sets desired counts.
-pub trait Scale {
+pub trait Scale: Sync {
     fn current(&self, service: &str) -> impl Future<Output = Result<u32, String>> + Send;
+
+    /// The counts of several services at once (the first tick reads them all); services
+    /// that cannot be read are left out. By default one [`Scale::current`] each.
+    fn current_many(
+        &self,
+        services: &[String],
+    ) -> impl Future<Output = BTreeMap<String, u32>> + Send {
+        async move {
+            let mut out = BTreeMap::new();
+            for s in services {
+                if let Ok(n) = self.current(s).await {
+                    out.insert(s.clone(), n);
+                }
+            }
+            out
+        }
+    }
+
     fn set(&self, service: &str, count: u32) -> impl Future<Output = Result<(), String>> + Send;
 }
 
@@ -85,6 +103,17 @@ impl Autoscaler {
     ) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         let mut metrics = Vec::new();
+        let unknown: Vec<String> = self
+            .targets
+            .iter()
+            .filter(|t| !self.states.contains_key(&t.consumer))
+            .map(|t| t.service.clone())
+            .collect();
+        let counts = if unknown.is_empty() {
+            BTreeMap::new()
+        } else {
+            scale.current_many(&unknown).await
+        };
         for t in &self.targets {
             let mut error = None;
             let observation = match lag.read(&t.group, &t.topic).await {
@@ -97,12 +126,12 @@ impl Autoscaler {
             };
             let state = match self.states.get(&t.consumer) {
                 Some(s) => s.clone(),
-                None => match scale.current(&t.service).await {
-                    Ok(n) => State::new(n),
-                    Err(e) => {
+                None => match counts.get(&t.service) {
+                    Some(n) => State::new(*n),
+                    None => {
                         // Without the current count there is nothing to decide from: the
                         // next tick tries again.
-                        warn!(consumer = %t.consumer, error = %e, "cannot read the desired count; skipping");
+                        warn!(consumer = %t.consumer, service = %t.service, "cannot read the desired count; skipping");
                         continue;
                     }
                 },
@@ -181,6 +210,25 @@ impl Scale for EcsServices {
             .first()
             .map(|s| s.desired_count().max(0) as u32)
             .ok_or_else(|| format!("no service {service} in cluster {}", self.cluster))
+    }
+
+    /// One DescribeServices per ten services.
+    async fn current_many(&self, services: &[String]) -> BTreeMap<String, u32> {
+        match crate::platform::ecs::describe(&self.client, &self.cluster, services).await {
+            Ok(found) => found
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        s.service_name()?.to_string(),
+                        s.desired_count().max(0) as u32,
+                    ))
+                })
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the desired counts");
+                BTreeMap::new()
+            }
+        }
     }
 
     async fn set(&self, service: &str, count: u32) -> Result<(), String> {

@@ -94,6 +94,11 @@ async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
     ecs.set(&service, 4).await.expect("set");
     assert_eq!(ecs.current(&service).await, Ok(4));
     assert!(ecs.current("no-such-service").await.is_err());
+    let many = ecs
+        .current_many(&[service.clone(), "no-such-service".to_string()])
+        .await;
+    assert_eq!(many.get(&service), Some(&4));
+    assert_eq!(many.len(), 1, "a missing service is left out: {many:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
