@@ -114,9 +114,14 @@ impl Autoscaler {
         } else {
             scale.current_many(&unknown).await
         };
-        for t in &self.targets {
+        // Every group's lag at once: the reads wait on brokers, not on each other.
+        let reads = futures_util::future::join_all(
+            self.targets.iter().map(|t| lag.read(&t.group, &t.topic)),
+        )
+        .await;
+        for (t, read) in self.targets.iter().zip(reads) {
             let mut error = None;
-            let observation = match lag.read(&t.group, &t.topic).await {
+            let observation = match read {
                 Ok(o) => Some(o),
                 Err(e) => {
                     warn!(consumer = %t.consumer, group = %t.group, error = %e, "cannot read lag; changing nothing");
