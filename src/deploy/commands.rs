@@ -29,15 +29,17 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn inputs(&self) -> Inputs<'_> {
-        Inputs {
+    /// The plan's inputs, with the workloads' brokers looked up (MSK: two AWS calls).
+    async fn inputs(&self) -> Result<Inputs<'_>> {
+        Ok(Inputs {
             root: self.root,
             project: self.project,
             env: self.env,
             fleet: self.fleet,
             renderer: self.renderer,
             hashes: self.hashes,
-        }
+            bootstrap: super::workload_bootstrap(self.env).await?,
+        })
     }
 
     fn heading(&self, verb: &str) -> String {
@@ -70,7 +72,7 @@ impl From<DeployError> for Error {
 pub fn plan(ctx: &Ctx<'_>) -> Result<i32> {
     block_on(async {
         let clients = Clients::new(ctx.env).await;
-        let (the_plan, _, _) = super::plan(&clients, &ctx.inputs()).await?;
+        let (the_plan, _, _) = super::plan(&clients, &ctx.inputs().await?).await?;
         if ctx.output == Output::Json {
             let v = plan::to_json(&the_plan, ctx.project, &ctx.env.name);
             report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -92,7 +94,7 @@ fn print_plan(ctx: &Ctx<'_>, the_plan: &plan::Plan, verb: &str) {
 pub fn deploy(ctx: &Ctx<'_>, options: &Options) -> Result<i32> {
     block_on(async {
         let clients = Clients::new(ctx.env).await;
-        let inputs = ctx.inputs();
+        let inputs = ctx.inputs().await?;
         let (the_plan, desired, live) = super::plan(&clients, &inputs).await?;
         print_plan(ctx, &the_plan, "Deploy");
         let result = super::apply(&clients, &inputs, &the_plan, &desired, &live, options).await;

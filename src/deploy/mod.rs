@@ -95,6 +95,9 @@ pub struct Inputs<'a> {
     pub fleet: &'a Fleet,
     pub renderer: &'a Renderer,
     pub hashes: &'a BTreeMap<String, ContextHash>,
+    /// The brokers the workloads are given as `KAFKA_BOOTSTRAP`: the environment's list, or
+    /// an MSK cluster's brokers for its auth mode, as [`workload_bootstrap`] finds them.
+    pub bootstrap: Option<String>,
 }
 
 impl Inputs<'_> {
@@ -102,7 +105,7 @@ impl Inputs<'_> {
         Target {
             project: self.project,
             env: self.env,
-            bootstrap: self.env.kafka.static_bootstrap(),
+            bootstrap: self.bootstrap.clone(),
         }
     }
 
@@ -174,6 +177,19 @@ pub fn spec_tag(hash: &str, task_definition_arn: &str) -> String {
         "{hash}@{}",
         crate::platform::rollout::revision(task_definition_arn)
     )
+}
+
+/// The brokers workloads connect to: the `bootstrap` list as given, or for an MSK cluster the
+/// broker string of its auth mode (DescribeClusterV2, GetBootstrapBrokers).
+pub async fn workload_bootstrap(env: &Environment) -> Result<Option<String>, DeployError> {
+    match &env.kafka {
+        crate::manifest::KafkaAccess::None => Ok(None),
+        crate::manifest::KafkaAccess::Bootstrap(_) => Ok(env.kafka.static_bootstrap()),
+        crate::manifest::KafkaAccess::Msk { .. } => {
+            let (resolved, _) = crate::kafka::resolve(env).await?;
+            Ok(Some(resolved.bootstrap))
+        }
+    }
 }
 
 /// The desired count a deploy keeps: the live one, within the manifest's scaling bounds.

@@ -77,6 +77,7 @@ impl Fleet {
             fleet: &fleet,
             renderer: &renderer,
             hashes: &hashes,
+            bootstrap: env.kafka.static_bootstrap(),
         };
         let clients = self.clients().await;
         let (plan, desired, live) = deploy::plan(&clients, &inputs).await.expect("plan");
