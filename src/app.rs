@@ -274,7 +274,7 @@ impl Ctx {
                 ]
             })
             .collect();
-        report::out(&table(
+        report::out(&report::table(
             &[
                 "CONSUMER",
                 "KIND",
@@ -492,29 +492,4 @@ fn check_renderings(dir: &Path, renderings: &[(String, Value)]) -> Result<i32> {
             differ.join(", ")
         )))
     }
-}
-
-/// A plain text table with aligned columns.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: Vec<&str>, out: &mut String| {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(parts.join("  ").trim_end());
-        out.push('\n');
-    };
-    line(headers.to_vec(), &mut out);
-    for row in rows {
-        line(row.iter().map(String::as_str).collect(), &mut out);
-    }
-    out
 }

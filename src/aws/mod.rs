@@ -69,53 +69,44 @@ pub fn calls() -> u64 {
     CALLS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// An ECS client for this configuration.
-pub fn ecs(cfg: &SdkConfig) -> aws_sdk_ecs::Client {
-    let conf = aws_sdk_ecs::config::Builder::from(cfg)
-        .interceptor(NameEndpoint::new(cfg, "ecs"))
-        .build();
-    aws_sdk_ecs::Client::from_conf(conf)
+/// Defines a client factory: the SDK's client for `cfg`, with the interceptor that names the
+/// endpoint (`$endpoint`, the service's host prefix) in connection errors and counts calls.
+macro_rules! client {
+    ($(#[$doc:meta])* $name:ident, $sdk:ident, $endpoint:literal) => {
+        $(#[$doc])*
+        pub fn $name(cfg: &SdkConfig) -> $sdk::Client {
+            let conf = $sdk::config::Builder::from(cfg)
+                .interceptor(NameEndpoint::new(cfg, $endpoint))
+                .build();
+            $sdk::Client::from_conf(conf)
+        }
+    };
 }
 
-/// An ECR client for this configuration.
-pub fn ecr(cfg: &SdkConfig) -> aws_sdk_ecr::Client {
-    let conf = aws_sdk_ecr::config::Builder::from(cfg)
-        .interceptor(NameEndpoint::new(cfg, "api.ecr"))
-        .build();
-    aws_sdk_ecr::Client::from_conf(conf)
-}
-
-/// A CloudWatch client for this configuration (metrics and dashboards).
-pub fn cloudwatch(cfg: &SdkConfig) -> aws_sdk_cloudwatch::Client {
-    let conf = aws_sdk_cloudwatch::config::Builder::from(cfg)
-        .interceptor(NameEndpoint::new(cfg, "monitoring"))
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(conf)
-}
-
-/// A CloudWatch Logs client for this configuration.
-pub fn logs(cfg: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
-    let conf = aws_sdk_cloudwatchlogs::config::Builder::from(cfg)
-        .interceptor(NameEndpoint::new(cfg, "logs"))
-        .build();
-    aws_sdk_cloudwatchlogs::Client::from_conf(conf)
-}
-
-/// An MSK (control plane) client for this configuration.
-pub fn msk(cfg: &SdkConfig) -> aws_sdk_kafka::Client {
-    let conf = aws_sdk_kafka::config::Builder::from(cfg)
-        .interceptor(NameEndpoint::new(cfg, "kafka"))
-        .build();
-    aws_sdk_kafka::Client::from_conf(conf)
-}
-
-/// A Secrets Manager client for this configuration (MSK SCRAM credentials).
-pub fn secrets(cfg: &SdkConfig) -> aws_sdk_secretsmanager::Client {
-    let conf = aws_sdk_secretsmanager::config::Builder::from(cfg)
-        .interceptor(NameEndpoint::new(cfg, "secretsmanager"))
-        .build();
-    aws_sdk_secretsmanager::Client::from_conf(conf)
-}
+client!(
+    /// An ECS client for this configuration.
+    ecs, aws_sdk_ecs, "ecs"
+);
+client!(
+    /// An ECR client for this configuration.
+    ecr, aws_sdk_ecr, "api.ecr"
+);
+client!(
+    /// A CloudWatch client for this configuration (metrics and dashboards).
+    cloudwatch, aws_sdk_cloudwatch, "monitoring"
+);
+client!(
+    /// A CloudWatch Logs client for this configuration.
+    logs, aws_sdk_cloudwatchlogs, "logs"
+);
+client!(
+    /// An MSK (control plane) client for this configuration.
+    msk, aws_sdk_kafka, "kafka"
+);
+client!(
+    /// A Secrets Manager client for this configuration (MSK SCRAM credentials).
+    secrets, aws_sdk_secretsmanager, "secretsmanager"
+);
 
 /// A call to AWS that failed, or a request shoal would not send.
 #[derive(Debug, thiserror::Error)]
@@ -345,12 +336,7 @@ impl Intercept for NameEndpoint {
 /// The innermost message of a connection error ("Connection refused (os error 111)"), which is
 /// the informative one; the outer layers say "io error", "client error (Connect)".
 fn connection_cause(err: &ConnectorError) -> String {
-    let mut last = err.to_string();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(e) = cur {
-        last = e.to_string();
-        cur = e.source();
-    }
+    let mut last = crate::error::innermost(err);
     if err.is_timeout() && !last.contains("timed out") && !last.contains("timeout") {
         last = format!("timed out: {last}");
     }

@@ -1,8 +1,6 @@
 //! The ECS commands: `plan` with live state, `deploy`, `status` and `rollback`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::future::Future;
 
 use serde_json::{json, Value};
 
@@ -10,7 +8,7 @@ use super::{Clients, DeployError, Inputs, Options};
 use crate::cli::Output;
 use crate::discover::context::ContextHash;
 use crate::discover::Fleet;
-use crate::error::{exit, Error, Result};
+use crate::error::{block_on, exit, Error, Result};
 use crate::manifest::Environment;
 use crate::plan;
 use crate::platform::{ecs, rollout};
@@ -48,14 +46,6 @@ impl Ctx<'_> {
             self.project, self.env.name, self.env.cluster
         )
     }
-}
-
-fn block_on<F: Future>(f: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    Ok(rt.block_on(f))
 }
 
 impl From<DeployError> for Error {
@@ -208,22 +198,30 @@ pub fn status(ctx: &Ctx<'_>) -> Result<i32> {
                 ctx.project, ctx.env.cluster, ctx.env.name
             ));
         } else {
-            let mut out = format!(
-                "{:<24} {:>15}  {:<24} {:<17} {:<12} LAST EVENT\n",
-                "CONSUMER", "DESIRED/RUN/PEND", "REVISION", "IMAGE TAG", "ROLLOUT"
+            let cells: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.consumer.clone(),
+                        format!("{}/{}/{}", r.desired, r.running, r.pending),
+                        r.revision.clone(),
+                        r.image_tag.clone(),
+                        r.rollout.clone(),
+                        r.last_event.clone(),
+                    ]
+                })
+                .collect();
+            let out = report::table(
+                &[
+                    "CONSUMER",
+                    "DESIRED/RUN/PEND",
+                    "REVISION",
+                    "IMAGE TAG",
+                    "ROLLOUT",
+                    "LAST EVENT",
+                ],
+                &cells,
             );
-            for r in &rows {
-                let _ = writeln!(
-                    out,
-                    "{:<24} {:>15}  {:<24} {:<17} {:<12} {}",
-                    r.consumer,
-                    format!("{}/{}/{}", r.desired, r.running, r.pending),
-                    r.revision,
-                    r.image_tag,
-                    r.rollout,
-                    r.last_event
-                );
-            }
             report::out(&out);
         }
         Ok(exit::OK)

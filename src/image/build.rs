@@ -54,7 +54,10 @@ impl Engine {
             .docker
             .get_or_init(|| async {
                 let docker = Docker::connect_with_host(&self.host).map_err(|e| e.to_string())?;
-                docker.negotiate_version().await.map_err(|e| cause(&e))
+                docker
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| crate::error::innermost(&e))
             })
             .await;
         result.as_ref().map_err(Clone::clone)
@@ -69,17 +72,6 @@ impl Engine {
             docker_host: std::env::var("DOCKER_HOST").ok(),
         }
     }
-}
-
-/// The innermost message of a connection error ("Connection refused (os error 111)").
-pub(crate) fn cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        last = e.to_string();
-        cur = e.source();
-    }
-    last
 }
 
 /// Whether a bollard error means the engine could not be spoken to at all.
@@ -166,7 +158,9 @@ pub(crate) async fn build(
                     task.detail(status);
                 }
             }
-            Err(e) if is_connection(&e) => return Err(engine.unreachable(&job.consumer, cause(&e))),
+            Err(e) if is_connection(&e) => {
+                return Err(engine.unreachable(&job.consumer, crate::error::innermost(&e)))
+            }
             Err(e) => {
                 let detail = match e {
                     bollard::errors::Error::DockerStreamError { error } => error,

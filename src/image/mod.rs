@@ -455,7 +455,10 @@ impl Pipeline {
                     .map_err(|cause| self.engine.unreachable(&job.consumer, cause))?;
                 build::has_image(docker, &job.reference())
                     .await
-                    .map_err(|e| self.engine.unreachable(&job.consumer, build::cause(&e)))
+                    .map_err(|e| {
+                        self.engine
+                            .unreachable(&job.consumer, crate::error::innermost(&e))
+                    })
             }
         }
     }

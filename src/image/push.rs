@@ -5,7 +5,7 @@ use bollard::query_parameters::PushImageOptionsBuilder;
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use super::build::{cause, is_connection, Engine};
+use super::build::{is_connection, Engine};
 use super::progress::Task;
 use super::{ImageError, ImageJob};
 use crate::aws::ecr::RegistryAuth;
@@ -58,7 +58,7 @@ pub(crate) async fn push(
                 }
             }
             Err(e) if is_connection(&e) => {
-                return Err(engine.unreachable(&job.consumer, cause(&e)));
+                return Err(engine.unreachable(&job.consumer, crate::error::innermost(&e)));
             }
             Err(e) => {
                 let detail = match e {

@@ -94,7 +94,7 @@ impl RegistryApi {
             })?
             .map_err(|e| RegistryError::Unreachable {
                 url: url.clone(),
-                cause: super::build::cause(&e),
+                cause: crate::error::innermost(&e),
             })?;
         match answer.status().as_u16() {
             200 => Ok(true),

@@ -15,7 +15,7 @@ use super::admin::{Admin, LiveTopic};
 use super::{wire, KafkaError};
 use crate::cli::{Output, TopicsCommand};
 use crate::discover::Fleet;
-use crate::error::{exit, Error, Result};
+use crate::error::{block_on, exit, Error, Result};
 use crate::manifest::{Environment, Topic};
 use crate::plan::{self, Kind, Live, Plan, Resource};
 use crate::report;
@@ -290,14 +290,6 @@ pub async fn apply(admin: &Admin, steps: &[Step]) -> Result<Vec<String>, KafkaEr
     } else {
         Err(KafkaError::Apply { done, failed })
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    Ok(rt.block_on(f))
 }
 
 /// `shoal topics plan|apply|delete`. `fleet` is `None` only for `delete`.

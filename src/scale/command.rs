@@ -66,11 +66,7 @@ pub fn run(
     output: crate::cli::Output,
     opts: &Options,
 ) -> Result<i32> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(async {
+    crate::error::block_on(async {
         let targets = targets(fleet, opts.interval);
         if targets.is_empty() {
             return Err(Error::Usage(
@@ -118,7 +114,7 @@ pub fn run(
                 }
             }
         }
-    })
+    })?
 }
 
 fn print(outcomes: &[Outcome], output: crate::cli::Output) {
@@ -331,24 +327,28 @@ pub fn lag(
         crate::report::outln(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);
     }
-    let mut out = format!(
-        "{:<24} {:<24} {:>4} {:>10} {:>10} {:>9} {:>9} {:>9}\n",
-        "CONSUMER", "TOPIC", "PART", "LAG", "LAG S", "IN/S", "OUT/S", "END"
-    );
     let dash = || "-".to_string();
-    for r in &rows {
-        out.push_str(&format!(
-            "{:<24} {:<24} {:>4} {:>10} {:>10} {:>9.1} {:>9.1} {:>9}\n",
-            r.consumer,
-            r.topic,
-            r.partition,
-            r.lag.map_or_else(dash, |l| l.to_string()),
-            r.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
-            r.arrival_rate,
-            r.consume_rate,
-            r.end_offset
-        ));
-    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.consumer.clone(),
+                r.topic.clone(),
+                r.partition.to_string(),
+                r.lag.map_or_else(dash, |l| l.to_string()),
+                r.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
+                format!("{:.1}", r.arrival_rate),
+                format!("{:.1}", r.consume_rate),
+                r.end_offset.to_string(),
+            ]
+        })
+        .collect();
+    let out = crate::report::table(
+        &[
+            "CONSUMER", "TOPIC", "PART", "LAG", "LAG S", "IN/S", "OUT/S", "END",
+        ],
+        &cells,
+    );
     crate::report::out(&out);
     Ok(exit::OK)
 }
