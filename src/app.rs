@@ -39,28 +39,27 @@ pub fn run(cli: Cli) -> Result<i32> {
         output: cli.output,
     };
     match cli.command {
+        Command::New(args) => new_consumer(&ctx.project.root, &args, ctx.output),
         Command::Discover => ctx.discover(),
         Command::Validate => ctx.validate(),
         Command::Render(args) => ctx.render(&args),
-        Command::Plan => ctx.plan(),
-        Command::Deploy(args) => ctx.ecs(|c| {
-            crate::deploy::commands::deploy(
-                c,
-                &crate::deploy::Options {
-                    prune: args.prune,
-                    jobs: args.jobs,
-                    wait: wait(args.timeout),
-                },
-            )
+        Command::Plan => ctx.platform(|p| p.plan()),
+        Command::Deploy(args) => ctx.platform(|p| {
+            p.deploy(&crate::platform::DeployOptions {
+                prune: args.prune,
+                jobs: args.jobs,
+                timeout: args.timeout,
+            })
         }),
-        Command::Status => ctx.ecs(crate::deploy::commands::status),
+        Command::Status => ctx.platform(|p| p.status()),
+        Command::Down => ctx.platform(|p| p.down()),
         Command::Dashboard => ctx.ecs(crate::deploy::commands::dashboard),
         Command::Lag { consumer, sample } => {
             let env = ctx.env()?;
             let fleet = ctx.fleet()?;
             crate::scale::command::lag(&env, &fleet, consumer.as_deref(), sample, ctx.output)
         }
-        Command::Autoscale(args) => ctx.ecs(|c| {
+        Command::Autoscale(args) => ctx.resolved(|c| {
             crate::scale::command::run(
                 c.project,
                 c.env,
@@ -71,6 +70,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     dry_run: args.dry_run,
                     interval: args.interval,
                     listen: (!args.once).then(|| args.listen.clone()),
+                    scale_in_window: args.scale_in_window,
                 },
             )
         }),
@@ -137,6 +137,45 @@ fn wait(timeout: std::time::Duration) -> crate::platform::ecs::Wait {
         timeout,
         poll: std::time::Duration::from_secs(10).min(timeout),
     }
+}
+
+/// `shoal new`: writes the consumer folder and says what to do next.
+fn new_consumer(root: &Path, args: &crate::cli::NewArgs, output: Output) -> Result<i32> {
+    use crate::scaffold::{self, Kind, ScaffoldError};
+    let kind = match args.kind {
+        crate::cli::NewKind::Worker => Kind::Worker,
+        crate::cli::NewKind::Api => Kind::Api,
+    };
+    let created =
+        scaffold::create(root, &args.name, kind, args.topic.as_deref()).map_err(|e| match e {
+            ScaffoldError::Name { .. } | ScaffoldError::Topic { .. } | ScaffoldError::Exists(_) => {
+                Error::Usage(e.to_string())
+            }
+            _ => Error::Failed(e.to_string()),
+        })?;
+    if let Some(problem) = &created.lockfile_problem {
+        tracing::warn!(
+            "could not make Cargo.lock ({problem}); run `cargo generate-lockfile` in {} before the first deploy",
+            created.dir.display()
+        );
+    }
+    if output == Output::Json {
+        let files: Vec<String> = created
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        report::outln(&json!({ "consumer": args.name, "files": files }).to_string());
+        return Ok(exit::OK);
+    }
+    for file in &created.files {
+        report::outln(&format!("created {}", file.display()));
+    }
+    report::outln(&format!(
+        "\nNext: `shoal validate`, then `shoal deploy` to run it on the local platform.\nIts code is in consumers/{}/src/main.rs.",
+        args.name
+    ));
+    Ok(exit::OK)
 }
 
 /// The folder holding shoal.toml: the one given, or the nearest above the current directory.
@@ -382,8 +421,7 @@ impl Ctx {
         Ok(exit::OK)
     }
 
-    /// Runs an ECS command with the environment, fleet, hashes and template resolved. The
-    /// docker platform's commands arrive with the local-platform work.
+    /// Runs an ECS-only command (rollback, dashboard) with everything resolved.
     fn ecs(
         &self,
         command: impl FnOnce(&crate::deploy::commands::Ctx<'_>) -> Result<i32>,
@@ -391,11 +429,31 @@ impl Ctx {
         let env = self.env()?;
         if env.platform != Platform::Ecs {
             return Err(Error::Usage(format!(
-                "environment {} uses the {} platform, which cannot be deployed to yet; use an ecs environment such as sandbox (after `scripts/stack up`)",
+                "environment {} uses the {} platform, and this command is for ecs environments only; use an ecs environment such as sandbox (after `scripts/stack up`)",
                 env.name,
                 env.platform.as_str()
             )));
         }
+        self.resolved(command)
+    }
+
+    /// Runs a command of the environment's platform (ecs or docker).
+    fn platform(
+        &self,
+        command: impl FnOnce(&dyn crate::platform::Platform) -> Result<i32>,
+    ) -> Result<i32> {
+        self.resolved(|c| match c.env.platform {
+            Platform::Ecs => command(&crate::deploy::commands::Ecs(c)),
+            Platform::Docker => command(&crate::deploy::docker::Docker(c)),
+        })
+    }
+
+    /// Runs a command with the environment, fleet, hashes and template resolved.
+    fn resolved(
+        &self,
+        command: impl FnOnce(&crate::deploy::commands::Ctx<'_>) -> Result<i32>,
+    ) -> Result<i32> {
+        let env = self.env()?;
         let fleet = self.fleet()?;
         let hashes = self.hashes(&fleet)?;
         let renderer = Renderer::for_project(&self.project.root)?;
@@ -408,51 +466,6 @@ impl Ctx {
             renderer: &renderer,
             output: self.output,
         })
-    }
-
-    fn plan(&self) -> Result<i32> {
-        let env = self.env()?;
-        if env.platform == Platform::Ecs {
-            return self.ecs(crate::deploy::commands::plan);
-        }
-        let fleet = self.fleet()?;
-        let tags: BTreeMap<String, String> = self
-            .hashes(&fleet)?
-            .into_iter()
-            .map(|(k, h)| (k, h.tag().to_string()))
-            .collect();
-        let renderer = Renderer::for_project(&self.project.root)?;
-        let inputs = plan::DesiredInputs {
-            target: Target {
-                project: &self.project.name,
-                env: &env,
-                bootstrap: env.kafka.static_bootstrap(),
-            },
-            fleet: &fleet,
-            renderer: &renderer,
-            tags: &tags,
-        };
-        let desired = plan::desired(&inputs)?;
-        // Live reads come with the platforms; until then the plan starts from nothing.
-        let live = plan::Live::default();
-        let the_plan = plan::diff(&desired, &live);
-        if self.output == Output::Json {
-            let mut v = plan::to_json(&the_plan, &self.project.name, &env.name);
-            if let Value::Object(m) = &mut v {
-                m.insert("live_state".into(), Value::from("not-read"));
-            }
-            self.print_json(&v);
-        } else {
-            let heading = format!(
-                "Plan for project {} in environment {} ({} platform)\nThe {} platform's live state is not read yet: this plan assumes nothing exists.",
-                self.project.name,
-                env.name,
-                env.platform.as_str(),
-                env.platform.as_str()
-            );
-            report::out(&plan::print_text(&the_plan, &heading));
-        }
-        Ok(exit::OK)
     }
 }
 

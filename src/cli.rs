@@ -52,6 +52,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The consumer's name: the folder under consumers/, and its ECS service and repository.
+    pub name: String,
+
+    /// worker: consumes the topic. api: an HTTP API that produces to it.
+    #[arg(long, value_enum, default_value_t = NewKind::Worker)]
+    pub kind: NewKind,
+
+    /// The topic it consumes or produces to. Default: the consumer's name.
+    #[arg(long, value_name = "TOPIC")]
+    pub topic: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NewKind {
+    Worker,
+    Api,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Text,
@@ -73,6 +93,18 @@ pub enum Command {
     /// environment's ${VAR} references are also expanded and checked.
     Validate,
 
+    /// Start a new workload: consumers/NAME with a manifest, a Dockerfile and a Rust crate.
+    ///
+    /// A worker consumes its topic as a consumer group, committing after each message; an
+    /// api produces what it is sent to its topic. Either deploys as it is, to the local
+    /// platform and to ECS; the topic is created by the deploy.
+    #[command(after_help = "\
+Examples:
+  shoal new orders-worker              a worker on the topic orders-worker
+  shoal new orders-api --kind api --topic orders
+  shoal deploy                         build it and run it on the local platform")]
+    New(NewArgs),
+
     /// Print the ECS task definition of one consumer, or of all of them.
     #[command(after_help = "\
 Examples:
@@ -84,7 +116,8 @@ Examples:
     ///
     /// On the ecs platform the plan compares the manifests with what exists: ECR
     /// repositories, log groups, each family's active task definition (after dropping the
-    /// fields ECS fills in) and the project's services.
+    /// fields ECS fills in) and the project's services. On the docker platform it compares
+    /// each consumer with the labels of its live containers (docs/local-platform.md).
     Plan,
 
     /// Build, push and roll out every consumer that changed, then wait for the rollouts.
@@ -95,6 +128,12 @@ Examples:
     /// the desired count the autoscaler set (within the manifest's min and max). A rollout
     /// that ECS rolls back, that fails or that times out fails the deploy (exit 5) and names
     /// the service, the reason and ECS's last events.
+    ///
+    /// On the docker platform images are built on the local engine (not pushed) and each
+    /// changed consumer is replaced container by container: the new revision starts next to
+    /// the old one, the old containers go once the new ones are healthy, and a new revision
+    /// that exits or is not healthy is removed while the old one keeps serving (exit 5, with
+    /// the container's last log lines). See docs/local-platform.md.
     #[command(after_help = "\
 Examples:
   shoal deploy --env sandbox
@@ -103,7 +142,16 @@ Examples:
     Deploy(DeployArgs),
 
     /// Show each service: desired/running/pending, revision, image tag, rollout, last event.
+    ///
+    /// On the docker platform: each consumer's revision, desired/running containers, image
+    /// tag, the ports its API replicas listen on, and every container.
     Status,
+
+    /// Remove every container of the project in a docker environment.
+    #[command(after_help = "\
+Examples:
+  shoal down --env local")]
+    Down,
 
     /// Keep each service's desired count matched to its consumer group's lag.
     ///
@@ -112,7 +160,9 @@ Examples:
     /// only replica counts where the busiest replica's partition share drops, scale out at
     /// once, scale in after a window, no change when lag cannot be read), sets the ECS desired
     /// count when it changes, and publishes ConsumerLag, ConsumerLagSeconds and DesiredCount
-    /// to CloudWatch. Serves /healthz and Prometheus /metrics; stops on SIGTERM.
+    /// to CloudWatch. Serves /healthz and Prometheus /metrics; stops on SIGTERM. On the
+    /// docker platform it adds and removes containers instead, and publishes nothing to
+    /// CloudWatch.
     #[command(after_help = "\
 Examples:
   shoal autoscale --env prod
@@ -340,4 +390,8 @@ pub struct AutoscaleArgs {
     /// Address for /healthz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "HOST:PORT")]
     pub listen: String,
+
+    /// How long the recommendation must stay below the current count before scaling in.
+    #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
+    pub scale_in_window: std::time::Duration,
 }

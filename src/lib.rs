@@ -17,6 +17,7 @@ pub mod plan;
 pub mod platform;
 pub mod render;
 pub mod report;
+pub mod scaffold;
 pub mod scale;
 
 use std::ffi::OsString;

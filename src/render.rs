@@ -115,8 +115,8 @@ impl Renderer {
             .iter()
             .map(|(name, value)| NameValue { name, value })
             .collect();
-        let secrets: Vec<NameValueFrom<'_>> = consumer
-            .secrets
+        let secrets = secrets(target, consumer);
+        let secrets: Vec<NameValueFrom<'_>> = secrets
             .iter()
             .map(|(name, value_from)| NameValueFrom { name, value_from })
             .collect();
@@ -217,11 +217,70 @@ pub fn environment(target: &Target<'_>, consumer: &Consumer) -> BTreeMap<String,
     if let Some(api) = &consumer.api {
         out.insert("PORT".to_string(), api.port.to_string());
     }
+    out.extend(kafka_auth_environment(target.env));
     out.extend(consumer.env.clone());
     out.extend(target.env.vars.clone());
     for name in consumer.secrets.keys() {
         out.remove(name);
     }
+    out
+}
+
+/// How a workload reaches an MSK cluster's listener for the environment's auth mode, as
+/// librdkafka settings: each `RDKAFKA_<NAME>` variable is the property `<name>` with `_` turned
+/// into `.` (the convention of the workloads under consumers/ and of `shoal new`), plus
+/// `KAFKA_AUTH` for code that needs to know. IAM needs the workload to sign OAUTHBEARER tokens
+/// itself (librdkafka cannot), with the task role's credentials.
+fn kafka_auth_environment(env: &crate::manifest::Environment) -> BTreeMap<String, String> {
+    use crate::manifest::{KafkaAccess, KafkaAuth};
+    let KafkaAccess::Msk { auth, .. } = &env.kafka else {
+        return BTreeMap::new();
+    };
+    let settings: &[(&str, &str)] = match auth {
+        KafkaAuth::Plaintext => &[("KAFKA_AUTH", "plaintext")],
+        KafkaAuth::Tls => &[("KAFKA_AUTH", "tls"), ("RDKAFKA_SECURITY_PROTOCOL", "ssl")],
+        KafkaAuth::Scram => &[
+            ("KAFKA_AUTH", "scram"),
+            ("RDKAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("RDKAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ],
+        KafkaAuth::Iam => &[
+            ("KAFKA_AUTH", "iam"),
+            ("RDKAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ("RDKAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+        ],
+    };
+    let mut out: BTreeMap<String, String> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if matches!(auth, KafkaAuth::Iam) {
+        out.insert("AWS_REGION".to_string(), env.region.clone());
+    }
+    out
+}
+
+/// The container's secrets: the manifest's `[secrets]`, and with SCRAM on MSK the username
+/// and password from the cluster's Secrets Manager secret (ECS reads its JSON keys).
+pub fn secrets(target: &Target<'_>, consumer: &Consumer) -> BTreeMap<String, String> {
+    use crate::manifest::{KafkaAccess, KafkaAuth};
+    let mut out = BTreeMap::new();
+    if let KafkaAccess::Msk {
+        auth: KafkaAuth::Scram,
+        scram_secret_arn: Some(arn),
+        ..
+    } = &target.env.kafka
+    {
+        out.insert(
+            "RDKAFKA_SASL_USERNAME".to_string(),
+            format!("{arn}:username::"),
+        );
+        out.insert(
+            "RDKAFKA_SASL_PASSWORD".to_string(),
+            format!("{arn}:password::"),
+        );
+    }
+    out.extend(consumer.secrets.clone());
     out
 }
 

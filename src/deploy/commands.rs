@@ -28,7 +28,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// The plan's inputs, with the workloads' brokers looked up (MSK: two AWS calls).
-    async fn inputs(&self) -> Result<Inputs<'_>> {
+    pub(super) async fn inputs(&self) -> Result<Inputs<'_>> {
         Ok(Inputs {
             root: self.root,
             project: self.project,
@@ -55,6 +55,44 @@ impl From<DeployError> for Error {
             DeployError::Render(r) => Error::Render(r),
             other => Error::Failed(other.to_string()),
         }
+    }
+}
+
+/// The ECS platform's commands on a resolved context.
+pub struct Ecs<'a>(pub &'a Ctx<'a>);
+
+impl crate::platform::Platform for Ecs<'_> {
+    fn name(&self) -> &'static str {
+        "ecs"
+    }
+
+    fn plan(&self) -> Result<i32> {
+        plan(self.0)
+    }
+
+    fn deploy(&self, options: &crate::platform::DeployOptions) -> Result<i32> {
+        deploy(
+            self.0,
+            &Options {
+                prune: options.prune,
+                jobs: options.jobs,
+                wait: ecs::Wait {
+                    timeout: options.timeout,
+                    poll: std::time::Duration::from_secs(10).min(options.timeout),
+                },
+            },
+        )
+    }
+
+    fn status(&self) -> Result<i32> {
+        status(self.0)
+    }
+
+    fn down(&self) -> Result<i32> {
+        Err(Error::Usage(format!(
+            "`shoal down` removes the containers of a docker environment; {} is on ecs: remove the consumer folders and run `shoal deploy --env {} --prune`",
+            self.0.env.name, self.0.env.name
+        )))
     }
 }
 
@@ -116,7 +154,7 @@ pub fn deploy(ctx: &Ctx<'_>, options: &Options) -> Result<i32> {
     })?
 }
 
-fn append(path: &std::ffi::OsStr, text: &str) {
+pub(super) fn append(path: &std::ffi::OsStr, text: &str) {
     use std::io::Write;
     let written = std::fs::OpenOptions::new()
         .create(true)

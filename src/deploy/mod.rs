@@ -10,6 +10,7 @@
 //! ```
 
 pub mod commands;
+pub mod docker;
 mod live;
 mod summary;
 
@@ -45,6 +46,8 @@ pub enum DeployError {
     Rollouts(Vec<RolloutError>),
     #[error("topics: {0}")]
     Topics(#[from] crate::kafka::KafkaError),
+    #[error("{0}")]
+    Docker(String),
     #[error("{consumer}: {source}")]
     Service {
         consumer: String,

@@ -63,7 +63,10 @@ impl Summary {
                 s.name, s.seconds
             );
         }
-        let _ = writeln!(out, "  {} AWS API calls", self.aws_calls);
+        // The docker platform makes none: no line rather than "0 AWS API calls".
+        if self.aws_calls > 0 {
+            let _ = writeln!(out, "  {} AWS API calls", self.aws_calls);
+        }
         out
     }
 

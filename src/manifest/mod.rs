@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 pub use environment::{Environment, KafkaAccess, KafkaAuth, Platform};
 pub use problem::{Problem, Problems};
+pub use validate::{resource_name, NAME_HELP};
 
 use problem::FileProblems;
 

@@ -284,6 +284,26 @@ pub enum RolloutError {
     },
     #[error("service {service} is gone (deleted while shoal waited for its rollout)")]
     Gone { service: String },
+    /// The docker platform: a new container failed its health check or exited.
+    #[error("service {service}: container {container}: {reason}{}", logs_text(.logs))]
+    Container {
+        service: String,
+        container: String,
+        reason: String,
+        logs: Vec<String>,
+    },
+}
+
+fn logs_text(logs: &[String]) -> String {
+    if logs.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n  the container's last log lines:");
+    for l in logs {
+        s.push_str("\n  | ");
+        s.push_str(l);
+    }
+    s
 }
 
 fn events_text(events: &[String]) -> String {

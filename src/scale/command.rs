@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
-use super::daemon::{Autoscaler, CloudWatchMetrics, EcsServices, Outcome, ReadLag, Target};
+use super::daemon::{
+    Autoscaler, CloudWatchMetrics, EcsServices, Outcome, Publish, ReadLag, Scale, Target,
+};
 use super::policy::{Config, Observation};
 use crate::discover::Fleet;
 use crate::error::{exit, Error, Result};
@@ -23,6 +25,8 @@ pub struct Options {
     pub interval: Duration,
     /// Where `/healthz` and `/metrics` listen; `None` serves nothing.
     pub listen: Option<String>,
+    /// How long the recommendation must stay below the count before scaling in.
+    pub scale_in_window: Duration,
 }
 
 /// The consumers with `[scaling]`, each on the first topic its group reads.
@@ -58,7 +62,21 @@ impl ReadLag for Lag {
     }
 }
 
-/// Runs the daemon until it is stopped (or for one tick with `once`).
+/// The docker platform has no CloudWatch: its metrics are only served on `/metrics`.
+struct NoPublish;
+
+impl Publish for NoPublish {
+    async fn publish(
+        &self,
+        _metrics: Vec<crate::aws::cloudwatch::Metric>,
+    ) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Runs the daemon until it is stopped (or for one tick with `once`). On ECS it sets
+/// services' desired counts and publishes to CloudWatch; on docker it adds and removes
+/// containers and publishes nothing (the figures are on `/metrics`).
 pub fn run(
     project: &str,
     env: &Environment,
@@ -67,22 +85,54 @@ pub fn run(
     opts: &Options,
 ) -> Result<i32> {
     crate::error::block_on(async {
-        let targets = targets(fleet, opts.interval);
+        let mut targets = targets(fleet, opts.interval);
         if targets.is_empty() {
             return Err(Error::Usage(
                 "no consumer has both [scaling] and [kafka]; nothing to autoscale".to_string(),
             ));
         }
-        let cfg = crate::aws::sdk_config(env).await;
-        let scale = EcsServices {
-            client: crate::aws::ecs(&cfg),
-            cluster: env.cluster.clone(),
-        };
-        let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
+        for t in &mut targets {
+            t.config.scale_in_window_seconds = opts.scale_in_window.as_secs_f64();
+        }
         let reader = LagReader::open(env, Duration::from_secs(10))
             .await
             .map_err(Error::from)?;
         let lag = Lag(Arc::new(reader));
+        match env.platform {
+            crate::manifest::Platform::Ecs => {
+                let cfg = crate::aws::sdk_config(env).await;
+                let scale = EcsServices {
+                    client: crate::aws::ecs(&cfg),
+                    cluster: env.cluster.clone(),
+                };
+                let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
+                run_loop(project, targets, &lag, &scale, &metrics, output, opts).await
+            }
+            crate::manifest::Platform::Docker => {
+                info!(
+                    environment = %env.name,
+                    "docker platform: scaling containers; CloudWatch metrics are not published (see /metrics)"
+                );
+                let docker = crate::platform::docker::connect()
+                    .await
+                    .map_err(|e| Error::Failed(e.to_string()))?;
+                let scale = crate::platform::docker::DockerScale::new(docker, env, project);
+                run_loop(project, targets, &lag, &scale, &NoPublish, output, opts).await
+            }
+        }
+    })?
+}
+
+async fn run_loop<S: Scale, P: Publish>(
+    project: &str,
+    targets: Vec<Target>,
+    lag: &Lag,
+    scale: &S,
+    metrics: &P,
+    output: crate::cli::Output,
+    opts: &Options,
+) -> Result<i32> {
+    {
         let mut autoscaler = Autoscaler::new(project, targets);
         let last: Arc<Mutex<Vec<Outcome>>> = Arc::default();
         if let Some(addr) = &opts.listen {
@@ -90,7 +140,7 @@ pub fn run(
         }
         let mut delay = opts.interval;
         loop {
-            let outcomes = autoscaler.tick(&lag, &scale, &metrics, opts.dry_run).await;
+            let outcomes = autoscaler.tick(lag, scale, metrics, opts.dry_run).await;
             print(&outcomes, output);
             let throttled = outcomes
                 .iter()
@@ -114,7 +164,7 @@ pub fn run(
                 }
             }
         }
-    })?
+    }
 }
 
 fn print(outcomes: &[Outcome], output: crate::cli::Output) {

@@ -15,7 +15,9 @@ fn render_with(
     env: &str,
 ) -> Result<String, RenderError> {
     let project = Project::load(f.root()).expect("valid project");
-    let env = project.environment(env).expect("valid environment");
+    let env = project
+        .environment(env)
+        .unwrap_or_else(|p| panic!("environment {env}: {p}"));
     let fleet = discover::discover(f.root()).expect("valid fleet");
     let consumer = fleet.get(name).expect("consumer exists");
     let target = Target {
@@ -165,4 +167,83 @@ fn a_template_that_renders_invalid_json_shows_the_spot() {
         msg.contains(">    3 | \"containerDefinitions\": [}"),
         "{msg}"
     );
+}
+
+/// On MSK, workloads get the auth mode's listener settings as `RDKAFKA_*` variables, and with
+/// SCRAM the username and password as ECS secrets from the cluster's secret (JSON keys).
+#[test]
+fn msk_auth_reaches_the_workloads_as_librdkafka_settings() {
+    let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_demo-AbCdEf";
+    let f = Fixture::new(&format!(
+        r#"project = "demo"
+default_env = "scram"
+
+[env.scram]
+platform = "ecs"
+region = "eu-west-1"
+account_id = "123456789012"
+cluster = "c"
+subnets = ["subnet-0a"]
+security_groups = ["sg-0a"]
+execution_role_arn = "arn:aws:iam::123456789012:role/exec"
+kafka = {{ msk_cluster_arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc", auth = "scram", scram_secret_arn = "{secret}" }}
+
+[env.iam]
+platform = "ecs"
+region = "eu-west-1"
+account_id = "123456789012"
+cluster = "c"
+subnets = ["subnet-0a"]
+security_groups = ["sg-0a"]
+execution_role_arn = "arn:aws:iam::123456789012:role/exec"
+kafka = {{ msk_cluster_arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc", auth = "iam" }}
+"#
+    ));
+    f.consumer("orders", WORKER);
+    let renderer = Renderer::embedded();
+    let td: serde_json::Value =
+        serde_json::from_str(&render_with(&f, &renderer, "orders", "scram").expect("renders"))
+            .expect("JSON");
+    let container = &td["containerDefinitions"][0];
+    let value = |list: &str, name: &str, field: &str| {
+        container[list]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e[field].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        value("environment", "RDKAFKA_SECURITY_PROTOCOL", "value").as_deref(),
+        Some("sasl_ssl")
+    );
+    assert_eq!(
+        value("environment", "RDKAFKA_SASL_MECHANISM", "value").as_deref(),
+        Some("SCRAM-SHA-512")
+    );
+    assert_eq!(
+        value("secrets", "RDKAFKA_SASL_PASSWORD", "valueFrom"),
+        Some(format!("{secret}:password::"))
+    );
+    assert_eq!(
+        value("secrets", "RDKAFKA_SASL_USERNAME", "valueFrom"),
+        Some(format!("{secret}:username::"))
+    );
+    assert_eq!(
+        value("environment", "RDKAFKA_SASL_PASSWORD", "value"),
+        None,
+        "the password is never a plain value"
+    );
+
+    let td: serde_json::Value =
+        serde_json::from_str(&render_with(&f, &renderer, "orders", "iam").expect("renders"))
+            .expect("JSON");
+    let env = td["containerDefinitions"][0]["environment"].to_string();
+    for expected in [
+        r#"{"name":"KAFKA_AUTH","value":"iam"}"#,
+        r#"{"name":"RDKAFKA_SASL_MECHANISM","value":"OAUTHBEARER"}"#,
+        r#"{"name":"AWS_REGION","value":"eu-west-1"}"#,
+    ] {
+        assert!(env.contains(expected), "{expected} in {env}");
+    }
 }

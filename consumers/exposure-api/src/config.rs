@@ -1,0 +1,191 @@
+//! Settings from the environment, as ECS passes them. Raw variables in, resolved settings out;
+//! every problem names its variable.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The resolved settings of one process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub kafka_bootstrap: String,
+    pub database_url: Option<tokio_postgres::Config>,
+    pub port: u16,
+    pub topic: String,
+    pub produce_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub api_keys: Vec<String>,
+    pub jwt_secret: Option<String>,
+    /// librdkafka properties from `RDKAFKA_<NAME>` variables: (variable, property, value).
+    pub rdkafka: Vec<(String, String, String)>,
+}
+
+/// A setting that cannot be used: the variable and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    pub var: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.var, self.problem)
+    }
+}
+
+fn err(var: &str, problem: impl Into<String>) -> SettingError {
+    SettingError {
+        var: var.to_string(),
+        problem: problem.into(),
+    }
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Settings, SettingError> {
+        let vars: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Settings::from_vars(&vars)
+    }
+
+    /// Resolves settings from these variables (no I/O).
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Settings, SettingError> {
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let kafka_bootstrap = get("KAFKA_BOOTSTRAP")
+            .ok_or_else(|| err("KAFKA_BOOTSTRAP", "is required (host:port[,host:port...])"))?
+            .to_string();
+        let database_url = match get("DATABASE_URL") {
+            None => None,
+            Some(url) => Some(
+                url.parse::<tokio_postgres::Config>()
+                    .map_err(|e| err("DATABASE_URL", format!("is not a PostgreSQL URL: {e}")))?,
+            ),
+        };
+        let port = number::<u16>(get("PORT"), "PORT", 8080)?;
+        let topic = get("EXPOSURES_TOPIC").unwrap_or("exposures").to_string();
+        let produce_timeout_ms =
+            number::<u64>(get("PRODUCE_TIMEOUT_MS"), "PRODUCE_TIMEOUT_MS", 5000)?;
+        if produce_timeout_ms == 0 || produce_timeout_ms > 900_000 {
+            return Err(err("PRODUCE_TIMEOUT_MS", "must be between 1 and 900000"));
+        }
+        let max_body_bytes = number::<usize>(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 1 << 20)?;
+        if max_body_bytes == 0 {
+            return Err(err("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        let max_batch = number::<usize>(get("MAX_BATCH"), "MAX_BATCH", 1000)?;
+        if max_batch == 0 {
+            return Err(err("MAX_BATCH", "must be at least 1"));
+        }
+        let api_keys: Vec<String> = get("API_KEYS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if get("API_KEYS").is_some() && api_keys.is_empty() {
+            return Err(err("API_KEYS", "has no key (comma-separated list)"));
+        }
+        let jwt_secret = get("JWT_SECRET").map(String::from);
+        let rdkafka = vars
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix("RDKAFKA_")?;
+                Some((k.clone(), name.to_lowercase().replace('_', "."), v.clone()))
+            })
+            .collect::<Vec<_>>();
+        if let Some((var, _, _)) = rdkafka.iter().find(|(_, p, _)| p.is_empty()) {
+            return Err(err(var, "names no librdkafka property"));
+        }
+        Ok(Settings {
+            kafka_bootstrap,
+            database_url,
+            port,
+            topic,
+            produce_timeout: Duration::from_millis(produce_timeout_ms),
+            max_body_bytes,
+            max_batch,
+            api_keys,
+            jwt_secret,
+            rdkafka,
+        })
+    }
+
+    /// Whether requests must authenticate.
+    pub fn auth_required(&self) -> bool {
+        !self.api_keys.is_empty() || self.jwt_secret.is_some()
+    }
+}
+
+fn number<T: std::str::FromStr>(v: Option<&str>, var: &str, default: T) -> Result<T, SettingError> {
+    match v {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| err(var, format!("{v:?} is not a valid number"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b:9092")])).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.topic, "exposures");
+        assert_eq!(s.produce_timeout, Duration::from_millis(5000));
+        assert_eq!(s.max_body_bytes, 1 << 20);
+        assert_eq!(s.max_batch, 1000);
+        assert!(!s.auth_required());
+        assert!(s.database_url.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = Settings::from_vars(&vars(&[])).unwrap_err();
+        assert_eq!(e.var, "KAFKA_BOOTSTRAP");
+        let e =
+            Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("PORT", "http")])).unwrap_err();
+        assert_eq!(e.var, "PORT");
+        let e = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("MAX_BATCH", "0")]))
+            .unwrap_err();
+        assert_eq!(e.var, "MAX_BATCH");
+        let e = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("DATABASE_URL", "x://")]))
+            .unwrap_err();
+        assert_eq!(e.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn rdkafka_variables_become_properties() {
+        let s = Settings::from_vars(&vars(&[
+            ("KAFKA_BOOTSTRAP", "b"),
+            ("RDKAFKA_SECURITY_PROTOCOL", "ssl"),
+            ("RDKAFKA_SASL_MECHANISMS", "SCRAM-SHA-512"),
+            ("API_KEYS", "a, b,,"),
+        ]))
+        .unwrap();
+        assert!(s.rdkafka.contains(&(
+            "RDKAFKA_SECURITY_PROTOCOL".into(),
+            "security.protocol".into(),
+            "ssl".into()
+        )));
+        assert!(s
+            .rdkafka
+            .iter()
+            .any(|(_, p, v)| p == "sasl.mechanisms" && v == "SCRAM-SHA-512"));
+        assert_eq!(s.api_keys, vec!["a", "b"]);
+        assert!(s.auth_required());
+    }
+}

@@ -1,0 +1,666 @@
+//! The consumer loop: Kafka → batches → one warehouse transaction per batch → offsets.
+//!
+//! Exactly-once rows on an at-least-once pipe: a partition's offset is committed only after
+//! every message below it is in the warehouse (or, for poison messages, acknowledged by the
+//! DLQ). Anything that happens in between (a crash, a rebalance, a warehouse outage) can only
+//! make messages come again, and the table's primary key turns those repeats into no-ops.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Settings;
+use crate::event::{self, Exposure};
+use crate::metrics::Metrics;
+use crate::warehouse::Warehouse;
+
+/// How long shutdown may spend finishing the current batch (ECS waits 30 s by default before
+/// SIGKILL).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// A warehouse round trip when idle this long, so that /health knows it still answers.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// Backoff between failed attempts at a batch: exponential from 100 ms, capped, full jitter.
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// A consumed message, owned.
+#[derive(Debug)]
+struct Pending {
+    partition: i32,
+    offset: i64,
+    item: Item,
+}
+
+#[derive(Debug)]
+enum Item {
+    Row(Exposure),
+    Poison {
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        error: String,
+    },
+}
+
+/// State shared with the rebalance callbacks, which run inside `recv()`.
+struct Shared {
+    topic: String,
+    /// Per partition, the next offset to commit: everything below it is in the warehouse.
+    written: Mutex<BTreeMap<i32, i64>>,
+    /// Partitions revoked since the loop last looked; their buffered messages are dropped.
+    revoked: Mutex<Vec<i32>>,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for Ctx {
+    fn stats(&self, stats: Statistics) {
+        if let Some(topic) = stats.topics.get(&self.shared.topic) {
+            for (p, s) in &topic.partitions {
+                if *p >= 0 && s.consumer_lag >= 0 {
+                    self.metrics.set_lag(*p, s.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.metrics.rebalances.fetch_add(1, Relaxed);
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let parts: Vec<i32> = tpl
+                    .elements_for_topic(&self.shared.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                // What is already in the warehouse is committed now, synchronously, so that the
+                // next owner starts after it.
+                let mut commit = TopicPartitionList::new();
+                if let Ok(mut written) = self.shared.written.lock() {
+                    for p in &parts {
+                        if let Some(next) = written.remove(p) {
+                            let _ = commit.add_partition_offset(
+                                &self.shared.topic,
+                                *p,
+                                Offset::Offset(next),
+                            );
+                        }
+                    }
+                }
+                if commit.count() > 0 {
+                    if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                        self.metrics.commit_errors.fetch_add(1, Relaxed);
+                        warn!(error = %e, "committing revoked partitions failed; their messages since the last commit will come again");
+                    }
+                }
+                if let Ok(mut revoked) = self.shared.revoked.lock() {
+                    revoked.extend(&parts);
+                }
+                info!(partitions = ?parts, "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                info!(partitions = ?parts, "partitions assigned");
+            }
+            Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.metrics.assigned.store(n as u64, Relaxed);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        self.metrics.set_committed(e.partition(), o);
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.commit_errors.fetch_add(1, Relaxed);
+                warn!(error = %e, "offset commit failed; the messages will come again");
+            }
+        }
+    }
+}
+
+/// What a finished flush reports back to the loop.
+enum Outcome {
+    /// A batch is in the warehouse: per partition, the next offset to commit.
+    Written {
+        next: BTreeMap<i32, i64>,
+        first_at: Instant,
+    },
+    Pinged,
+    Failed,
+}
+
+type Flush = Pin<Box<dyn Future<Output = (Warehouse, Outcome)>>>;
+
+fn consumer_config(s: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.kafka_bootstrap)
+        .set("group.id", &s.group)
+        .set("client.id", "exposure-consumer")
+        // A new group starts at the beginning: starting at the end would skip what was
+        // produced before the first commit.
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
+    for (k, v) in &s.rdkafka {
+        c.set(k, v);
+    }
+    // Offsets are committed by hand, after the warehouse: never let these be overridden.
+    for (k, v) in [
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+    ] {
+        if s.rdkafka.get(k).is_some_and(|set| set != v) {
+            warn!(
+                property = k,
+                "ignoring RDKAFKA_ override: offsets are committed after the warehouse"
+            );
+        }
+        c.set(k, v);
+    }
+    c
+}
+
+fn producer_config(s: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.kafka_bootstrap)
+        .set("client.id", "exposure-consumer-dlq")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    // The same connection settings (security protocol, SASL, ...) as the consumer; the
+    // consumer's own properties are left out (librdkafka would warn about each).
+    for (k, v) in s.rdkafka.iter().filter(|(k, _)| !consumer_only(k)) {
+        c.set(k, v);
+    }
+    c
+}
+
+fn consumer_only(property: &str) -> bool {
+    const PREFIXES: [&str; 6] = [
+        "group.",
+        "fetch.",
+        "enable.auto.",
+        "auto.",
+        "queued.",
+        "consume.",
+    ];
+    const NAMES: [&str; 9] = [
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+        "partition.assignment.strategy",
+        "isolation.level",
+        "check.crcs",
+        "enable.partition.eof",
+        "allow.auto.create.topics",
+        "coordinator.query.interval.ms",
+    ];
+    PREFIXES.iter().any(|p| property.starts_with(p)) || NAMES.contains(&property)
+}
+
+/// Runs until `shutdown` turns true, then finishes the batch at hand, commits and closes.
+pub async fn run(
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let shared = Arc::new(Shared {
+        topic: settings.topic.clone(),
+        written: Mutex::new(BTreeMap::new()),
+        revoked: Mutex::new(Vec::new()),
+    });
+    let ctx = Ctx {
+        shared: shared.clone(),
+        metrics: metrics.clone(),
+    };
+    let consumer: StreamConsumer<Ctx> = consumer_config(&settings)
+        .create_with_context(ctx)
+        .map_err(|e| format!("creating the Kafka consumer: {e}"))?;
+    let producer: FutureProducer = producer_config(&settings)
+        .create()
+        .map_err(|e| format!("creating the DLQ producer: {e}"))?;
+    consumer
+        .subscribe(&[settings.topic.as_str()])
+        .map_err(|e| format!("subscribing to {}: {e}", settings.topic))?;
+    info!(topic = %settings.topic, group = %settings.group, "consuming");
+
+    let topic = settings.topic.clone();
+    let mut warehouse =
+        Some(Warehouse::new(&settings.database_url, settings.dialect).map_err(|e| e.to_string())?);
+    let batch_size = settings.batch_size;
+    // While a batch is being written the next one fills; past this the partitions are paused
+    // (the loop keeps polling, so the group membership stays alive during a long outage).
+    let max_buffer = batch_size * 2;
+    let mut buffer: Vec<Pending> = Vec::new();
+    let mut buffer_since: Option<Instant> = None;
+    let mut inflight: Option<Flush> = None;
+    let mut paused = false;
+    let mut stop_by: Option<Instant> = None;
+    let mut last_contact: Option<Instant> = None;
+
+    loop {
+        metrics.loop_turned();
+        drop_revoked(&shared, &mut buffer, &mut buffer_since);
+        let now = Instant::now();
+        if inflight.is_none() {
+            let due = buffer.len() >= batch_size
+                || buffer_since.is_some_and(|t| now >= t + settings.batch_max)
+                || (stop_by.is_some() && !buffer.is_empty());
+            if due {
+                let n = buffer.len().min(batch_size);
+                let items: Vec<Pending> = buffer.drain(..n).collect();
+                let first_at = buffer_since.take().unwrap_or(now);
+                if !buffer.is_empty() {
+                    buffer_since = Some(now);
+                }
+                if let Some(wh) = warehouse.take() {
+                    inflight = Some(Box::pin(flush(
+                        wh,
+                        producer.clone(),
+                        items,
+                        first_at,
+                        metrics.clone(),
+                        topic.clone(),
+                        settings.dlq_topic.clone(),
+                    )));
+                }
+            } else if stop_by.is_none() && last_contact.is_none_or(|t| now >= t + PING_EVERY) {
+                if let Some(wh) = warehouse.take() {
+                    inflight = Some(Box::pin(ping(wh, metrics.clone())));
+                }
+            }
+        }
+        if let Some(by) = stop_by {
+            if inflight.is_none() && buffer.is_empty() {
+                break;
+            }
+            if now >= by {
+                return Err(format!(
+                    "stopping without writing {} buffered messages: the warehouse did not take them within {}s; they will be consumed again",
+                    buffer.len(),
+                    SHUTDOWN_GRACE.as_secs()
+                ));
+            }
+        }
+        let mut wake = now + Duration::from_secs(1);
+        if inflight.is_none() {
+            if let Some(t) = buffer_since {
+                wake = wake.min(t + settings.batch_max);
+            }
+        }
+        if let Some(by) = stop_by {
+            wake = wake.min(by);
+        }
+
+        tokio::select! {
+            _ = shutdown.changed(), if stop_by.is_none() => {
+                info!(buffered = buffer.len(), "stopping: finishing the batch at hand");
+                stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
+            }
+            (wh, outcome) = async {
+                match inflight.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            }, if inflight.is_some() => {
+                inflight = None;
+                warehouse = Some(wh);
+                last_contact = Some(Instant::now());
+                if let Outcome::Written { next, first_at } = outcome {
+                    commit_async(&consumer, &shared, &metrics, next, first_at);
+                }
+                if paused {
+                    if let Ok(a) = consumer.assignment() {
+                        if let Err(e) = consumer.resume(&a) {
+                            warn!(error = %e, "resuming partitions failed");
+                        }
+                    }
+                    paused = false;
+                }
+            }
+            msg = consumer.recv(), if stop_by.is_none() => {
+                // Revocations served inside this recv() come before the message it returns.
+                drop_revoked(&shared, &mut buffer, &mut buffer_since);
+                match msg {
+                    Ok(m) => {
+                        metrics.messages.fetch_add(1, Relaxed);
+                        let item = match event::parse(m.payload()) {
+                            Ok(e) => Item::Row(e),
+                            Err(error) => Item::Poison {
+                                key: m.key().map(<[u8]>::to_vec),
+                                value: m.payload().map(<[u8]>::to_vec),
+                                error,
+                            },
+                        };
+                        buffer.push(Pending { partition: m.partition(), offset: m.offset(), item });
+                        if buffer_since.is_none() {
+                            buffer_since = Some(Instant::now());
+                        }
+                        if inflight.is_some() && !paused && buffer.len() >= max_buffer {
+                            if let Ok(a) = consumer.assignment() {
+                                match consumer.pause(&a) {
+                                    Ok(()) => paused = true,
+                                    Err(e) => warn!(error = %e, "pausing partitions failed"),
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "Kafka error"),
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+
+    // Everything written is committed synchronously before leaving the group.
+    let tpl = written_tpl(&consumer, &shared);
+    if tpl.count() > 0 {
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| format!("committing offsets at shutdown: {e}"))?;
+        for e in tpl.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                metrics.set_committed(e.partition(), o);
+            }
+        }
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    info!("stopped");
+    Ok(())
+}
+
+/// Drops buffered messages of revoked partitions: they were not written, their offsets were not
+/// committed, and the partition's next owner (maybe this consumer again) reads them again.
+fn drop_revoked(shared: &Shared, buffer: &mut Vec<Pending>, since: &mut Option<Instant>) {
+    let revoked: Vec<i32> = match shared.revoked.lock() {
+        Ok(mut r) if !r.is_empty() => std::mem::take(&mut *r),
+        _ => return,
+    };
+    let before = buffer.len();
+    buffer.retain(|m| !revoked.contains(&m.partition));
+    if buffer.is_empty() {
+        *since = None;
+    }
+    if before != buffer.len() {
+        debug!(
+            dropped = before - buffer.len(),
+            "dropped buffered messages of revoked partitions"
+        );
+    }
+}
+
+/// The written offsets of the partitions still assigned.
+fn written_tpl(consumer: &StreamConsumer<Ctx>, shared: &Shared) -> TopicPartitionList {
+    let assignment = consumer.assignment().unwrap_or_default();
+    let mut tpl = TopicPartitionList::new();
+    if let Ok(written) = shared.written.lock() {
+        for (p, next) in written.iter() {
+            if assignment.find_partition(&shared.topic, *p).is_some() {
+                let _ = tpl.add_partition_offset(&shared.topic, *p, Offset::Offset(*next));
+            }
+        }
+    }
+    tpl
+}
+
+/// Records a written batch's offsets and commits them (asynchronously: a lost commit only
+/// means the batch comes again). Partitions revoked while the batch was written are skipped.
+fn commit_async(
+    consumer: &StreamConsumer<Ctx>,
+    shared: &Shared,
+    metrics: &Metrics,
+    next: BTreeMap<i32, i64>,
+    first_at: Instant,
+) {
+    let assignment = consumer.assignment().unwrap_or_default();
+    let mut tpl = TopicPartitionList::new();
+    if let Ok(mut written) = shared.written.lock() {
+        for (p, n) in next {
+            if assignment.find_partition(&shared.topic, p).is_some() {
+                written.insert(p, n);
+                let _ = tpl.add_partition_offset(&shared.topic, p, Offset::Offset(n));
+            }
+        }
+    }
+    if tpl.count() > 0 {
+        match consumer.commit(&tpl, CommitMode::Async) {
+            // A failure of the commit itself comes back through commit_callback.
+            Ok(()) => {
+                for e in tpl.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        metrics.set_committed(e.partition(), o);
+                    }
+                }
+            }
+            Err(e) => {
+                metrics.commit_errors.fetch_add(1, Relaxed);
+                warn!(error = %e, "offset commit failed; the messages will come again");
+            }
+        }
+    }
+    metrics.batch_latency.observe(first_at.elapsed());
+}
+
+async fn ping(mut wh: Warehouse, metrics: Arc<Metrics>) -> (Warehouse, Outcome) {
+    match wh.ping().await {
+        Ok(()) => {
+            metrics.warehouse_ok();
+            (wh, Outcome::Pinged)
+        }
+        Err(e) => {
+            warn!(error = %e, "warehouse ping failed");
+            metrics.warehouse_failed(&e.to_string());
+            (wh, Outcome::Failed)
+        }
+    }
+}
+
+/// Writes one batch: poison messages to the DLQ (acknowledged), then the rows in one
+/// transaction; retried with backoff until both succeed.
+async fn flush(
+    mut wh: Warehouse,
+    producer: FutureProducer,
+    items: Vec<Pending>,
+    first_at: Instant,
+    metrics: Arc<Metrics>,
+    topic: String,
+    dlq_topic: String,
+) -> (Warehouse, Outcome) {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in &items {
+        let n = next.entry(m.partition).or_insert(0);
+        *n = (*n).max(m.offset + 1);
+    }
+    // One row per exposure_id: the first occurrence wins, as ON CONFLICT keeps the first write.
+    let mut seen = HashSet::new();
+    let rows: Vec<&Exposure> = items
+        .iter()
+        .filter_map(|m| match &m.item {
+            Item::Row(e) => Some(e),
+            Item::Poison { .. } => None,
+        })
+        .filter(|e| seen.insert(e.exposure_id.as_str()))
+        .collect();
+    let total_rows = items
+        .iter()
+        .filter(|m| matches!(m.item, Item::Row(_)))
+        .count() as u64;
+    let mut dlq_done = false;
+    let mut attempt: u32 = 0;
+    loop {
+        let result = async {
+            if !dlq_done {
+                let sent = send_dlq(&producer, &items, &topic, &dlq_topic).await?;
+                metrics.dlq.fetch_add(sent, Relaxed);
+                dlq_done = true;
+            }
+            if rows.is_empty() {
+                return wh.ping().await.map(|()| 0).map_err(|e| e.to_string());
+            }
+            wh.write(&rows).await.map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(inserted) => {
+                metrics.warehouse_ok();
+                metrics.batches.fetch_add(1, Relaxed);
+                metrics.rows_inserted.fetch_add(inserted, Relaxed);
+                metrics
+                    .duplicates_skipped
+                    .fetch_add(total_rows.saturating_sub(inserted), Relaxed);
+                let now = Utc::now();
+                for e in &rows {
+                    if let Some(t) = e.accepted_at {
+                        if let Ok(d) = (now - t).to_std() {
+                            metrics.end_to_end.observe(d);
+                        }
+                    }
+                }
+                debug!(rows = rows.len(), inserted, "batch written");
+                return (wh, Outcome::Written { next, first_at });
+            }
+            Err(e) => {
+                attempt += 1;
+                metrics.warehouse_retries.fetch_add(1, Relaxed);
+                metrics.warehouse_failed(&e);
+                let delay = backoff(attempt);
+                if attempt == 1 || attempt % 10 == 0 {
+                    error!(error = %e, attempt, retry_in_ms = delay.as_millis() as u64, "writing a batch failed; retrying without committing");
+                } else {
+                    warn!(error = %e, attempt, retry_in_ms = delay.as_millis() as u64, "writing a batch failed; retrying");
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Produces the batch's poison messages to the DLQ with their provenance, and waits for every
+/// acknowledgement.
+async fn send_dlq(
+    producer: &FutureProducer,
+    items: &[Pending],
+    topic: &str,
+    dlq_topic: &str,
+) -> Result<u64, String> {
+    let mut sends = Vec::new();
+    for m in items {
+        let Item::Poison { key, value, error } = &m.item else {
+            continue;
+        };
+        let partition = m.partition.to_string();
+        let offset = m.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(error.as_str()),
+            })
+            .insert(Header {
+                key: "source.topic",
+                value: Some(topic),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k.as_slice());
+        }
+        if let Some(v) = value {
+            record = record.payload(v.as_slice());
+        }
+        warn!(partition = m.partition, offset = m.offset, %error, "poison message: sending it to the DLQ");
+        sends.push(producer.send(record, Duration::from_secs(30)));
+    }
+    let n = sends.len();
+    for r in futures_util::future::join_all(sends).await {
+        r.map_err(|(e, _)| format!("producing to the DLQ {dlq_topic}: {e}"))?;
+    }
+    if n > 0 {
+        info!(messages = n, "poison messages acknowledged by the DLQ");
+    }
+    Ok(n as u64)
+}
+
+/// Exponential backoff with full jitter: uniform in [0, min(cap, base·2^attempt)].
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(BACKOFF_CAP);
+    Duration::from_millis(rand::random_range(0..=ceiling.as_millis() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        for attempt in 0..40 {
+            let d = backoff(attempt);
+            assert!(d <= BACKOFF_CAP, "{attempt}: {d:?}");
+            assert!(d <= BACKOFF_BASE * 2u32.pow(attempt.min(16)));
+        }
+        let spread: HashSet<Duration> = (0..50).map(|_| backoff(20)).collect();
+        assert!(spread.len() > 10);
+    }
+
+    #[test]
+    fn overrides_cannot_turn_on_auto_commit() {
+        let mut s = Settings::from_vars([
+            ("KAFKA_BOOTSTRAP", "k:9092"),
+            ("DATABASE_URL", "postgres://h/db"),
+            ("RDKAFKA_ENABLE_AUTO_COMMIT", "true"),
+            ("RDKAFKA_SESSION_TIMEOUT_MS", "6000"),
+        ])
+        .unwrap();
+        s.rdkafka
+            .insert("enable.auto.offset.store".into(), "true".into());
+        let c = consumer_config(&s);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(c.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        let p = producer_config(&s);
+        assert_eq!(p.get("session.timeout.ms"), None);
+        assert_eq!(p.get("enable.auto.commit"), None);
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+    }
+}

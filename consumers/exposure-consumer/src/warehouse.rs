@@ -1,0 +1,222 @@
+//! The warehouse connection and the batch transaction.
+
+use std::time::Duration;
+
+use futures_util::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+
+use crate::dialect::{Dialect, Load};
+use crate::event::Exposure;
+
+/// Longest a connect or a batch may take before the connection is given up as broken and the
+/// batch retried: a warehouse that stops answering must not hang the consumer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub struct WarehouseError(pub String);
+
+impl std::fmt::Display for WarehouseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<tokio_postgres::Error> for WarehouseError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The server's message (and code) when there is one; the bare Display says only "db error".
+        match e.as_db_error() {
+            Some(db) => WarehouseError(format!(
+                "{}: {} ({})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            )),
+            None => WarehouseError(e.to_string()),
+        }
+    }
+}
+
+/// One connection, opened on first use and again after it breaks; the schema is created once
+/// per process.
+pub struct Warehouse {
+    config: tokio_postgres::Config,
+    dialect: Dialect,
+    client: Option<Client>,
+    schema_ready: bool,
+}
+
+impl Warehouse {
+    pub fn new(url: &str, dialect: Dialect) -> Result<Warehouse, WarehouseError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| WarehouseError(format!("DATABASE_URL: {e}")))?;
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .application_name("exposure-consumer");
+        Ok(Warehouse {
+            config,
+            dialect,
+            client: None,
+            schema_ready: false,
+        })
+    }
+
+    async fn client(&mut self) -> Result<&mut Client, WarehouseError> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let (client, connection) =
+                tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
+                    .await
+                    .map_err(|_| WarehouseError("connecting timed out".into()))??;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "warehouse connection ended");
+                }
+            });
+            self.client = Some(client);
+        }
+        if !self.schema_ready {
+            let client = self.client.as_mut().ok_or_else(disconnected)?;
+            let tx = client.transaction().await?;
+            if let Some(guard) = self.dialect.ddl_guard() {
+                tx.batch_execute(&guard).await?;
+            }
+            for stmt in self.dialect.ddl() {
+                tx.batch_execute(&stmt).await?;
+            }
+            tx.commit().await?;
+            self.schema_ready = true;
+            tracing::info!("warehouse schema ready");
+        }
+        self.client.as_mut().ok_or_else(disconnected)
+    }
+
+    /// Drops the connection, so that the next call connects anew.
+    pub fn reset(&mut self) {
+        self.client = None;
+    }
+
+    /// A cheap round trip, for /health when no batch has run for a while.
+    pub async fn ping(&mut self) -> Result<(), WarehouseError> {
+        let fut = async {
+            self.client().await?.simple_query("SELECT 1").await?;
+            Ok::<(), WarehouseError>(())
+        };
+        let result = bounded(fut).await;
+        if result.is_err() {
+            self.reset();
+        }
+        result
+    }
+
+    /// Writes the exposures in one transaction; returns how many rows were new. Duplicates
+    /// within `rows` and rows already in the table are skipped.
+    pub async fn write(&mut self, rows: &[&Exposure]) -> Result<u64, WarehouseError> {
+        let dialect = self.dialect;
+        let fut = async {
+            let client = self.client().await?;
+            let tx = client.transaction().await?;
+            tx.batch_execute(&dialect.create_staging()).await?;
+            match dialect.load() {
+                Load::CopyBinary(copy) => {
+                    let sink = tx.copy_in(&copy).await?;
+                    let types = [
+                        Type::VARCHAR,
+                        Type::VARCHAR,
+                        Type::VARCHAR,
+                        Type::VARCHAR,
+                        Type::TIMESTAMPTZ,
+                        Type::JSONB,
+                        Type::VARCHAR,
+                    ];
+                    let writer = BinaryCopyInWriter::new(sink, &types);
+                    pin_mut!(writer);
+                    for e in rows {
+                        writer.as_mut().write(&row(e)).await?;
+                    }
+                    writer.finish().await?;
+                }
+                Load::InsertValues { rows_per_statement } => {
+                    let attrs: Vec<String> =
+                        rows.iter().map(|e| e.attributes.to_string()).collect();
+                    for (chunk, attrs) in rows
+                        .chunks(rows_per_statement)
+                        .zip(attrs.chunks(rows_per_statement))
+                    {
+                        let sql = dialect.insert_values(chunk.len());
+                        let mut params: Vec<&(dyn ToSql + Sync)> =
+                            Vec::with_capacity(chunk.len() * 7);
+                        for (e, a) in chunk.iter().zip(attrs) {
+                            let row: [&(dyn ToSql + Sync); 7] = [
+                                &e.exposure_id,
+                                &e.ds_user_id,
+                                &e.experiment_id,
+                                &e.variation_id,
+                                &e.ts,
+                                a,
+                                &e.source,
+                            ];
+                            params.extend_from_slice(&row);
+                        }
+                        tx.execute(&sql, &params).await?;
+                    }
+                }
+            }
+            let inserted = match dialect.count_new() {
+                Some(count) => {
+                    let n: i64 = tx.query_one(&count, &[]).await?.get(0);
+                    tx.execute(&dialect.merge(), &[]).await?;
+                    n as u64
+                }
+                None => tx.execute(&dialect.merge(), &[]).await?,
+            };
+            if let Some(drop) = dialect.drop_staging() {
+                tx.batch_execute(&drop).await?;
+            }
+            tx.commit().await?;
+            Ok::<u64, WarehouseError>(inserted)
+        };
+        let result = bounded(fut).await;
+        // After a failed transaction or a timeout the connection's state is unknown.
+        if result.is_err() {
+            self.reset();
+        }
+        result
+    }
+}
+
+/// Runs `fut` with a time limit.
+async fn bounded<T>(
+    fut: impl std::future::Future<Output = Result<T, WarehouseError>>,
+) -> Result<T, WarehouseError> {
+    match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(WarehouseError(format!(
+            "no answer within {}s",
+            STATEMENT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+fn disconnected() -> WarehouseError {
+    WarehouseError("not connected".into())
+}
+
+fn row(e: &Exposure) -> [&(dyn ToSql + Sync); 7] {
+    [
+        &e.exposure_id,
+        &e.ds_user_id,
+        &e.experiment_id,
+        &e.variation_id,
+        &e.ts,
+        &e.attributes,
+        &e.source,
+    ]
+}

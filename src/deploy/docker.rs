@@ -1,0 +1,622 @@
+//! `plan`, `deploy`, `status` and `down` on the docker platform: the deploy pipeline of
+//! the ECS platform (plan → images → topics → apply → wait → prune, with the same plan
+//! output, step summary, JSON and GitHub job summary), with containers on the local Docker
+//! Engine where ECS has task definitions and services.
+//!
+//! Images are built on the local engine and not pushed: the containers run on the engine
+//! that built them, so a registry would only add a round trip. An image whose content-hash
+//! tag the engine already has is not built again.
+//!
+//! A changed consumer is replaced by a rolling replacement: the new revision's containers
+//! start next to the old ones (APIs on new ports), and only when every one of them is healthy
+//! are the old ones stopped and removed. When a new container exits, restarts or is not
+//! healthy in time, the new containers are removed, the old ones keep serving, and the
+//! deploy fails with exit code 5 and the container's last log lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::commands::Ctx;
+use super::{kept_count, DeployError, Inputs, Step, Summary};
+use crate::cli::Output;
+use crate::error::{block_on, exit, Error, Result};
+use crate::image::{self, Destination, Engine, ImageJob, Pipeline, Progress};
+use crate::plan::{self, Kind, Live, Plan, Resource};
+use crate::platform::docker::{
+    self as engine, Container, DockerError, LiveSet, Ports, Secrets, Spec, Started, Template,
+};
+use crate::platform::ecs::RolloutError;
+use crate::platform::{DeployOptions, Platform};
+use crate::render::Target;
+use crate::report;
+
+/// The docker platform's commands on a resolved context.
+pub struct Docker<'a>(pub &'a Ctx<'a>);
+
+impl From<DockerError> for Error {
+    fn from(e: DockerError) -> Error {
+        Error::Failed(e.to_string())
+    }
+}
+
+impl From<DockerError> for DeployError {
+    fn from(e: DockerError) -> DeployError {
+        DeployError::Docker(e.to_string())
+    }
+}
+
+/// Everything a docker deploy is computed from and applies.
+struct State {
+    project: String,
+    env: String,
+    plan: Plan,
+    specs: Vec<Spec>,
+    sets: BTreeMap<String, LiveSet>,
+    containers: Vec<Container>,
+    topics: Option<crate::kafka::topics::TopicPlan>,
+}
+
+impl Docker<'_> {
+    fn heading(&self, verb: &str) -> String {
+        format!(
+            "{verb} for project {} in environment {} (docker, host networking)",
+            self.0.project, self.0.env.name
+        )
+    }
+
+    /// The desired spec of every consumer: counts kept from live within the scaling bounds.
+    fn specs(
+        &self,
+        inputs: &Inputs<'_>,
+        sets: &BTreeMap<String, LiveSet>,
+    ) -> std::result::Result<Vec<Spec>, DockerError> {
+        let ctx = self.0;
+        let secrets = Secrets::load(&engine::secrets_path(ctx.root, &ctx.env.name), ctx.root)?;
+        let target = Target {
+            project: ctx.project,
+            env: ctx.env,
+            bootstrap: inputs.bootstrap.clone(),
+        };
+        let mut out = Vec::new();
+        for c in &ctx.fleet.consumers {
+            let tag = ctx.hashes.get(&c.name).map(|h| h.tag()).unwrap_or_default();
+            let image = plan::image_uri(ctx.env, ctx.project, &c.name, tag);
+            let replicas = match sets.get(&c.name) {
+                Some(set) => kept_count(c, set.desired() as i32) as u32,
+                None => c.initial_count(),
+            };
+            let environment = crate::render::environment(&target, c);
+            out.push(Spec::new(c, image, environment, &secrets, replicas)?);
+        }
+        Ok(out)
+    }
+
+    async fn state(&self, docker: &bollard::Docker) -> Result<(State, Inputs<'_>)> {
+        let ctx = self.0;
+        let inputs = ctx.inputs().await?;
+        let containers = engine::list(docker, ctx.project, &ctx.env.name).await?;
+        let sets = engine::live_sets(&containers);
+        let specs = self.specs(&inputs, &sets)?;
+        let desired: Vec<Resource> = specs
+            .iter()
+            .map(|s| Resource {
+                kind: Kind::Service,
+                name: s.consumer.clone(),
+                consumer: Some(s.consumer.clone()),
+                spec: s.plan_spec(),
+            })
+            .collect();
+        let mut live = Live::default();
+        for set in sets.values() {
+            let mut spec = set.plan_spec();
+            if !set.others.is_empty() {
+                // Left over from an interrupted rollout: a deploy removes them.
+                spec["leftoverContainers"] = Value::from(set.others.len());
+            }
+            live.insert(Resource {
+                kind: Kind::Service,
+                name: set.consumer.clone(),
+                consumer: Some(set.consumer.clone()),
+                spec,
+            });
+        }
+        let mut the_plan = plan::diff(&desired, &live);
+        let topics = super::plan_topics(&inputs).await?;
+        if let Some(tp) = &topics {
+            tp.check().map_err(DeployError::from)?;
+            the_plan.create.extend(tp.plan.create.iter().cloned());
+            the_plan.change.extend(tp.plan.change.iter().cloned());
+            the_plan.unchanged += tp.plan.unchanged;
+        }
+        Ok((
+            State {
+                project: ctx.project.to_string(),
+                env: ctx.env.name.clone(),
+                plan: the_plan,
+                specs,
+                sets,
+                containers,
+                topics,
+            },
+            inputs,
+        ))
+    }
+
+    fn print_plan(&self, the_plan: &Plan, verb: &str) {
+        if self.0.output == Output::Json {
+            return;
+        }
+        report::out(&plan::print_text(the_plan, &self.heading(verb)));
+    }
+}
+
+impl Platform for Docker<'_> {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn plan(&self) -> Result<i32> {
+        block_on(async {
+            let docker = engine::connect().await?;
+            let (state, _) = self.state(&docker).await?;
+            if self.0.output == Output::Json {
+                let mut v = plan::to_json(&state.plan, self.0.project, &self.0.env.name);
+                if let Value::Object(m) = &mut v {
+                    m.insert("platform".into(), Value::from("docker"));
+                    m.insert("live_state".into(), Value::from("read"));
+                }
+                report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                self.print_plan(&state.plan, "Plan");
+            }
+            Ok(exit::OK)
+        })?
+    }
+
+    fn deploy(&self, options: &DeployOptions) -> Result<i32> {
+        let ctx = self.0;
+        block_on(async {
+            let docker = engine::connect().await?;
+            let (state, inputs) = self.state(&docker).await?;
+            self.print_plan(&state.plan, "Deploy");
+            let (summary, failure) = match apply(&docker, &inputs, &state, options).await {
+                Ok(s) => (s, None),
+                Err((s, e)) => (s, Some(e)),
+            };
+            if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                let md = summary.markdown(ctx.project, &ctx.env.name, &state.plan);
+                super::commands::append(&path, &md);
+            }
+            if ctx.output == Output::Json {
+                let v = json!({
+                    "project": ctx.project,
+                    "environment": ctx.env.name,
+                    "platform": "docker",
+                    "plan": plan::to_json(&state.plan, ctx.project, &ctx.env.name),
+                    "summary": summary,
+                    "ok": failure.is_none(),
+                });
+                report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                report::outln(&format!("\nDeploy steps:\n{}", summary.text()));
+            }
+            match failure {
+                None => Ok(exit::OK),
+                Some(e) => Err(Error::from(e)),
+            }
+        })?
+    }
+
+    fn status(&self) -> Result<i32> {
+        let ctx = self.0;
+        block_on(async {
+            let docker = engine::connect().await?;
+            let containers = engine::list(&docker, ctx.project, &ctx.env.name).await?;
+            let rows = status_rows(&containers);
+            if ctx.output == Output::Json {
+                report::outln(
+                    &serde_json::to_string_pretty(&json!({
+                        "project": ctx.project,
+                        "environment": ctx.env.name,
+                        "platform": "docker",
+                        "services": rows,
+                    }))
+                    .unwrap_or_default(),
+                );
+            } else if rows.is_empty() {
+                report::outln(&format!(
+                    "No containers of project {} in environment {}; run `shoal deploy --env {}`.",
+                    ctx.project, ctx.env.name, ctx.env.name
+                ));
+            } else {
+                let cells: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.consumer.clone(),
+                            format!("{}/{}", r.desired, r.running),
+                            r.revision.clone(),
+                            r.image_tag.clone(),
+                            if r.ports.is_empty() {
+                                "-".to_string()
+                            } else {
+                                r.ports
+                                    .iter()
+                                    .map(u16::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(",")
+                            },
+                            r.rollout.clone(),
+                        ]
+                    })
+                    .collect();
+                report::out(&report::table(
+                    &[
+                        "CONSUMER",
+                        "DESIRED/RUN",
+                        "REVISION",
+                        "IMAGE TAG",
+                        "PORTS",
+                        "STATE",
+                    ],
+                    &cells,
+                ));
+            }
+            Ok(exit::OK)
+        })?
+    }
+
+    fn down(&self) -> Result<i32> {
+        let ctx = self.0;
+        block_on(async {
+            let docker = engine::connect().await?;
+            let removed = engine::down(&docker, ctx.project, &ctx.env.name).await?;
+            if ctx.output == Output::Json {
+                report::outln(
+                    &json!({"project": ctx.project, "environment": ctx.env.name, "removed": removed})
+                        .to_string(),
+                );
+            } else {
+                report::outln(&format!(
+                    "removed {} container(s) of project {} in environment {}",
+                    removed.len(),
+                    ctx.project,
+                    ctx.env.name
+                ));
+            }
+            Ok(exit::OK)
+        })?
+    }
+}
+
+/// One row of `shoal status` on docker.
+#[derive(Debug, serde::Serialize)]
+pub struct Row {
+    pub consumer: String,
+    pub revision: String,
+    pub desired: u32,
+    pub running: u32,
+    pub image_tag: String,
+    /// The ports of the running containers of the current revision (APIs).
+    pub ports: Vec<u16>,
+    /// steady, degraded (fewer running than desired) or rolling (other revisions too).
+    pub rollout: String,
+    pub containers: Vec<Container>,
+}
+
+fn status_rows(containers: &[Container]) -> Vec<Row> {
+    engine::live_sets(containers)
+        .into_values()
+        .map(|set| {
+            let image = set
+                .spec
+                .as_ref()
+                .and_then(|s| s["image"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let rollout = if !set.others.is_empty() {
+                "rolling"
+            } else if set.running() < set.desired() {
+                "degraded"
+            } else {
+                "steady"
+            };
+            Row {
+                consumer: set.consumer.clone(),
+                revision: set.revision.clone(),
+                desired: set.desired(),
+                running: set.running(),
+                image_tag: image
+                    .rsplit_once(':')
+                    .map(|(_, t)| t)
+                    .unwrap_or("-")
+                    .to_string(),
+                ports: set
+                    .current
+                    .iter()
+                    .filter(|c| c.running())
+                    .filter_map(|c| c.port)
+                    .collect(),
+                rollout: rollout.to_string(),
+                containers: set.current.iter().chain(&set.others).cloned().collect(),
+            }
+        })
+        .collect()
+}
+
+/// A rollout in progress: the containers started for one consumer's new revision.
+struct Rolling<'s> {
+    spec: &'s Spec,
+    started: Vec<Started>,
+    /// The containers to remove once the new ones are healthy.
+    old: Vec<Container>,
+}
+
+async fn apply(
+    docker: &bollard::Docker,
+    inputs: &Inputs<'_>,
+    state: &State,
+    options: &DeployOptions,
+) -> std::result::Result<Summary, (Summary, DeployError)> {
+    let mut summary = Summary::default();
+    macro_rules! step {
+        ($name:expr, $body:expr) => {{
+            let started = Instant::now();
+            let result: std::result::Result<(String, _), DeployError> = $body;
+            let seconds = started.elapsed().as_secs_f64();
+            match result {
+                Ok((detail, value)) => {
+                    info!(step = $name, seconds, %detail, "done");
+                    summary.steps.push(Step::ok($name, detail, seconds));
+                    value
+                }
+                Err(e) => {
+                    summary.steps.push(Step::failed($name, e.to_string(), seconds));
+                    return Err((summary, e));
+                }
+            }
+        }};
+    }
+    let the_plan = &state.plan;
+    let changed: BTreeSet<&str> = the_plan
+        .create
+        .iter()
+        .chain(&the_plan.change)
+        .filter(|i| i.kind == Kind::Service)
+        .map(|i| i.name.as_str())
+        .collect();
+
+    let report = step!("images", build_images(inputs, &changed, options).await);
+    summary.images = report
+        .outcomes()
+        .map(|(c, o)| (c.to_string(), o.clone()))
+        .collect();
+
+    step!("topics", {
+        match state.topics.as_ref().filter(|tp| !tp.steps.is_empty()) {
+            None => Ok(("nothing to change".to_string(), ())),
+            Some(tp) => match crate::kafka::admin::Admin::open(inputs.env).await {
+                Ok(admin) => crate::kafka::topics::apply(&admin, &tp.steps)
+                    .await
+                    .map(|done| (format!("{} applied: {}", done.len(), done.join("; ")), ()))
+                    .map_err(DeployError::from),
+                Err(e) => Err(DeployError::from(e)),
+            },
+        }
+    });
+
+    let rolling = step!("containers", {
+        start_changed(docker, state, &changed, options).await
+    });
+
+    let rolled: Vec<String> = rolling.iter().map(|r| r.spec.consumer.clone()).collect();
+    step!("rollouts", {
+        let waits = rolling.iter().map(|r| async move {
+            let waited = engine::wait_healthy(
+                docker,
+                &r.spec.consumer,
+                &r.started,
+                r.spec.api.as_ref(),
+                options.timeout,
+            )
+            .await;
+            finish(docker, r, waited).await
+        });
+        let failures: Vec<RolloutError> = join_all(waits)
+            .await
+            .into_iter()
+            .filter_map(std::result::Result::err)
+            .collect();
+        if failures.is_empty() {
+            Ok((format!("{} completed", rolling.len()), ()))
+        } else {
+            Err(DeployError::Rollouts(failures))
+        }
+    });
+
+    step!("prune", {
+        let gone: Vec<&str> = the_plan
+            .delete
+            .iter()
+            .filter(|i| i.kind == Kind::Service)
+            .map(|i| i.name.as_str())
+            .collect();
+        let mut result = Ok(());
+        let mut deleted = 0;
+        if options.prune {
+            for name in &gone {
+                for c in state.containers.iter().filter(|c| c.consumer == *name) {
+                    if let Err(e) = engine::remove(docker, &c.id).await {
+                        result = Err(DeployError::from(e));
+                    }
+                }
+                deleted += 1;
+            }
+        }
+        let kept = gone.len() - deleted;
+        result.map(|()| {
+            let detail = match (deleted, kept) {
+                (0, 0) => "nothing to delete".to_string(),
+                (d, 0) => format!("{d} deleted"),
+                (d, k) => format!("{d} deleted, {k} kept (pass --prune to delete)"),
+            };
+            (detail, ())
+        })
+    });
+    summary.services = rolled;
+    Ok(summary)
+}
+
+/// Builds the images of the changed consumers that the engine does not have yet.
+async fn build_images(
+    inputs: &Inputs<'_>,
+    changed: &BTreeSet<&str>,
+    options: &DeployOptions,
+) -> std::result::Result<(String, image::Report), DeployError> {
+    let jobs: Vec<ImageJob> = inputs
+        .fleet
+        .consumers
+        .iter()
+        .filter(|c| changed.contains(c.name.as_str()))
+        .filter_map(|c| {
+            let h = inputs.hashes.get(&c.name)?;
+            Some(ImageJob::new(inputs.env, inputs.project, c, h))
+        })
+        .collect();
+    if jobs.is_empty() {
+        let report = image::Report {
+            results: Vec::new(),
+        };
+        return Ok(("nothing to build".to_string(), report));
+    }
+    let pipeline = Pipeline::new(Engine::from_env(), Destination::Local)
+        .with_revision(image::git_revision(inputs.root));
+    let report = pipeline
+        .build_and_push_all(jobs, options.jobs, &Progress::auto())
+        .await;
+    let built = report
+        .outcomes()
+        .filter(|(_, o)| !matches!(o, image::Outcome::Skipped { .. }))
+        .count();
+    let skipped = report.outcomes().count() - built;
+    if report.is_ok() {
+        Ok((
+            format!(
+                "{built} built (not pushed: the local engine runs them), {skipped} already present"
+            ),
+            report,
+        ))
+    } else {
+        Err(DeployError::Images(
+            report
+                .results
+                .into_iter()
+                .filter_map(|(_, r)| r.err())
+                .collect(),
+        ))
+    }
+}
+
+/// For each changed consumer: a new revision starts its containers (waited for in the
+/// rollouts step); a changed count on the same revision adds or removes containers.
+async fn start_changed<'s>(
+    docker: &bollard::Docker,
+    state: &'s State,
+    changed: &BTreeSet<&str>,
+    options: &DeployOptions,
+) -> std::result::Result<(String, Vec<Rolling<'s>>), DeployError> {
+    let mut ports = Ports::new(&state.containers);
+    let mut rolling = Vec::new();
+    let (mut rolled, mut scaled) = (0, 0);
+    for spec in state
+        .specs
+        .iter()
+        .filter(|s| changed.contains(s.consumer.as_str()))
+    {
+        let set = state.sets.get(&spec.consumer);
+        let template = Template::from_spec(&state.project, &state.env, spec);
+        match set {
+            Some(set) if set.revision == spec.revision => {
+                engine::scale_to(
+                    docker,
+                    set,
+                    &template,
+                    &state.containers,
+                    spec.replicas,
+                    options.timeout,
+                )
+                .await
+                .map_err(|e| DeployError::Rollouts(vec![e]))?;
+                for c in &set.others {
+                    engine::remove(docker, &c.id).await?;
+                }
+                scaled += 1;
+            }
+            _ => {
+                let existing: Vec<Container> = state
+                    .containers
+                    .iter()
+                    .filter(|c| c.consumer == spec.consumer && c.revision == spec.revision)
+                    .cloned()
+                    .collect();
+                let mut started = Vec::new();
+                for replica in engine::free_replicas(&existing, spec.replicas) {
+                    match engine::start(docker, &template, replica, &mut ports).await {
+                        Ok(s) => started.push(s),
+                        Err(e) => {
+                            for s in &started {
+                                let _ = engine::remove(docker, &s.id).await;
+                            }
+                            return Err(e.into());
+                        }
+                    }
+                }
+                let old = state
+                    .containers
+                    .iter()
+                    .filter(|c| c.consumer == spec.consumer)
+                    .cloned()
+                    .collect();
+                rolled += 1;
+                rolling.push(Rolling { spec, started, old });
+            }
+        }
+    }
+    Ok((
+        format!("{rolled} new revision(s) started, {scaled} rescaled"),
+        rolling,
+    ))
+}
+
+/// Ends one rollout: healthy → the old containers go; failed → the new ones go.
+async fn finish(
+    docker: &bollard::Docker,
+    r: &Rolling<'_>,
+    waited: std::result::Result<(), RolloutError>,
+) -> std::result::Result<(), RolloutError> {
+    let to_remove: Vec<(&str, &str)> = match &waited {
+        Ok(()) => r
+            .old
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str()))
+            .collect(),
+        Err(_) => r
+            .started
+            .iter()
+            .map(|s| (s.id.as_str(), s.name.as_str()))
+            .collect(),
+    };
+    for (id, name) in to_remove {
+        if let Err(e) = engine::remove(docker, id).await {
+            warn!(container = name, error = %e, "cannot remove");
+        }
+    }
+    if waited.is_ok() {
+        info!(consumer = %r.spec.consumer, revision = %r.spec.revision, "rollout completed");
+    }
+    waited
+}

@@ -1,0 +1,1072 @@
+//! The exposure-api workload (consumers/exposure-api): the real binary over loopback, against
+//! the local stack's tansu and PostgreSQL, and a tansu of the test's own for broker restarts.
+//!
+//! HTTP is spoken with a plain `TcpStream` (HTTP/1.1, `Connection: close`), so the tests need
+//! no HTTP client crate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::support::stack_env;
+use crate::workloads::{
+    database_url, free_port, psql, spawn_workload, wait_for, OwnBroker, Running,
+};
+
+// ---- harness -----------------------------------------------------------------------------
+
+/// A lowercase alphanumeric name unique to this call.
+fn unique() -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    dir.path()
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+fn shared_bootstrap() -> String {
+    stack_env()
+        .get("KAFKA_BOOTSTRAP")
+        .cloned()
+        .expect("KAFKA_BOOTSTRAP in .stack/env")
+}
+
+struct Resp {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+impl std::fmt::Debug for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?} {}", self.status, self.headers, self.body)
+    }
+}
+
+/// One HTTP/1.1 request; `None` when the server could not be reached.
+fn try_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Resp> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    // The server may answer (413) before reading the whole body and close: keep what it said.
+    let _ = s.write_all(&out);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = raw.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let body = if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    try_request(port, method, path, headers, body)
+        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"))
+}
+
+fn post(port: u16, path: &str, body: &Value) -> Resp {
+    request(port, "POST", path, &[], body.to_string().as_bytes())
+}
+
+fn get(port: u16, path: &str) -> Resp {
+    request(port, "GET", path, &[], b"")
+}
+
+/// The API on a port of its own; killed when dropped.
+struct Api {
+    port: u16,
+    process: Running,
+}
+
+fn start_api(env: &[(&str, String)]) -> Api {
+    let port = free_port();
+    let mut all = vec![("PORT", port.to_string())];
+    all.extend(env.iter().cloned());
+    let process = spawn_workload("exposure-api", &all);
+    // Any answer will do: /health may say 503 while the broker is away.
+    wait_for("exposure-api to listen", Duration::from_secs(60), || {
+        try_request(port, "GET", "/openapi.json", &[], b"").filter(|r| r.status == 200)
+    });
+    Api { port, process }
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let created = rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        ))
+        .expect("CreateTopics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+/// Every message on `topic` as (key, JSON value), read from the beginning until `expect`
+/// were seen and nothing more arrived for a moment, or `timeout`.
+fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    expect: usize,
+    timeout: Duration,
+) -> Vec<(String, Value)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("it-{}", unique()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = md.topics()[0].partitions().len();
+    assert!(partitions > 0, "{topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let start = Instant::now();
+    let mut settled_at: Option<Instant> = None;
+    while start.elapsed() < timeout {
+        if out.len() >= expect {
+            let at = *settled_at.get_or_insert_with(Instant::now);
+            if at.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let key =
+                    String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("UTF-8 key");
+                let value: Value =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON value");
+                out.push((key, value));
+            }
+            Some(Err(e)) => eprintln!("poll {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+fn exposure(user: &str, n: usize) -> Value {
+    json!({
+        "ds_user_id": user,
+        "experiment_id": format!("exp-{n}"),
+        "variation_id": if n % 2 == 0 { "control" } else { "treatment" },
+        "attributes": {"n": n, "country": "NL"},
+        "source": "web",
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as the contract says.
+fn is_rfc3339_millis_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut k = if key.len() > 64 {
+        Sha256::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
+    k.resize(64, 0);
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+/// An HS256 JWT, built by hand so that the test does not share the API's JWT library.
+fn jwt(secret: &str, claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signing_input = format!("{header}.{claims}");
+    let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(secret.as_bytes(), signing_input.as_bytes()));
+    format!("{signing_input}.{sig}")
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+// ---- tests -------------------------------------------------------------------------------
+
+/// What, path, body, status, field.
+type Case = (
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    Option<&'static str>,
+);
+
+#[test]
+fn every_malformed_request_gets_its_status_and_a_json_error() {
+    let topic = format!("exposures-api-{}", unique());
+    let api = start_api(&[
+        ("KAFKA_BOOTSTRAP", shared_bootstrap()),
+        ("EXPOSURES_TOPIC", topic),
+        ("MAX_BODY_BYTES", "4096".into()),
+        ("MAX_BATCH", "3".into()),
+        // A warehouse nobody listens on: reads answer 503.
+        (
+            "DATABASE_URL",
+            format!("postgres://shoal:shoal@127.0.0.1:{}/shoal", free_port()),
+        ),
+    ]);
+    let p = api.port;
+    let good = exposure("u-1", 1);
+    let with = |k: &str, v: Value| {
+        let mut e = good.clone();
+        e[k] = v;
+        e
+    };
+    let without = |k: &str| {
+        let mut e = good.clone();
+        e.as_object_mut().expect("object").remove(k);
+        e
+    };
+    // (what, path, body, status, field)
+    let cases: Vec<Case> = vec![
+        (
+            "missing field",
+            "/exposure",
+            without("ds_user_id").to_string().into(),
+            422,
+            Some("ds_user_id"),
+        ),
+        (
+            "missing source",
+            "/exposure",
+            without("source").to_string().into(),
+            422,
+            Some("source"),
+        ),
+        (
+            "empty string",
+            "/exposure",
+            with("experiment_id", json!("")).to_string().into(),
+            422,
+            Some("experiment_id"),
+        ),
+        (
+            "wrong type",
+            "/exposure",
+            with("variation_id", json!(7)).to_string().into(),
+            422,
+            Some("variation_id"),
+        ),
+        (
+            "too long",
+            "/exposure",
+            with("source", json!("s".repeat(257))).to_string().into(),
+            422,
+            Some("source"),
+        ),
+        (
+            "bad timestamp",
+            "/exposure",
+            with("timestamp", json!("22/11/2026")).to_string().into(),
+            422,
+            Some("timestamp"),
+        ),
+        (
+            "numeric timestamp",
+            "/exposure",
+            with("timestamp", json!(1795314792)).to_string().into(),
+            422,
+            Some("timestamp"),
+        ),
+        (
+            "attributes not an object",
+            "/exposure",
+            with("attributes", json!(["a"])).to_string().into(),
+            422,
+            Some("attributes"),
+        ),
+        (
+            "body not an object",
+            "/exposure",
+            b"[1,2]".to_vec(),
+            422,
+            Some("body"),
+        ),
+        (
+            "malformed JSON",
+            "/exposure",
+            b"{\"ds_user_id\": ".to_vec(),
+            400,
+            Some("body"),
+        ),
+        ("empty body", "/exposure", Vec::new(), 400, Some("body")),
+        (
+            "oversized body",
+            "/exposure",
+            with("attributes", json!({"pad": "x".repeat(10_000)}))
+                .to_string()
+                .into(),
+            413,
+            Some("body"),
+        ),
+        (
+            "batch: bad item names its index",
+            "/exposures",
+            json!({"exposures": [good, good, with("ds_user_id", json!(""))]})
+                .to_string()
+                .into(),
+            422,
+            Some("exposures[2].ds_user_id"),
+        ),
+        (
+            "bare batch: bad item",
+            "/exposures",
+            json!([good, without("variation_id")]).to_string().into(),
+            422,
+            Some("exposures[1].variation_id"),
+        ),
+        (
+            "batch over MAX_BATCH",
+            "/exposures",
+            json!({"exposures": [good, good, good, good]})
+                .to_string()
+                .into(),
+            413,
+            Some("exposures"),
+        ),
+        (
+            "empty batch",
+            "/exposures",
+            json!({"exposures": []}).to_string().into(),
+            422,
+            Some("exposures"),
+        ),
+        (
+            "batch without exposures",
+            "/exposures",
+            json!({"events": [good]}).to_string().into(),
+            422,
+            Some("exposures"),
+        ),
+        (
+            "batch malformed JSON",
+            "/exposures",
+            b"[{]".to_vec(),
+            400,
+            Some("body"),
+        ),
+    ];
+    for (what, path, body, status, field) in cases {
+        let r = request(p, "POST", path, &[], &body);
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        let v = r.json();
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{what}: {r:?}"
+        );
+        assert_eq!(v["field"].as_str(), field, "{what}: {r:?}");
+    }
+
+    for (q, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=garbage!", "cursor"),
+    ] {
+        for path in ["/exposures/u-1", "/exposures/experiment/exp-1"] {
+            let r = get(p, &format!("{path}?{q}"));
+            assert_eq!(r.status, 422, "{path}?{q}: {r:?}");
+            assert_eq!(r.json()["field"], field, "{path}?{q}: {r:?}");
+        }
+    }
+    // The warehouse is down: 503 with a JSON error and Retry-After.
+    let r = get(p, "/exposures/u-1?limit=5");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.json()["error"].is_string(), "{r:?}");
+    assert_eq!(r.header("retry-after"), Some("1"), "{r:?}");
+
+    let r = get(p, "/no/such/route");
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(r.json()["error"].is_string());
+
+    // The OpenAPI document is generated from the code and names every route.
+    let r = get(p, "/openapi.json");
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    for path in [
+        "/exposure",
+        "/exposures",
+        "/exposures/{user_id}",
+        "/exposures/experiment/{experiment_id}",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} not in {doc}");
+    }
+
+    // Rejections are counted.
+    let m = get(p, "/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.body.contains(
+            r#"exposure_api_http_requests_total{route="/exposure",method="POST",status="422"}"#
+        ),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains(
+            r#"exposure_api_http_requests_total{route="/exposures",method="POST",status="413"} 1"#
+        ),
+        "{}",
+        m.body
+    );
+    assert!(
+        !m.body
+            .contains("exposure_api_events_rejected_total{reason=\"invalid\"} 0"),
+        "{}",
+        m.body
+    );
+}
+
+#[test]
+fn reads_without_database_url_answer_503() {
+    let api = start_api(&[
+        ("KAFKA_BOOTSTRAP", shared_bootstrap()),
+        ("EXPOSURES_TOPIC", format!("exposures-api-{}", unique())),
+    ]);
+    for path in ["/exposures/u-1", "/exposures/experiment/e-1"] {
+        let r = get(api.port, path);
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("DATABASE_URL")),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn reads_before_the_consumer_created_the_table_answer_an_empty_page() {
+    // A database of its own, without the growthbook schema.
+    let db = format!("exposure_api_empty_{}", unique());
+    psql(&format!("CREATE DATABASE {db}"));
+    let url = database_url();
+    let (base, _) = url.rsplit_once('/').expect("database URL with a database");
+    let mut api = start_api(&[
+        ("KAFKA_BOOTSTRAP", shared_bootstrap()),
+        ("EXPOSURES_TOPIC", format!("exposures-api-{}", unique())),
+        ("DATABASE_URL", format!("{base}/{db}")),
+    ]);
+    for path in ["/exposures/u-1?limit=5", "/exposures/experiment/e-1"] {
+        let r = get(api.port, path);
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert_eq!(
+            r.json(),
+            json!({"items": [], "next_cursor": null}),
+            "{path}"
+        );
+    }
+    api.process.kill();
+    psql(&format!("DROP DATABASE {db}"));
+}
+
+#[test]
+fn bad_settings_exit_2_naming_the_variable() {
+    let bin = crate::workloads::workload_bin("exposure-api");
+    for (env, var) in [
+        (vec![], "KAFKA_BOOTSTRAP"),
+        (
+            vec![("KAFKA_BOOTSTRAP", "127.0.0.1:1"), ("PORT", "eighty")],
+            "PORT",
+        ),
+        (
+            vec![
+                ("KAFKA_BOOTSTRAP", "127.0.0.1:1"),
+                ("PRODUCE_TIMEOUT_MS", "-1"),
+            ],
+            "PRODUCE_TIMEOUT_MS",
+        ),
+        (
+            vec![
+                ("KAFKA_BOOTSTRAP", "127.0.0.1:1"),
+                ("RDKAFKA_NO_SUCH_PROPERTY", "1"),
+            ],
+            "RDKAFKA_NO_SUCH_PROPERTY",
+        ),
+        (
+            vec![
+                ("KAFKA_BOOTSTRAP", "127.0.0.1:1"),
+                ("DATABASE_URL", "mysql://x"),
+            ],
+            "DATABASE_URL",
+        ),
+    ] {
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.env_clear().env("PORT", free_port().to_string());
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run exposure-api");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {stderr}");
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains(var),
+            "{env:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn api_keys_and_jwts_guard_the_routes() {
+    let bootstrap = shared_bootstrap();
+    let topic = format!("exposures-api-{}", unique());
+    create_topic(&bootstrap, &topic, 1);
+    let api = start_api(&[
+        ("KAFKA_BOOTSTRAP", bootstrap),
+        ("EXPOSURES_TOPIC", topic),
+        ("API_KEYS", "key-one, key-two".into()),
+        ("JWT_SECRET", "jwt-secret".into()),
+    ]);
+    let p = api.port;
+    let body = exposure("u-auth", 1).to_string();
+    let send = |headers: &[(&str, &str)]| request(p, "POST", "/exposure", headers, body.as_bytes());
+
+    let exp = now_secs() + 600;
+    let good_jwt = format!(
+        "Bearer {}",
+        jwt("jwt-secret", &json!({"sub": "svc", "exp": exp}))
+    );
+    let wrong_key_jwt = format!(
+        "Bearer {}",
+        jwt("other-secret", &json!({"sub": "svc", "exp": exp}))
+    );
+    let expired_jwt = format!(
+        "Bearer {}",
+        jwt(
+            "jwt-secret",
+            &json!({"sub": "svc", "exp": now_secs() - 3600})
+        )
+    );
+    // One character of the signature changed (its first: the last one carries padding bits).
+    let signed = jwt("jwt-secret", &json!({"sub": "svc", "exp": exp}));
+    let at = signed.rfind('.').expect("signature") + 1;
+    let changed = if signed[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let tampered = format!("Bearer {}{changed}{}", &signed[..at], &signed[at + 1..]);
+
+    let unauthorized: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("no credentials", vec![]),
+        ("wrong API key", vec![("X-API-Key", "key-three")]),
+        (
+            "wrong bearer key",
+            vec![("Authorization", "Bearer key-three")],
+        ),
+        (
+            "Basic scheme",
+            vec![("Authorization", "Basic a2V5LW9uZTo=")],
+        ),
+        (
+            "JWT signed with another secret",
+            vec![("Authorization", &wrong_key_jwt)],
+        ),
+        ("expired JWT", vec![("Authorization", &expired_jwt)]),
+        ("tampered JWT", vec![("Authorization", &tampered)]),
+        ("not a JWT", vec![("Authorization", "Bearer a.b.c")]),
+    ];
+    for (what, headers) in &unauthorized {
+        let r = send(headers);
+        assert_eq!(r.status, 401, "{what}: {r:?}");
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Bearer")),
+            "{what}: {r:?}"
+        );
+        assert!(r.json()["error"].is_string(), "{what}: {r:?}");
+    }
+    // Reads are guarded too; operations are not.
+    assert_eq!(get(p, "/exposures/u-auth").status, 401);
+    assert_eq!(get(p, "/metrics").status, 200);
+    assert_eq!(get(p, "/openapi.json").status, 200);
+
+    let authorized: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("X-API-Key", vec![("X-API-Key", "key-one")]),
+        ("bearer API key", vec![("Authorization", "Bearer key-two")]),
+        ("valid JWT", vec![("Authorization", &good_jwt)]),
+    ];
+    for (what, headers) in &authorized {
+        let r = send(headers);
+        assert_eq!(r.status, 202, "{what}: {r:?}");
+        assert_eq!(r.json()["status"], "accepted", "{what}: {r:?}");
+    }
+}
+
+#[test]
+fn accepted_events_are_on_the_topic_with_the_contract_and_sigterm_exits_0() {
+    let bootstrap = shared_bootstrap();
+    let topic = format!("exposures-api-{}", unique());
+    create_topic(&bootstrap, &topic, 3);
+    let mut api = start_api(&[
+        ("KAFKA_BOOTSTRAP", bootstrap.clone()),
+        ("EXPOSURES_TOPIC", topic.clone()),
+    ]);
+    let p = api.port;
+    let user = format!("u-{}", unique());
+    // The first event waits for the producer's first connection and producer id.
+    let mut expected: BTreeMap<String, Value> = BTreeMap::new();
+    for n in 0..5 {
+        let mut e = exposure(&user, n);
+        if n == 0 {
+            e["timestamp"] = json!("2026-11-22T03:33:12.5+01:00");
+            e.as_object_mut().expect("object").remove("attributes");
+        }
+        let r = post(p, "/exposure", &e);
+        assert_eq!(r.status, 202, "{r:?}");
+        let v = r.json();
+        assert_eq!(v["status"], "accepted");
+        let id = v["exposure_id"].as_str().expect("exposure_id").to_string();
+        assert!(expected.insert(id, e).is_none(), "ids are unique");
+    }
+    let batch: Vec<Value> = (10..17)
+        .map(|n| exposure(&format!("{user}-{n}"), n))
+        .collect();
+    let r = post(p, "/exposures", &json!({ "exposures": batch }));
+    assert_eq!(r.status, 202, "{r:?}");
+    let ids = r.json()["exposure_ids"]
+        .as_array()
+        .expect("exposure_ids")
+        .clone();
+    assert_eq!(ids.len(), batch.len());
+    for (id, e) in ids.iter().zip(&batch) {
+        expected.insert(id.as_str().expect("id").to_string(), e.clone());
+    }
+    let bare: Vec<Value> = (20..23).map(|n| exposure(&user, n)).collect();
+    let r = post(p, "/exposures", &json!(bare));
+    assert_eq!(r.status, 202, "{r:?}");
+    let ids = r.json()["exposure_ids"]
+        .as_array()
+        .expect("exposure_ids")
+        .clone();
+    for (id, e) in ids.iter().zip(&bare) {
+        expected.insert(id.as_str().expect("id").to_string(), e.clone());
+    }
+    assert_eq!(expected.len(), 15);
+
+    let messages = read_topic(&bootstrap, &topic, expected.len(), Duration::from_secs(30));
+    let seen: BTreeSet<String> = messages
+        .iter()
+        .map(|(_, v)| v["exposure_id"].as_str().expect("exposure_id").to_string())
+        .collect();
+    assert_eq!(
+        messages.len(),
+        expected.len(),
+        "exactly the accepted events: {messages:?}"
+    );
+    assert_eq!(seen, expected.keys().cloned().collect::<BTreeSet<_>>());
+    for (key, v) in &messages {
+        let id = v["exposure_id"].as_str().expect("id");
+        let sent = &expected[id];
+        let keys: BTreeSet<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "exposure_id",
+                "ds_user_id",
+                "experiment_id",
+                "variation_id",
+                "attributes",
+                "source",
+                "timestamp",
+                "accepted_at"
+            ]),
+            "{v}"
+        );
+        assert_eq!(key, &sent["ds_user_id"], "the key is ds_user_id");
+        for f in ["ds_user_id", "experiment_id", "variation_id", "source"] {
+            assert_eq!(v[f], sent[f], "{f} of {v}");
+        }
+        assert_eq!(
+            v["attributes"],
+            sent.get("attributes").cloned().unwrap_or(json!({})),
+            "{v}"
+        );
+        let ts = v["timestamp"].as_str().expect("timestamp");
+        let accepted_at = v["accepted_at"].as_str().expect("accepted_at");
+        assert!(
+            is_rfc3339_millis_utc(ts) && is_rfc3339_millis_utc(accepted_at),
+            "{v}"
+        );
+        if sent.get("timestamp").is_some() {
+            assert_eq!(ts, "2026-11-22T02:33:12.500Z", "normalised to UTC");
+        } else {
+            assert_eq!(
+                ts, accepted_at,
+                "the default timestamp is the time of acceptance"
+            );
+        }
+        let uuid = id.as_bytes();
+        assert!(uuid.len() == 36 && uuid[14] == b'4', "a v4 UUID: {id}");
+    }
+
+    let m = get(p, "/metrics").body;
+    for needle in [
+        r#"exposure_api_http_requests_total{route="/exposure",method="POST",status="202"} 5"#,
+        r#"exposure_api_http_requests_total{route="/exposures",method="POST",status="202"} 2"#,
+        "exposure_api_events_accepted_total 15",
+        "exposure_api_produce_in_flight 0",
+        "exposure_api_produce_duration_seconds_count 15",
+        "# TYPE exposure_api_produce_duration_seconds histogram",
+    ] {
+        assert!(m.contains(needle), "{needle} not in\n{m}");
+    }
+    let h = get(p, "/health");
+    assert_eq!(h.status, 200, "{h:?}");
+    assert_eq!(h.json(), json!({"status": "ok", "broker": "reachable"}));
+
+    let status = api.process.terminate(Duration::from_secs(15));
+    assert!(status.success(), "SIGTERM: {status:?}");
+}
+
+#[test]
+fn broker_down_answers_503_and_the_same_process_recovers_when_it_returns() {
+    let mut broker = OwnBroker::start();
+    let topic = format!("exposures-api-{}", unique());
+    create_topic(&broker.bootstrap(), &topic, 1);
+    let api = start_api(&[
+        ("KAFKA_BOOTSTRAP", broker.bootstrap()),
+        ("EXPOSURES_TOPIC", topic.clone()),
+        ("PRODUCE_TIMEOUT_MS", "1500".into()),
+    ]);
+    let p = api.port;
+    let user = format!("u-{}", unique());
+    let mut accepted: BTreeSet<String> = BTreeSet::new();
+    let mut accept = |r: &Resp| {
+        if r.status == 202 {
+            let v = r.json();
+            if let Some(id) = v["exposure_id"].as_str() {
+                accepted.insert(id.to_string());
+            }
+            for id in v["exposure_ids"].as_array().into_iter().flatten() {
+                accepted.insert(id.as_str().expect("id").to_string());
+            }
+        }
+    };
+    let r = wait_for("a first 202", Duration::from_secs(30), || {
+        Some(post(p, "/exposure", &exposure(&user, 0))).filter(|r| r.status == 202)
+    });
+    accept(&r);
+    assert_eq!(get(p, "/health").status, 200);
+
+    broker.stop();
+    for n in 1..=3 {
+        let start = Instant::now();
+        let r = post(p, "/exposure", &exposure(&user, n));
+        let took = start.elapsed();
+        accept(&r);
+        assert_eq!(r.status, 503, "broker down: {r:?}");
+        assert_eq!(r.header("retry-after"), Some("1"), "{r:?}");
+        assert!(r.json()["error"].is_string(), "{r:?}");
+        assert!(
+            took < Duration::from_millis(1500 + 1500),
+            "answered after {took:?}"
+        );
+    }
+    let r = post(
+        p,
+        "/exposures",
+        &json!([exposure(&user, 4), exposure(&user, 5)]),
+    );
+    accept(&r);
+    assert_eq!(r.status, 503, "batch, broker down: {r:?}");
+    wait_for("/health to say 503", Duration::from_secs(10), || {
+        let h = get(p, "/health");
+        (h.status == 503).then(|| {
+            assert_eq!(
+                h.json(),
+                json!({"status": "degraded", "broker": "unreachable"})
+            )
+        })
+    });
+
+    broker.resume();
+    let r = wait_for(
+        "a 202 after the broker returned",
+        Duration::from_secs(60),
+        || {
+            let r = post(p, "/exposure", &exposure(&user, 6));
+            accept(&r);
+            (r.status == 202).then_some(r)
+        },
+    );
+    assert_eq!(r.json()["status"], "accepted");
+    for n in 7..10 {
+        let r = post(p, "/exposure", &exposure(&user, n));
+        assert_eq!(r.status, 202, "after recovery: {r:?}");
+        accept(&r);
+    }
+    let r = post(
+        p,
+        "/exposures",
+        &json!([exposure(&user, 10), exposure(&user, 11)]),
+    );
+    assert_eq!(r.status, 202, "batch after recovery: {r:?}");
+    accept(&r);
+    wait_for("/health to say 200 again", Duration::from_secs(10), || {
+        (get(p, "/health").status == 200).then_some(())
+    });
+
+    // Every 202'd id is on the topic (503'd events may or may not be: at least once).
+    let messages = read_topic(
+        &broker.bootstrap(),
+        &topic,
+        accepted.len(),
+        Duration::from_secs(30),
+    );
+    let seen: BTreeSet<String> = messages
+        .iter()
+        .map(|(_, v)| v["exposure_id"].as_str().expect("id").to_string())
+        .collect();
+    let missing: Vec<&String> = accepted.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "202'd but not on the topic: {missing:?}"
+    );
+    assert!(accepted.len() >= 7);
+}
+
+/// The DDL of the exposure-consumer's table.
+const DDL: &str = "CREATE SCHEMA IF NOT EXISTS growthbook; \
+    CREATE TABLE IF NOT EXISTS growthbook.experiment_exposures ( \
+    exposure_id varchar(64) PRIMARY KEY, ds_user_id varchar(256) NOT NULL, \
+    experiment_id varchar(256) NOT NULL, variation_id varchar(256) NOT NULL, \
+    ts timestamptz NOT NULL, attributes jsonb NOT NULL DEFAULT '{}'::jsonb, \
+    source varchar(256) NOT NULL, created_at timestamptz NOT NULL DEFAULT now());";
+
+/// Pages through `path` with `limit` and returns the ids in the order served.
+fn page_through(port: u16, path: &str, limit: usize) -> (Vec<String>, Vec<Value>) {
+    let mut ids = Vec::new();
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let url = match &cursor {
+            Some(c) => format!("{path}?limit={limit}&cursor={c}"),
+            None => format!("{path}?limit={limit}"),
+        };
+        let r = get(port, &url);
+        assert_eq!(r.status, 200, "{url}: {r:?}");
+        let v = r.json();
+        let page = v["items"].as_array().expect("items").clone();
+        assert!(page.len() <= limit, "{url}: {v}");
+        for item in &page {
+            ids.push(item["exposure_id"].as_str().expect("id").to_string());
+            items.push(item.clone());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(page.len(), limit, "only full pages have a next cursor");
+                cursor = Some(c.to_string());
+            }
+            None => {
+                assert!(v["next_cursor"].is_null(), "{v}");
+                return (ids, items);
+            }
+        }
+    }
+    panic!("{path}: more than 100 pages");
+}
+
+#[test]
+fn reads_page_newest_first_through_both_endpoints() {
+    psql(DDL);
+    let tag = unique();
+    let user = format!("u-read-{tag}");
+    let other = format!("u-read-other-{tag}");
+    let experiment = format!("exp-read-{tag}");
+    // 8 rows of `user` and 3 of `other` in `experiment`; two pairs share a timestamp, so the
+    // exposure_id breaks the tie.
+    let mut rows = Vec::new();
+    for i in 0..11 {
+        let who = if i < 8 { &user } else { &other };
+        let ts = match i {
+            3 | 4 => "2026-11-20T10:00:03.000001Z".to_string(),
+            9 | 10 => "2026-11-20T10:00:09.5Z".to_string(),
+            i => format!("2026-11-20T10:00:{i:02}.123456Z"),
+        };
+        let id = format!(
+            "{tag}-{}",
+            ["c", "a", "k", "b", "j", "d", "i", "e", "h", "f", "g"][i]
+        );
+        rows.push((id, who.clone(), ts));
+    }
+    let values: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (id, who, ts))| {
+            format!(
+                "('{id}', '{who}', '{experiment}', 'v{}', '{ts}', '{{\"i\": {i}}}', 'it')",
+                i % 2
+            )
+        })
+        .collect();
+    psql(&format!(
+        "INSERT INTO growthbook.experiment_exposures \
+         (exposure_id, ds_user_id, experiment_id, variation_id, ts, attributes, source) VALUES {}",
+        values.join(", ")
+    ));
+    // Newest first, then exposure_id descending; PostgreSQL orders it as the reference.
+    let want = |col: &str, val: &str| -> Vec<String> {
+        psql(&format!(
+            "SELECT exposure_id FROM growthbook.experiment_exposures WHERE {col} = '{val}' \
+             ORDER BY ts DESC, exposure_id DESC"
+        ))
+        .lines()
+        .map(String::from)
+        .collect()
+    };
+    let by_user = want("ds_user_id", &user);
+    let by_experiment = want("experiment_id", &experiment);
+    assert_eq!(by_user.len(), 8);
+    assert_eq!(by_experiment.len(), 11);
+
+    let api = start_api(&[
+        ("KAFKA_BOOTSTRAP", shared_bootstrap()),
+        ("EXPOSURES_TOPIC", format!("exposures-api-{tag}")),
+        ("DATABASE_URL", database_url()),
+    ]);
+    let p = api.port;
+    for limit in [1, 3, 8, 100] {
+        let (ids, items) = page_through(p, &format!("/exposures/{user}"), limit);
+        assert_eq!(ids, by_user, "by user, limit {limit}");
+        assert!(items.iter().all(|i| i["ds_user_id"] == user.as_str()));
+        let (ids, _) = page_through(p, &format!("/exposures/experiment/{experiment}"), limit);
+        assert_eq!(ids, by_experiment, "by experiment, limit {limit}");
+    }
+    // The items carry every column.
+    let r = get(p, &format!("/exposures/{user}?limit=1"));
+    let item = &r.json()["items"][0];
+    let (id, _, ts) = &rows[7];
+    assert_eq!(item["exposure_id"], id.as_str());
+    assert_eq!(item["experiment_id"], experiment.as_str());
+    assert_eq!(item["variation_id"], "v1");
+    assert_eq!(item["attributes"], json!({"i": 7}));
+    assert_eq!(item["source"], "it");
+    assert_eq!(item["timestamp"], ts.as_str());
+    assert!(
+        item["created_at"]
+            .as_str()
+            .is_some_and(|c| c.ends_with('Z')),
+        "{item}"
+    );
+    // Nothing for someone else; the default limit is 100.
+    let r = get(p, &format!("/exposures/nobody-{tag}"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"items": [], "next_cursor": null}));
+    let r = get(p, &format!("/exposures/experiment/{experiment}"));
+    assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(11));
+}

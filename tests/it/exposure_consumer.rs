@@ -1,0 +1,703 @@
+//! The exposure-consumer workload against the local stack's tansu and PostgreSQL: rows exactly
+//! once through crashes (SIGKILL), poison messages to the DLQ, a clean SIGTERM, and a warehouse
+//! outage. Each test has its own topics, group and experiment_id, so row counts are its own.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{DeliveryResult, Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+
+use crate::support::stack_env;
+use crate::workloads::{free_port, psql, spawn_workload, wait_for, Running};
+
+const PARTITIONS: i32 = 6;
+
+/// A name unique to this run and call.
+fn unique(what: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "it-ec-{what}-{:x}{:x}{n}",
+        std::process::id(),
+        nanos % 0xffff_ffff
+    )
+}
+
+/// The first 24 characters of a uuid-v4-shaped exposure_id, from the clock, the process and a
+/// counter: the warehouse table is shared by every run, so ids must never repeat across runs.
+fn id_prefix() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let h = nanos
+        ^ (u64::from(std::process::id()) << 40)
+        ^ N.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        (h >> 4) & 0xfff,
+        h & 0xfff
+    )
+}
+
+/// A small xorshift, for kill moments: no rand in the root crate.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Rng {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(42)
+            | 1;
+        eprintln!("chaos seed {seed}");
+        Rng(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[derive(Default)]
+struct Deliveries {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.ok.fetch_add(1, Ordering::Relaxed),
+            Err((e, _)) => {
+                eprintln!("delivery failed: {e}");
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+/// One test's topics, group and experiment.
+struct Case {
+    bootstrap: String,
+    topic: String,
+    dlq: String,
+    group: String,
+    experiment: String,
+    /// exposure_id = `{id_prefix}{i:012x}`, uuid-shaped.
+    id_prefix: String,
+    producer: BaseProducer<Deliveries>,
+}
+
+impl Case {
+    async fn new(name: &str) -> Case {
+        let bootstrap = stack_env()
+            .get("KAFKA_BOOTSTRAP")
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        let base = unique(name);
+        let case = Case {
+            topic: format!("{base}-exposures"),
+            dlq: format!("{base}-dlq"),
+            group: format!("{base}-group"),
+            experiment: base.clone(),
+            id_prefix: id_prefix(),
+            producer: ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "20")
+                .set("batch.num.messages", "10000")
+                .set("queue.buffering.max.messages", "1000000")
+                .create_with_context(Deliveries::default())
+                .expect("producer"),
+            bootstrap,
+        };
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &case.bootstrap)
+            .create()
+            .expect("admin");
+        let created = admin
+            .create_topics(
+                &[
+                    NewTopic::new(&case.topic, PARTITIONS, TopicReplication::Fixed(1)),
+                    NewTopic::new(&case.dlq, 1, TopicReplication::Fixed(1)),
+                ],
+                &AdminOptions::new(),
+            )
+            .await
+            .expect("CreateTopics");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        case
+    }
+
+    fn id(&self, i: u64) -> String {
+        format!("{}{i:012x}", self.id_prefix)
+    }
+
+    fn event(&self, i: u64) -> String {
+        serde_json::json!({
+            "exposure_id": self.id(i),
+            "ds_user_id": format!("user-{}", i % 997),
+            "experiment_id": self.experiment,
+            "variation_id": (i % 3).to_string(),
+            "attributes": {"country": "NL", "i": i},
+            "source": "it",
+            "timestamp": "2026-11-22T01:02:03.250+01:00",
+            "accepted_at": "2026-11-22T00:02:04Z",
+        })
+        .to_string()
+    }
+
+    /// Produces raw messages and waits until all are acknowledged.
+    fn produce_raw(&self, messages: &[(String, String)]) {
+        let before_ok = self.producer.context().ok.load(Ordering::Relaxed);
+        for (key, value) in messages {
+            let mut record = BaseRecord::to(&self.topic).key(key).payload(value);
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    Err((e, r)) => {
+                        assert!(
+                            matches!(
+                                e.rdkafka_error_code(),
+                                Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                            ),
+                            "produce: {e}"
+                        );
+                        record = r;
+                        self.producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            self.producer.poll(Duration::ZERO);
+        }
+        self.producer
+            .flush(Duration::from_secs(120))
+            .expect("flush the producer");
+        let ctx = self.producer.context();
+        assert_eq!(ctx.failed.load(Ordering::Relaxed), 0, "failed deliveries");
+        assert_eq!(
+            ctx.ok.load(Ordering::Relaxed) - before_ok,
+            messages.len() as u64
+        );
+    }
+
+    /// Produces events `range` (keyed by their user).
+    fn produce(&self, range: std::ops::Range<u64>) {
+        let messages: Vec<(String, String)> = range
+            .map(|i| (format!("user-{}", i % 997), self.event(i)))
+            .collect();
+        self.produce_raw(&messages);
+    }
+
+    fn env(&self, port: u16) -> Vec<(&'static str, String)> {
+        vec![
+            ("KAFKA_BOOTSTRAP", self.bootstrap.clone()),
+            ("DATABASE_URL", crate::workloads::database_url()),
+            ("KAFKA_GROUP", self.group.clone()),
+            ("EXPOSURES_TOPIC", self.topic.clone()),
+            ("DLQ_TOPIC", self.dlq.clone()),
+            ("PORT", port.to_string()),
+            // A killed member must not hold its partitions for long.
+            ("RDKAFKA_SESSION_TIMEOUT_MS", "6000".to_string()),
+            ("RDKAFKA_HEARTBEAT_INTERVAL_MS", "1000".to_string()),
+        ]
+    }
+
+    fn spawn(&self, port: u16) -> Running {
+        spawn_workload("exposure-consumer", &self.env(port))
+    }
+
+    fn rows(&self) -> i64 {
+        if psql("SELECT to_regclass('growthbook.experiment_exposures') IS NOT NULL") != "t" {
+            return 0;
+        }
+        psql(&format!(
+            "SELECT count(*) FROM growthbook.experiment_exposures WHERE experiment_id = '{}'",
+            self.experiment
+        ))
+        .parse()
+        .expect("a count")
+    }
+
+    fn wait_rows(&self, n: i64, timeout: Duration) {
+        let mut last = -1;
+        wait_for(&format!("{n} rows"), timeout, || {
+            let rows = self.rows();
+            assert!(rows <= n, "{rows} rows, more than the {n} expected");
+            if rows != last {
+                last = rows;
+            }
+            (rows == n).then_some(())
+        });
+    }
+
+    fn offsets_consumer(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer")
+    }
+
+    /// The group's committed offsets, per partition (absent: never committed).
+    fn committed(&self) -> BTreeMap<i32, i64> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.topic, p);
+        }
+        let got = self
+            .offsets_consumer()
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("OffsetFetch");
+        got.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Commits these offsets for the group.
+    fn commit(&self, offsets: &BTreeMap<i32, i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .expect("offset");
+        }
+        if tpl.count() > 0 {
+            self.offsets_consumer()
+                .commit(&tpl, CommitMode::Sync)
+                .expect("OffsetCommit");
+        }
+    }
+
+    fn committed_total(&self) -> i64 {
+        self.committed().values().sum()
+    }
+
+    fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        let c = self.offsets_consumer();
+        (0..PARTITIONS)
+            .map(|p| {
+                let (_, high) = c
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(10))
+                    .expect("ListOffsets");
+                (p, high)
+            })
+            .collect()
+    }
+
+    fn wait_committed_to_end(&self, timeout: Duration) {
+        let end = self.end_offsets();
+        wait_for("the committed offsets to reach the end", timeout, || {
+            let c = self.committed();
+            end.iter()
+                .all(|(p, e)| *e == 0 || c.get(p) == Some(e))
+                .then_some(())
+        });
+    }
+
+    /// Checks that every one of the events `0..n` is in the table once.
+    fn assert_all_present(&self, n: u64) {
+        let missing = psql(&format!(
+            "SELECT count(*) FROM generate_series(0, {last}) i \
+             WHERE NOT EXISTS (SELECT 1 FROM growthbook.experiment_exposures e \
+               WHERE e.exposure_id = '{prefix}' || lpad(to_hex(i), 12, '0'))",
+            last = n - 1,
+            prefix = self.id_prefix
+        ));
+        assert_eq!(missing, "0", "events missing from the warehouse");
+        let counts = psql(&format!(
+            "SELECT count(*) || ' ' || count(DISTINCT exposure_id) \
+             FROM growthbook.experiment_exposures WHERE experiment_id = '{}'",
+            self.experiment
+        ));
+        assert_eq!(counts, format!("{n} {n}"));
+    }
+}
+
+/// GET on the workload's HTTP port: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// A metric's value from /metrics.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, body) = http_get(port, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_writes_each_event_once_and_commits_to_the_end() {
+    let case = Case::new("basic").await;
+    let n = 500;
+    case.produce(0..n);
+    let port = free_port();
+    let mut consumer = case.spawn(port);
+    case.wait_rows(n as i64, Duration::from_secs(60));
+    case.wait_committed_to_end(Duration::from_secs(30));
+    case.assert_all_present(n);
+
+    let row = psql(&format!(
+        "SELECT ds_user_id, variation_id, source, \
+           to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS'), \
+           attributes->>'country', (attributes->>'i')::int, jsonb_typeof(attributes) \
+         FROM growthbook.experiment_exposures WHERE exposure_id = '{}'",
+        case.id(42)
+    ));
+    assert_eq!(
+        row, "user-42|0|it|2026-11-22T00:02:03.250|NL|42|object",
+        "the row of event 42"
+    );
+
+    let (status, body) = wait_for("/health", Duration::from_secs(10), || {
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        metric(port, "exposure_consumer_rows_inserted_total"),
+        Some(n as f64)
+    );
+    assert_eq!(metric(port, "exposure_consumer_dlq_total"), Some(0.0));
+    let (_, metrics) = http_get(port, "/metrics").expect("/metrics");
+    assert!(
+        metrics.contains("exposure_consumer_committed_offset{partition=\""),
+        "{metrics}"
+    );
+    let status = consumer.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_poison_messages_go_to_the_dlq_with_their_origin() {
+    let case = Case::new("poison").await;
+    // One key, so one partition, in this order.
+    let key = "user-poison".to_string();
+    let mut missing = serde_json::from_str::<serde_json::Value>(&case.event(100)).expect("json");
+    missing
+        .as_object_mut()
+        .expect("object")
+        .remove("variation_id");
+    let messages = vec![
+        (key.clone(), case.event(0)),
+        (key.clone(), "{\"exposure_id\": not json".to_string()),
+        (key.clone(), case.event(1)),
+        (key.clone(), missing.to_string()),
+        (key.clone(), case.event(2)),
+    ];
+    case.produce_raw(&messages);
+    let port = free_port();
+    let _consumer = case.spawn(port);
+    case.wait_rows(3, Duration::from_secs(60));
+    case.wait_committed_to_end(Duration::from_secs(30));
+
+    // The DLQ holds both poison messages, unchanged, with where they came from.
+    let dlq: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &case.bootstrap)
+        .set("group.id", format!("{}-dlq-reader", case.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("DLQ consumer");
+    dlq.subscribe(&[&case.dlq]).expect("subscribe");
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < 2 && start.elapsed() < Duration::from_secs(60) {
+        if let Some(m) = dlq.poll(Duration::from_millis(500)) {
+            let m = m.expect("DLQ message");
+            let mut headers = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for h in h.iter() {
+                    headers.insert(
+                        h.key.to_string(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
+                    );
+                }
+            }
+            got.push((
+                String::from_utf8_lossy(m.key().unwrap_or_default()).to_string(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
+                headers,
+            ));
+        }
+    }
+    assert_eq!(got.len(), 2, "DLQ messages: {got:?}");
+    let partition = case
+        .end_offsets()
+        .into_iter()
+        .find(|(_, e)| *e > 0)
+        .map(|(p, _)| p)
+        .expect("the partition written to");
+    for ((key_, value, headers), (offset, original)) in
+        got.iter().zip([(1, &messages[1]), (3, &messages[3])])
+    {
+        assert_eq!(key_, &key);
+        assert_eq!(value, &original.1);
+        assert_eq!(headers["source.topic"], case.topic);
+        assert_eq!(headers["source.partition"], partition.to_string());
+        assert_eq!(headers["source.offset"], offset.to_string());
+        assert!(!headers["error"].is_empty(), "{headers:?}");
+    }
+    assert!(got[0].2["error"].contains("not valid JSON"), "{got:?}");
+    assert!(got[1].2["error"].contains("variation_id"), "{got:?}");
+
+    // And it keeps going.
+    case.produce(3..5);
+    case.wait_rows(5, Duration::from_secs(30));
+    assert_eq!(metric(port, "exposure_consumer_dlq_total"), Some(2.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_sigterm_commits_what_it_wrote_and_exits_0() {
+    let case = Case::new("sigterm").await;
+    let n = 20_000;
+    case.produce(0..n);
+    let port = free_port();
+    let mut consumer = case.spawn(port);
+    wait_for("some rows", Duration::from_secs(60), || {
+        (case.rows() > 0).then_some(())
+    });
+    let asked = Instant::now();
+    let status = consumer.terminate(Duration::from_secs(25));
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?} to stop");
+    // Everything it consumed is written and committed: the committed offsets count the rows.
+    let rows = case.rows();
+    assert_eq!(case.committed_total(), rows, "committed offsets vs rows");
+    eprintln!("SIGTERM after {rows} of {n} rows; stopped in {took:?}");
+
+    // A restart reads only the rest: nothing is read twice.
+    let port = free_port();
+    let mut consumer = case.spawn(port);
+    case.wait_rows(n as i64, Duration::from_secs(120));
+    case.wait_committed_to_end(Duration::from_secs(30));
+    case.assert_all_present(n);
+    assert_eq!(
+        metric(port, "exposure_consumer_duplicates_skipped_total"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(port, "exposure_consumer_messages_total"),
+        Some((n as i64 - rows) as f64)
+    );
+    let status = consumer.terminate(Duration::from_secs(25));
+    assert!(status.success(), "{status:?}");
+
+    // Once more with nothing left: it reads nothing.
+    let port = free_port();
+    let _consumer = case.spawn(port);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(metric(port, "exposure_consumer_messages_total"), Some(0.0));
+    assert_eq!(case.rows(), n as i64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_chaos_sigkill_loses_and_duplicates_nothing() {
+    let mut case = Case::new("chaos").await;
+    let n: u64 = std::env::var("EXPOSURE_CHAOS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dups: u64 = 1_000;
+    let t = Instant::now();
+    case.produce(0..n);
+    // Exact duplicates: the same messages again.
+    case.produce(0..dups);
+    let produce_took = t.elapsed();
+    eprintln!(
+        "produced {} messages in {produce_took:?} ({:.0}/s)",
+        n + dups,
+        (n + dups) as f64 / produce_took.as_secs_f64()
+    );
+
+    let mut rng = Rng::new();
+    let t = Instant::now();
+    let mut kills = 0;
+    let mut consumer = case.spawn(free_port());
+    while kills < 5 {
+        // Let it run 1–5 s, then SIGKILL it mid-batch, and restart.
+        std::thread::sleep(Duration::from_millis(1_000 + rng.below(4_000)));
+        if case.rows() >= n as i64 {
+            break;
+        }
+        consumer.kill();
+        kills += 1;
+        eprintln!(
+            "SIGKILL {kills} at {} rows after {:?}",
+            case.rows(),
+            t.elapsed()
+        );
+        // tansu 0.6 does not evict a SIGKILLed group leader: the group stays in a rebalance
+        // that never ends and a restarted member is never given partitions. So the restart
+        // joins a fresh group that starts exactly at the killed group's committed offsets,
+        // which is where a restart on a real broker resumes.
+        let committed = case.committed();
+        case.group = format!("{}-restart{kills}", case.experiment);
+        case.commit(&committed);
+        consumer = case.spawn(free_port());
+    }
+    assert!(
+        kills >= 5,
+        "only {kills} kills before it finished: produce more"
+    );
+    case.wait_rows(n as i64, Duration::from_secs(600));
+    case.wait_committed_to_end(Duration::from_secs(60));
+    let took = t.elapsed();
+    eprintln!(
+        "consumed {} messages with {kills} SIGKILLs in {took:?} ({:.0}/s)",
+        n + dups,
+        (n + dups) as f64 / took.as_secs_f64()
+    );
+    case.assert_all_present(n);
+    let status = consumer.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+}
+
+/// A TCP forwarder to PostgreSQL that can be cut (open connections closed, new ones refused)
+/// and restored.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, open2) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cut2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut list = open2.lock().unwrap_or_else(|e| e.into_inner());
+                for s in [&client, &server] {
+                    if let Ok(s) = s.try_clone() {
+                        list.push(s);
+                    }
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                        let _ = from.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        let mut list = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for s in list.drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_retries_a_warehouse_outage_without_committing() {
+    let case = Case::new("outage").await;
+    let url = crate::workloads::database_url();
+    let upstream = url
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split('/').next())
+        .unwrap_or("127.0.0.1:5432")
+        .to_string();
+    let proxy = Proxy::start(upstream.clone());
+    let proxied = url.replacen(&upstream, &format!("127.0.0.1:{}", proxy.port), 1);
+    let port = free_port();
+    let mut env = case.env(port);
+    for (k, v) in env.iter_mut() {
+        if *k == "DATABASE_URL" {
+            *v = proxied.clone();
+        }
+    }
+    let _consumer = spawn_workload("exposure-consumer", &env);
+    case.produce(0..200);
+    case.wait_rows(200, Duration::from_secs(60));
+    case.wait_committed_to_end(Duration::from_secs(30));
+    let committed = case.committed();
+
+    proxy.cut();
+    case.produce(200..500);
+    wait_for("warehouse retries", Duration::from_secs(30), || {
+        (metric(port, "exposure_consumer_warehouse_retries_total")? > 0.0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(case.committed(), committed, "committed during the outage");
+    assert_eq!(case.rows(), 200);
+    let (status, body) = wait_for("/health to say 503", Duration::from_secs(60), || {
+        http_get(port, "/health").filter(|(s, _)| *s == 503)
+    });
+    assert!(body.contains("warehouse"), "{status} {body}");
+
+    proxy.restore();
+    case.wait_rows(500, Duration::from_secs(60));
+    case.wait_committed_to_end(Duration::from_secs(30));
+    case.assert_all_present(500);
+    wait_for("/health to say 200", Duration::from_secs(30), || {
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+}

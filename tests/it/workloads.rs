@@ -1,0 +1,345 @@
+//! Harness for the workload tests: the workload binaries built on this machine, brokers of
+//! the tests' own, and the warehouse through psql.
+//!
+//! The workloads are their own cargo workspaces (each is also a Docker build context), so
+//! they are built here with `cargo build --manifest-path`, into the same target directory as
+//! shoal so that shared dependencies compile once.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::support::{repo_root, stack_env};
+
+/// Builds `consumers/<name>` (debug profile) once per test run and returns the binary's path.
+pub fn workload_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<std::collections::BTreeMap<String, PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let manifest = repo_root().join("consumers").join(name).join("Cargo.toml");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--locked", "--manifest-path"])
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build of {} failed",
+        manifest.display()
+    );
+    let path = target.join("debug").join(name);
+    assert!(path.is_file(), "{} was not built", path.display());
+    built.insert(name.to_string(), path.clone());
+    path
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until `f` returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A tansu broker of the test's own, on its own port and SQLite file, so that a test can stop
+/// and restart it without disturbing the shared broker from `scripts/stack`.
+pub struct OwnBroker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        let mut broker = OwnBroker {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        broker.resume();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker (again) on the same port and data, and waits until it accepts
+    /// connections.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let cache = std::env::var_os("SHOAL_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home().join(".cache/shoal"));
+        let bin = cache.join("tansu/bin/tansu");
+        assert!(
+            bin.is_file(),
+            "{} is missing: run `scripts/stack up`",
+            bin.display()
+        );
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        // As in scripts/stack: tansu strips the leading "/" of a sqlite:// path and resolves
+        // it against its working directory, so it runs from "/".
+        let db = format!("sqlite://{}/tansu.db", self.dir.path().display());
+        let child = Command::new(bin)
+            .current_dir("/")
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("DATA_LAKE")
+            .env("RUST_LOG", "warn")
+            .args(["broker", "--cluster-id", "shoal-test"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &db])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_for("the test's broker", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).ok()
+        });
+    }
+
+    /// Kills the broker (SIGKILL), keeping its data for [`OwnBroker::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// The warehouse (PostgreSQL from the local stack) URL.
+pub fn database_url() -> String {
+    stack_env()
+        .get("DATABASE_URL")
+        .cloned()
+        .unwrap_or_else(|| "postgres://shoal:shoal@127.0.0.1:5432/shoal".to_string())
+}
+
+/// Runs one SQL statement through psql, an independent client, and returns its unaligned,
+/// tuples-only output.
+pub fn psql(sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(database_url())
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed on {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A workload process that is killed when dropped.
+pub struct Running {
+    pub child: Child,
+}
+
+impl Running {
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let child = &mut self.child;
+        wait_for("the workload to exit after SIGTERM", timeout, || {
+            child.try_wait().ok().flatten()
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a workload binary with these environment variables; its output goes to the test's.
+pub fn spawn_workload(name: &str, env: &[(&str, String)]) -> Running {
+    let mut cmd = Command::new(workload_bin(name));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    Running {
+        child: cmd.spawn().expect("start workload"),
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (replication 1) on `bootstrap`, through
+/// rdkafka's admin client; an existing topic is fine. (Never delete topics on tansu 0.6: its
+/// DeleteTopics deletes every topic.)
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::ClientConfig;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("CreateTopics");
+    for result in results {
+        match result {
+            Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => panic!("create topic {name}: {code}"),
+        }
+    }
+}
+
+/// An HTTP/1.1 answer: status, headers (lowercase names) and body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection (`Connection: close`), with a plain
+/// client of the test's own. `None` when the connection fails.
+pub fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<HttpAnswer> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    stream.write_all(body).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Some(HttpAnswer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).to_string(),
+    })
+}
+
+/// `POST path` with a JSON body.
+pub fn post_json(addr: &str, path: &str, body: &serde_json::Value) -> Option<HttpAnswer> {
+    http(
+        "POST",
+        addr,
+        path,
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 || raw.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[(end + 4 + size).min(raw.len())..];
+    }
+    out
+}
