@@ -894,16 +894,21 @@ fn broker_down_answers_503_and_the_same_process_recovers_when_it_returns() {
         })
     });
 
-    broker.resume();
-    let r = wait_for(
+    let mut returned = None;
+    broker.resume_until(
         "a 202 after the broker returned",
         Duration::from_secs(60),
         || {
             let r = post(p, "/exposure", &exposure(&user, 6));
             accept(&r);
-            (r.status == 202).then_some(r)
+            let ok = r.status == 202;
+            if ok {
+                returned = Some(r);
+            }
+            ok
         },
     );
+    let r = returned.expect("a 202");
     assert_eq!(r.json()["status"], "accepted");
     for n in 7..10 {
         let r = post(p, "/exposure", &exposure(&user, n));

@@ -128,6 +128,52 @@ impl OwnBroker {
         });
     }
 
+    /// Whether a fresh, independent client gets the broker's metadata within 3 s.
+    pub fn serves(&self) -> bool {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let client: Result<BaseConsumer, _> = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create();
+        client.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(3)).is_ok())
+    }
+
+    /// Resumes the broker and waits until `recovered` holds.
+    ///
+    /// tansu 0.6 can come back unusable: when an idempotent producer bumps its epoch after
+    /// events timed out (KIP-360, which librdkafka does on reconnecting), tansu's SQLite engine
+    /// panics and from then on resets every connection. When a fresh independent client cannot
+    /// get metadata either, the broker is restarted once more, as an operator would restart a
+    /// crashed broker. The workload under test is never restarted.
+    pub fn resume_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut recovered: impl FnMut() -> bool,
+    ) {
+        self.resume();
+        let start = Instant::now();
+        let mut restarts = 0;
+        loop {
+            if recovered() {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}"
+            );
+            if start.elapsed() > Duration::from_secs(10 * (restarts + 1))
+                && restarts < 2
+                && !self.serves()
+            {
+                eprintln!("tansu resets every connection after its restart (its epoch-bump panic); restarting it again");
+                restarts += 1;
+                self.stop();
+                self.resume();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Kills the broker (SIGKILL), keeping its data for [`OwnBroker::resume`].
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
