@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{debug, warn};
@@ -247,9 +247,13 @@ pub struct BatchAccepted {
     exposure_ids: Vec<String>,
 }
 
-/// Produces the events; `Ok` only when the broker acknowledged every one.
-async fn produce(s: &AppState, events: &[Exposure]) -> Result<Vec<Uuid>, ApiError> {
-    let accepted_at = Utc::now();
+/// Produces the events; `Ok` only when the broker acknowledged every one. `accepted_at` is
+/// the instant the request was taken, the default `timestamp` of its events too.
+async fn produce(
+    s: &AppState,
+    events: &[Exposure],
+    accepted_at: DateTime<Utc>,
+) -> Result<Vec<Uuid>, ApiError> {
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
     let messages: Vec<(&str, Vec<u8>)> = events
         .iter()
@@ -299,8 +303,9 @@ async fn post_exposure(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
-    let event = validate(&value, "", Utc::now()).map_err(|inv| reject(&s, inv, 1))?;
-    let ids = produce(&s, std::slice::from_ref(&event)).await?;
+    let now = Utc::now();
+    let event = validate(&value, "", now).map_err(|inv| reject(&s, inv, 1))?;
+    let ids = produce(&s, std::slice::from_ref(&event), now).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -325,7 +330,8 @@ async fn post_exposures(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
     let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
-    let events = validate_batch(&value, s.max_batch, Utc::now()).map_err(|inv| {
+    let now = Utc::now();
+    let events = validate_batch(&value, s.max_batch, now).map_err(|inv| {
         let n = match &value {
             Value::Array(a) => a.len(),
             v => v
@@ -335,7 +341,7 @@ async fn post_exposures(
         };
         reject(&s, inv, n.max(1))
     })?;
-    let ids = produce(&s, &events).await?;
+    let ids = produce(&s, &events, now).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {
