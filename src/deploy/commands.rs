@@ -221,47 +221,33 @@ pub fn status(ctx: &Ctx<'_>) -> Result<i32> {
             });
         }
         rows.sort_by(|a, b| a.consumer.cmp(&b.consumer));
-        if ctx.output == Output::Json {
-            report::outln(
-                &serde_json::to_string_pretty(&json!({
-                    "project": ctx.project,
-                    "environment": ctx.env.name,
-                    "services": rows,
-                }))
-                .unwrap_or_default(),
-            );
-        } else if rows.is_empty() {
-            report::outln(&format!(
+        print_status(
+            ctx.output,
+            json!({ "project": ctx.project, "environment": ctx.env.name }),
+            &rows,
+            &format!(
                 "No services of project {} in cluster {}; run `shoal deploy --env {}`.",
                 ctx.project, ctx.env.cluster, ctx.env.name
-            ));
-        } else {
-            let cells: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.consumer.clone(),
-                        format!("{}/{}/{}", r.desired, r.running, r.pending),
-                        r.revision.clone(),
-                        r.image_tag.clone(),
-                        r.rollout.clone(),
-                        r.last_event.clone(),
-                    ]
-                })
-                .collect();
-            let out = report::table(
-                &[
-                    "CONSUMER",
-                    "DESIRED/RUN/PEND",
-                    "REVISION",
-                    "IMAGE TAG",
-                    "ROLLOUT",
-                    "LAST EVENT",
-                ],
-                &cells,
-            );
-            report::out(&out);
-        }
+            ),
+            &[
+                "CONSUMER",
+                "DESIRED/RUN/PEND",
+                "REVISION",
+                "IMAGE TAG",
+                "ROLLOUT",
+                "LAST EVENT",
+            ],
+            |r| {
+                vec![
+                    r.consumer.clone(),
+                    format!("{}/{}/{}", r.desired, r.running, r.pending),
+                    r.revision.clone(),
+                    r.image_tag.clone(),
+                    r.rollout.clone(),
+                    r.last_event.clone(),
+                ]
+            },
+        );
         Ok(exit::OK)
     })?
 }
@@ -366,4 +352,25 @@ pub fn dashboard(ctx: &Ctx<'_>) -> Result<i32> {
         }
         Ok(exit::OK)
     })?
+}
+
+/// Prints `shoal status` on either platform: `header` with the rows as `services` for JSON,
+/// the `empty` line when there are none, else a table of `cells` under `headers`.
+pub(super) fn print_status<R: serde::Serialize>(
+    output: Output,
+    mut header: Value,
+    rows: &[R],
+    empty: &str,
+    headers: &[&str],
+    cells: impl Fn(&R) -> Vec<String>,
+) {
+    if output == Output::Json {
+        header["services"] = json!(rows);
+        report::outln(&serde_json::to_string_pretty(&header).unwrap_or_default());
+    } else if rows.is_empty() {
+        report::outln(empty);
+    } else {
+        let cells: Vec<Vec<String>> = rows.iter().map(cells).collect();
+        report::out(&report::table(headers, &cells));
+    }
 }

@@ -14,7 +14,6 @@
 //! deploy fails with exit code 5 and the container's last log lines.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -217,55 +216,41 @@ impl Platform for Docker<'_> {
             let docker = engine::connect().await?;
             let containers = engine::list(&docker, ctx.project, &ctx.env.name).await?;
             let rows = status_rows(&containers);
-            if ctx.output == Output::Json {
-                report::outln(
-                    &serde_json::to_string_pretty(&json!({
-                        "project": ctx.project,
-                        "environment": ctx.env.name,
-                        "platform": "docker",
-                        "services": rows,
-                    }))
-                    .unwrap_or_default(),
-                );
-            } else if rows.is_empty() {
-                report::outln(&format!(
+            super::commands::print_status(
+                ctx.output,
+                json!({ "project": ctx.project, "environment": ctx.env.name, "platform": "docker" }),
+                &rows,
+                &format!(
                     "No containers of project {} in environment {}; run `shoal deploy --env {}`.",
                     ctx.project, ctx.env.name, ctx.env.name
-                ));
-            } else {
-                let cells: Vec<Vec<String>> = rows
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.consumer.clone(),
-                            format!("{}/{}", r.desired, r.running),
-                            r.revision.clone(),
-                            r.image_tag.clone(),
-                            if r.ports.is_empty() {
-                                "-".to_string()
-                            } else {
-                                r.ports
-                                    .iter()
-                                    .map(u16::to_string)
-                                    .collect::<Vec<_>>()
-                                    .join(",")
-                            },
-                            r.rollout.clone(),
-                        ]
-                    })
-                    .collect();
-                report::out(&report::table(
-                    &[
-                        "CONSUMER",
-                        "DESIRED/RUN",
-                        "REVISION",
-                        "IMAGE TAG",
-                        "PORTS",
-                        "STATE",
-                    ],
-                    &cells,
-                ));
-            }
+                ),
+                &[
+                    "CONSUMER",
+                    "DESIRED/RUN",
+                    "REVISION",
+                    "IMAGE TAG",
+                    "PORTS",
+                    "STATE",
+                ],
+                |r| {
+                    vec![
+                        r.consumer.clone(),
+                        format!("{}/{}", r.desired, r.running),
+                        r.revision.clone(),
+                        r.image_tag.clone(),
+                        if r.ports.is_empty() {
+                            "-".to_string()
+                        } else {
+                            r.ports
+                                .iter()
+                                .map(u16::to_string)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        },
+                        r.rollout.clone(),
+                    ]
+                },
+            );
             Ok(exit::OK)
         })?
     }
@@ -363,24 +348,6 @@ async fn apply(
     options: &DeployOptions,
 ) -> std::result::Result<Summary, (Summary, DeployError)> {
     let mut summary = Summary::default();
-    macro_rules! step {
-        ($name:expr, $body:expr) => {{
-            let started = Instant::now();
-            let result: std::result::Result<(String, _), DeployError> = $body;
-            let seconds = started.elapsed().as_secs_f64();
-            match result {
-                Ok((detail, value)) => {
-                    info!(step = $name, seconds, %detail, "done");
-                    summary.steps.push(Step::ok($name, detail, seconds));
-                    value
-                }
-                Err(e) => {
-                    summary.steps.push(Step::failed($name, e.to_string(), seconds));
-                    return Err((summary, e));
-                }
-            }
-        }};
-    }
     let the_plan = &state.plan;
     let changed: BTreeSet<&str> = the_plan
         .create
@@ -390,31 +357,28 @@ async fn apply(
         .map(|i| i.name.as_str())
         .collect();
 
-    let report = step!("images", build_images(inputs, &changed, options).await);
+    let report = step!(
+        summary,
+        "images",
+        build_images(inputs, &changed, options).await
+    );
     summary.images = report
         .outcomes()
         .map(|(c, o)| (c.to_string(), o.clone()))
         .collect();
 
-    step!("topics", {
-        match state.topics.as_ref().filter(|tp| !tp.steps.is_empty()) {
-            None => Ok(("nothing to change".to_string(), ())),
-            Some(tp) => match crate::kafka::admin::Admin::open(inputs.env).await {
-                Ok(admin) => crate::kafka::topics::apply(&admin, &tp.steps)
-                    .await
-                    .map(|done| (format!("{} applied: {}", done.len(), done.join("; ")), ()))
-                    .map_err(DeployError::from),
-                Err(e) => Err(DeployError::from(e)),
-            },
-        }
-    });
+    step!(
+        summary,
+        "topics",
+        super::apply_topics(inputs.env, state.topics.as_ref()).await
+    );
 
-    let rolling = step!("containers", {
+    let rolling = step!(summary, "containers", {
         start_changed(docker, state, &changed, options).await
     });
 
     let rolled: Vec<String> = rolling.iter().map(|r| r.spec.consumer.clone()).collect();
-    step!("rollouts", {
+    step!(summary, "rollouts", {
         let waits = rolling.iter().map(|r| async move {
             let waited = engine::wait_healthy(
                 docker,
@@ -438,7 +402,7 @@ async fn apply(
         }
     });
 
-    step!("prune", {
+    step!(summary, "prune", {
         let gone: Vec<&str> = the_plan
             .delete
             .iter()

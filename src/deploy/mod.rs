@@ -9,13 +9,35 @@
 //!   ─► services (create / update) ─► wait for every rollout ─► prune (with --prune)
 //! ```
 
+/// Runs one apply step (`$body` gives `Result<(detail, value), DeployError>`), timing it,
+/// logging it and recording it in `$summary`; on failure it returns `Err((summary, error))`
+/// from the enclosing function. Both platforms' `apply` use it.
+macro_rules! step {
+    ($summary:ident, $name:expr, $body:expr) => {{
+        let started = std::time::Instant::now();
+        let result: std::result::Result<(String, _), DeployError> = $body;
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok((detail, value)) => {
+                tracing::info!(step = $name, seconds, %detail, "done");
+                $summary.steps.push(Step::ok($name, detail, seconds));
+                value
+            }
+            Err(e) => {
+                $summary.steps.push(Step::failed($name, e.to_string(), seconds));
+                return Err(($summary, e));
+            }
+        }
+    }};
+}
+
 pub mod commands;
 pub mod docker;
 mod live;
 mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::Value;
@@ -267,25 +289,6 @@ pub async fn apply(
     options: &Options,
 ) -> Result<Summary, (Summary, DeployError)> {
     let mut summary = Summary::default();
-    macro_rules! step {
-        ($name:expr, $body:expr) => {{
-            let started = Instant::now();
-            let result = $body;
-            let seconds = started.elapsed().as_secs_f64();
-            match result {
-                Ok((detail, value)) => {
-                    info!(step = $name, seconds, %detail, "done");
-                    summary.steps.push(Step::ok($name, detail, seconds));
-                    value
-                }
-                Err(e) => {
-                    let e: DeployError = e;
-                    summary.steps.push(Step::failed($name, e.to_string(), seconds));
-                    return Err((summary, e));
-                }
-            }
-        }};
-    }
     let env = inputs.env;
     let changed: BTreeSet<(Kind, &str)> = the_plan
         .create
@@ -294,7 +297,7 @@ pub async fn apply(
         .map(|i| (i.kind, i.name.as_str()))
         .collect();
 
-    step!("repositories", {
+    step!(summary, "repositories", {
         let wanted: Vec<String> = the_plan
             .create
             .iter()
@@ -311,7 +314,7 @@ pub async fn apply(
         }
     });
 
-    step!("log groups", {
+    step!(summary, "log groups", {
         let mut made = 0;
         let mut result = Ok(());
         for r in desired.iter().filter(|r| r.kind == Kind::LogGroup) {
@@ -336,6 +339,7 @@ pub async fn apply(
     });
 
     let images = step!(
+        summary,
         "images",
         build_images(clients, inputs, &changed, options).await
     );
@@ -344,28 +348,21 @@ pub async fn apply(
         .map(|(c, o)| (c.to_string(), o.clone()))
         .collect();
 
-    step!("topics", {
-        match live.topics.as_ref().filter(|tp| !tp.steps.is_empty()) {
-            None => Ok(("nothing to change".to_string(), ())),
-            Some(tp) => match crate::kafka::admin::Admin::open(env).await {
-                Ok(admin) => crate::kafka::topics::apply(&admin, &tp.steps)
-                    .await
-                    .map(|done| (format!("{} applied: {}", done.len(), done.join("; ")), ()))
-                    .map_err(DeployError::from),
-                Err(e) => Err(DeployError::from(e)),
-            },
-        }
-    });
+    step!(
+        summary,
+        "topics",
+        apply_topics(env, live.topics.as_ref()).await
+    );
 
-    let arns = step!("task definitions", {
+    let arns = step!(summary, "task definitions", {
         register_changed(clients, inputs, &changed, live).await
     });
 
-    let rollouts = step!("services", {
+    let rollouts = step!(summary, "services", {
         apply_services(clients, inputs, desired, &changed, live, &arns).await
     });
 
-    step!("rollouts", {
+    step!(summary, "rollouts", {
         let waits = rollouts.iter().map(|(service, arn)| {
             ecs::wait_rollout(&clients.ecs, &env.cluster, service, arn, options.wait)
         });
@@ -381,7 +378,7 @@ pub async fn apply(
         }
     });
 
-    step!("prune", {
+    step!(summary, "prune", {
         let mut deleted = Vec::new();
         let mut result = Ok(());
         for item in the_plan.delete.iter().filter(|i| i.kind == Kind::Service) {
@@ -499,6 +496,19 @@ async fn register_changed(
         }
     }
     Ok((format!("{registered} registered"), arns))
+}
+
+/// The topics step of both platforms: applies the topic plan's steps, if any.
+async fn apply_topics(
+    env: &Environment,
+    topics: Option<&crate::kafka::topics::TopicPlan>,
+) -> Result<(String, ()), DeployError> {
+    let Some(tp) = topics.filter(|tp| !tp.steps.is_empty()) else {
+        return Ok(("nothing to change".to_string(), ()));
+    };
+    let admin = crate::kafka::admin::Admin::open(env).await?;
+    let done = crate::kafka::topics::apply(&admin, &tp.steps).await?;
+    Ok((format!("{} applied: {}", done.len(), done.join("; ")), ()))
 }
 
 /// Creates missing services and updates changed ones; returns `(service, task definition)`

@@ -5,14 +5,10 @@
 //! no HTTP client crate.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -22,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::support::stack_env;
 use crate::workloads::{
-    database_url, free_port, psql, spawn_workload, wait_for, OwnBroker, Running,
+    database_url, free_port, http, psql, spawn_workload, wait_for, OwnBroker, Running,
 };
 
 // ---- harness -----------------------------------------------------------------------------
@@ -71,7 +67,8 @@ impl std::fmt::Debug for Resp {
     }
 }
 
-/// One HTTP/1.1 request; `None` when the server could not be reached.
+/// One HTTP/1.1 request with a JSON content type, through the harness's client; `None` when
+/// the server could not be reached.
 fn try_request(
     port: u16,
     method: &str,
@@ -79,54 +76,14 @@ fn try_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<Resp> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    // The server may answer (413) before reading the whole body and close: keep what it said.
-    let _ = s.write_all(&out);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).to_string();
-    let (head, rest) = raw.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers: BTreeMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let body = if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
-        dechunk(rest)
-    } else {
-        rest.to_string()
-    };
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let answer = http(method, &format!("127.0.0.1:{port}"), path, &all, body)?;
     Some(Resp {
-        status,
-        headers,
-        body,
+        status: answer.status,
+        headers: answer.headers.into_iter().collect(),
+        body: answer.body,
     })
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
@@ -162,17 +119,7 @@ fn start_api(env: &[(&str, String)]) -> Api {
 
 fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin");
-    let created = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-        ))
-        .expect("CreateTopics");
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    rt.block_on(crate::workloads::create_topic(bootstrap, topic, partitions));
 }
 
 /// Every message on `topic` as (key, JSON value), read from the beginning until `expect`

@@ -337,10 +337,12 @@ pub fn http(
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    stream.write_all(body).ok()?;
+    let mut out = request.into_bytes();
+    out.extend_from_slice(body);
+    // The server may answer (413) before reading the whole body and close: keep what it said.
+    let _ = stream.write_all(&out);
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
+    let _ = stream.read_to_end(&mut raw);
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.lines();
