@@ -264,13 +264,7 @@ async fn plan_topics(
     }
     match &inputs.env.kafka {
         KafkaAccess::Bootstrap(_) | KafkaAccess::Msk { .. } => {
-            let admin = match crate::kafka::admin::Admin::open(inputs.env).await {
-                Err(e @ crate::kafka::KafkaError::AdminIamUnsupported { .. }) => {
-                    tracing::warn!(environment = %inputs.env.name, "topics are not applied: {e}");
-                    return Ok(None);
-                }
-                admin => admin?,
-            };
+            let admin = crate::kafka::admin::Admin::open(inputs.env).await?;
             Ok(Some(
                 crate::kafka::topics::plan_live(&admin, inputs.fleet).await?,
             ))

@@ -2,18 +2,22 @@
 //! them.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
-    ResourceSpecifier, TopicReplication,
+    AdminClient, AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier,
+    TopicReplication,
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use tracing::debug;
+use rdkafka::ClientContext;
+use tracing::{debug, warn};
 
-use super::{wire, Connection, KafkaError};
+use super::auth::ShoalContext;
+use super::ffi::{self, Alterations};
+use super::{Connection, KafkaError};
 use crate::manifest::{Environment, KafkaAuth};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,13 +34,15 @@ pub struct LiveTopic {
     pub other: BTreeMap<String, String>,
 }
 
+type Client = AdminClient<DefaultClientContext>;
+
 /// An admin connection to one environment's brokers.
 pub struct Admin {
-    client: Arc<AdminClient<DefaultClientContext>>,
+    client: Arc<Client>,
     pub bootstrap: String,
-    /// How the brokers are reached: IncrementalAlterConfigs goes over shoal's own plaintext
-    /// wire code ([`wire`]) only on plaintext listeners.
     pub auth: KafkaAuth,
+    /// With MSK IAM: keeps the client's token fresh while the connection lives.
+    _token: Option<TokenRefresh>,
 }
 
 impl Admin {
@@ -51,21 +57,31 @@ impl Admin {
         Admin::with(&super::connect_config(env).await?)
     }
 
-    /// An admin client for a resolved connection. MSK IAM is refused: rdkafka 0.38's admin
-    /// client never serves OAUTHBEARER token refreshes.
+    /// An admin client for a resolved connection. With MSK IAM it is given its first token
+    /// before any request, and a fresh one before each expires ([`TokenRefresh`]): rdkafka's
+    /// admin client never asks for one itself (rust-rdkafka issue 757).
     pub fn with(conn: &Connection) -> Result<Admin, KafkaError> {
         let bootstrap = conn.bootstrap().to_string();
-        if conn.resolved.auth == KafkaAuth::Iam {
-            return Err(KafkaError::AdminIamUnsupported { bootstrap });
-        }
-        let client = conn.config.create().map_err(|e| KafkaError::Client {
+        let fail = |message: String| KafkaError::Client {
             bootstrap: bootstrap.clone(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let client: Arc<Client> = Arc::new(conn.config.create().map_err(|e| fail(e.to_string()))?);
+        let token = if conn.resolved.auth == KafkaAuth::Iam {
+            if !conn.context.is_iam() {
+                return Err(fail(
+                    "MSK IAM needs AWS credentials to sign its token, and the environment's credential chain gave none".into(),
+                ));
+            }
+            Some(TokenRefresh::start(&client, conn.context.clone()).map_err(fail)?)
+        } else {
+            None
+        };
         Ok(Admin {
-            client: Arc::new(client),
+            client,
             bootstrap,
             auth: conn.resolved.auth,
+            _token: token,
         })
     }
 
@@ -187,72 +203,20 @@ impl Admin {
     }
 
     /// IncrementalAlterConfigs: sets and deletes (resets) these keys, leaving the others.
-    /// On TLS and SASL listeners, which shoal's wire code does not speak, the same result is
-    /// reached with AlterConfigs (which rdkafka binds): the topic's current dynamic configs
-    /// with these alterations applied, as the topic's whole dynamic configuration.
     pub async fn alter_configs(
         &self,
         name: &str,
-        alterations: &wire::Alterations,
+        alterations: &Alterations,
     ) -> Result<(), KafkaError> {
-        if self.auth != KafkaAuth::Plaintext {
-            return self.replace_configs(name, alterations).await;
-        }
-        let broker = self
-            .bootstrap
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let client = self.client.clone();
         let (topic, alt) = (name.to_string(), alterations.clone());
-        debug!(%broker, topic = name, "IncrementalAlterConfigs");
+        debug!(topic = name, "IncrementalAlterConfigs");
         tokio::task::spawn_blocking(move || {
-            wire::incremental_alter_configs(&broker, &topic, &alt, TIMEOUT)
+            ffi::incremental_alter_configs(client.inner(), &topic, &alt, TIMEOUT)
         })
         .await
         .map_err(|e| self.broker_error("IncrementalAlterConfigs", e))?
-        .map_err(|e| self.broker_error("IncrementalAlterConfigs", e))
-    }
-
-    /// AlterConfigs with the topic's dynamic configs after `alterations`.
-    async fn replace_configs(
-        &self,
-        name: &str,
-        alterations: &wire::Alterations,
-    ) -> Result<(), KafkaError> {
-        let results = self
-            .client
-            .describe_configs([&ResourceSpecifier::Topic(name)], &Self::options())
-            .await
-            .map_err(|e| self.broker_error("DescribeConfigs", e))?;
-        let mut dynamic = BTreeMap::new();
-        for r in results {
-            let resource = r.map_err(|code| {
-                self.broker_error("DescribeConfigs", format!("topic {name}: {code}"))
-            })?;
-            for e in resource.entries {
-                if let (ConfigSource::DynamicTopic, Some(v)) = (e.source, e.value) {
-                    dynamic.insert(e.name, v);
-                }
-            }
-        }
-        let full = merged(&dynamic, alterations);
-        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(name));
-        for (k, v) in &full {
-            alter = alter.set(k, v);
-        }
-        debug!(topic = name, "AlterConfigs");
-        let results = self
-            .client
-            .alter_configs([&alter], &Self::options())
-            .await
-            .map_err(|e| self.broker_error("AlterConfigs", e))?;
-        for r in results {
-            if let Err((_, code)) = r {
-                return Err(self.broker_error("AlterConfigs", format!("topic {name}: {code}")));
-            }
-        }
-        Ok(())
+        .map_err(|e| self.broker_error("IncrementalAlterConfigs", format!("topic {name}: {e}")))
     }
 
     /// DeleteTopics for one topic.
@@ -272,24 +236,49 @@ pub fn grow_request(name: &str, total: u32) -> NewPartitions<'_> {
     NewPartitions::new(name, total as usize)
 }
 
-/// A topic's dynamic configs after incremental alterations: what AlterConfigs must send to
-/// have the same effect as IncrementalAlterConfigs.
-pub fn merged(
-    dynamic: &BTreeMap<String, String>,
-    alterations: &wire::Alterations,
-) -> BTreeMap<String, String> {
-    let mut out = dynamic.clone();
-    for (k, v) in alterations {
-        match v {
-            Some(v) => {
-                out.insert(k.clone(), v.clone());
-            }
-            None => {
-                out.remove(k);
-            }
-        }
+/// Signs MSK IAM tokens for an admin client and hands them to librdkafka: the first one at
+/// once (so a signing failure is an error of [`Admin::with`]), then a new one on a thread of
+/// its own when 80 % of the last one's lifetime has passed. The thread ends with the admin
+/// connection.
+struct TokenRefresh {
+    _stop: mpsc::Sender<()>,
+}
+
+impl TokenRefresh {
+    fn start(client: &Arc<Client>, context: ShoalContext) -> Result<TokenRefresh, String> {
+        let mut wait = hand_over(client, &context)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let weak: Weak<Client> = Arc::downgrade(client);
+        std::thread::Builder::new()
+            .name("msk-iam-token".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(wait) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+                let Some(client) = weak.upgrade() else { return };
+                wait = hand_over(&client, &context).unwrap_or_else(|e| {
+                    warn!("cannot refresh the MSK IAM token: {e}; trying again in 10s");
+                    Duration::from_secs(10)
+                });
+            })
+            .map_err(|e| format!("cannot start the token refresh thread: {e}"))?;
+        Ok(TokenRefresh { _stop: stop })
     }
-    out
+}
+
+/// Signs a token and sets it on the client; returns how long until the next should be made.
+fn hand_over(client: &Client, context: &ShoalContext) -> Result<Duration, String> {
+    let token = context
+        .generate_oauth_token(None)
+        .map_err(|e| format!("cannot sign an MSK IAM token: {e}"))?;
+    ffi::set_oauth_token(client.inner(), &token)
+        .map_err(|e| format!("librdkafka refused the MSK IAM token: {e}"))?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let left = u64::try_from(token.lifetime_ms.saturating_sub(now_ms)).unwrap_or(0);
+    Ok(Duration::from_millis(left * 4 / 5).max(Duration::from_secs(1)))
 }
 
 fn one_result(
@@ -317,27 +306,5 @@ mod tests {
         assert_eq!(r.topic_name, "orders");
         assert_eq!(r.new_partition_count, 12);
         assert!(r.assignment.is_none());
-    }
-
-    /// On TLS/SASL listeners shoal sends AlterConfigs (the whole dynamic configuration):
-    /// set keys are added or replaced, deleted keys left out, the others kept.
-    #[test]
-    fn alter_configs_fallback_sends_the_whole_dynamic_set() {
-        let dynamic: BTreeMap<String, String> = [("retention.ms", "1"), ("segment.ms", "5")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let mut alt = wire::Alterations::new();
-        alt.insert("retention.ms".into(), Some("2".into()));
-        alt.insert("segment.ms".into(), None);
-        alt.insert("cleanup.policy".into(), Some("compact".into()));
-        let full = merged(&dynamic, &alt);
-        assert_eq!(
-            full.into_iter().collect::<Vec<_>>(),
-            vec![
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("retention.ms".to_string(), "2".to_string())
-            ]
-        );
     }
 }

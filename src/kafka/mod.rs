@@ -1,7 +1,7 @@
 //! Kafka: topics as code (`shoal topics plan|apply|delete`) through rdkafka's admin client.
 //!
 //! [`admin`] talks to the brokers (metadata, DescribeConfigs, CreateTopics, CreatePartitions,
-//! DeleteTopics, and IncrementalAlterConfigs through [`wire`], since rdkafka has no binding for
+//! DeleteTopics, and IncrementalAlterConfigs through [`ffi`], since rdkafka has no binding for
 //! it); [`topics`] turns the fleet's `[[topic]]` declarations and the live topics into a
 //! [`crate::plan::Plan`] and the steps that apply it.
 //!
@@ -10,14 +10,15 @@
 //! must be ACTIVE, and its broker string for the configured `auth` is used
 //! ([`crate::aws::msk`]). [`Resolved::client_config`] then sets `security.protocol` and
 //! `sasl.mechanism`: IAM is SASL_SSL with OAUTHBEARER tokens made by [`auth::ShoalContext`]
-//! from the environment's AWS credential chain; TLS is SSL; SCRAM is SASL_SSL with
+//! from the environment's AWS credential chain (the admin client gets them from [`ffi`], as
+//! rdkafka's never asks); TLS is SSL; SCRAM is SASL_SSL with
 //! SCRAM-SHA-512 and the credentials of a Secrets Manager secret.
 
 pub mod admin;
 pub mod auth;
+pub mod ffi;
 pub mod lag;
 pub mod topics;
-pub mod wire;
 
 use rdkafka::config::ClientConfig;
 
@@ -40,10 +41,6 @@ pub enum KafkaError {
         #[source]
         source: MskError,
     },
-    /// rdkafka 0.38's admin client never polls the queue that OAUTHBEARER token refresh
-    /// events arrive on, so it cannot authenticate with MSK IAM (rust-rdkafka issue 757).
-    #[error("topic admin over MSK IAM is not supported: rdkafka 0.38's admin client does not serve OAUTHBEARER token refreshes (rust-rdkafka issue 757; brokers {bootstrap}); use auth = \"scram\" or \"tls\" for topic admin, or manage topics with the AWS tools")]
-    AdminIamUnsupported { bootstrap: String },
     #[error("cannot create a Kafka client for {bootstrap}: {message}")]
     Client { bootstrap: String, message: String },
     #[error("{op} against {bootstrap} failed: {message}")]

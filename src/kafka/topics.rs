@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 use tracing::info;
 
 use super::admin::{Admin, LiveTopic};
-use super::{wire, KafkaError};
+use super::ffi::Alterations;
+use super::KafkaError;
 use crate::cli::{Output, TopicsCommand};
 use crate::discover::Fleet;
 use crate::error::{block_on, exit, Error, Result};
@@ -118,7 +119,7 @@ pub enum Step {
     },
     AlterConfigs {
         topic: String,
-        alterations: wire::Alterations,
+        alterations: Alterations,
     },
 }
 
@@ -217,7 +218,7 @@ pub fn plan_topics(declared: &[Topic], live: &BTreeMap<String, LiveTopic>) -> To
             });
         }
         let current = compared_config(l, Some(&t.config));
-        let mut alterations = wire::Alterations::new();
+        let mut alterations = Alterations::new();
         for (k, v) in &t.config {
             if current.get(k) != Some(v) {
                 alterations.insert(k.clone(), Some(v.clone()));
@@ -448,7 +449,7 @@ mod tests {
         assert_eq!(tp.plan.change.len(), 2);
         assert_eq!(tp.plan.unchanged, 1, "a declared default is not a change");
         assert_eq!(tp.plan.unmanaged[0].name, "other");
-        let mut alt = wire::Alterations::new();
+        let mut alt = Alterations::new();
         alt.insert("retention.ms".into(), Some("2000".into()));
         alt.insert("segment.ms".into(), None);
         assert_eq!(

@@ -20,11 +20,13 @@ use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_runtime_api::http::{Request, Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use base64::Engine;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientContext;
 
 use shoal::aws::msk::{self, BrokerStrings, MskError};
 use shoal::kafka::admin::Admin;
-use shoal::kafka::{self, auth, Connection, KafkaError, Resolved, ShoalContext};
+use shoal::kafka::{self, auth, ffi, Connection, Resolved, ShoalContext};
 use shoal::manifest::{Environment, KafkaAccess, KafkaAuth, Project};
 
 const CLUSTER: &str =
@@ -215,12 +217,41 @@ async fn recorded_answers_resolve_an_iam_environment() {
     assert_eq!(conn.config.get("security.protocol"), Some("SASL_SSL"));
     assert_eq!(conn.config.get("sasl.mechanism"), Some("OAUTHBEARER"));
     assert!(conn.context.is_iam());
-    // rdkafka 0.38's admin client cannot serve token refreshes: refused before any connection.
-    let err = Admin::with(&conn).err().expect("refused");
-    assert!(
-        matches!(err, KafkaError::AdminIamUnsupported { .. }),
-        "{err}"
+    // rdkafka's admin client never asks for a token (rust-rdkafka issue 757): shoal signs one
+    // and hands it to librdkafka before any request, which librdkafka accepts only from a
+    // client configured for OAUTHBEARER (see the next test).
+    let admin = Admin::with(&conn).expect("an admin client with its token");
+    assert_eq!(
+        conn.context.tokens_made(),
+        1,
+        "one token, before any request"
     );
+    drop(admin);
+}
+
+/// The token hand-over is a real librdkafka call: a plaintext client refuses the token, an
+/// OAUTHBEARER client (MSK IAM's settings) takes it. No broker is involved.
+#[test]
+fn librdkafka_takes_a_token_only_from_an_oauthbearer_client() {
+    let token = ShoalContext::iam("us-east-1", static_credentials())
+        .generate_oauth_token(None)
+        .expect("token");
+    let plain: AdminClient<DefaultClientContext> = Resolved::plaintext("127.0.0.1:1".into())
+        .client_config()
+        .create()
+        .expect("plaintext client");
+    let err = ffi::set_oauth_token(plain.inner(), &token).expect_err("not OAUTHBEARER");
+    assert!(err.contains("OAUTHBEARER"), "{err}");
+    let iam: AdminClient<DefaultClientContext> = Resolved {
+        bootstrap: "127.0.0.1:1".into(),
+        auth: KafkaAuth::Iam,
+        region: "us-east-1".into(),
+        scram: None,
+    }
+    .client_config()
+    .create()
+    .expect("IAM client");
+    ffi::set_oauth_token(iam.inner(), &token).expect("taken");
 }
 
 /// An environment with a `bootstrap` list resolves to plaintext without any AWS call (the
