@@ -62,8 +62,10 @@ struct State {
 impl Docker<'_> {
     fn heading(&self, verb: &str) -> String {
         format!(
-            "{verb} for project {} in environment {} (docker, host networking)",
-            self.0.project, self.0.env.name
+            "{verb} for project {} in environment {} (docker, network {})",
+            self.0.project,
+            self.0.env.name,
+            crate::platform::docker::network_name(self.0.project, &self.0.env.name)
         )
     }
 

@@ -1,14 +1,19 @@
 //! The local Docker platform: each consumer runs as N containers on this machine's Docker
 //! Engine, made, replaced and scaled through the Engine API (bollard).
 //!
-//! Networking: containers run with `network_mode = "host"`. The local stack's services (tansu,
-//! PostgreSQL, the registry) listen on 127.0.0.1, and tansu advertises `127.0.0.1:9092` to
-//! its clients, so a container on a user-defined bridge network could reach the broker's
-//! bootstrap address through the gateway but would then be sent to its own loopback. Host
-//! networking is the one choice that works with every address in `shoal.toml` unchanged. So
-//! there is no per-project network: each replica gets its own port, given to it as `PORT` (an
-//! API's from the manifest's `[api] port` up; a worker's, for its health and metrics
-//! endpoints, from 9100 up).
+//! Networking: each project and environment has a user-defined bridge network,
+//! `shoal-<project>-<env>`, made on the first deploy and removed by `down`. The local stack's
+//! services (tansu, PostgreSQL) run on this machine, not in containers, so a container reaches
+//! them as `host.docker.internal` (mapped to the host's gateway address, as Docker Desktop
+//! does): in every environment value given to a container, a loopback host (`127.0.0.1`,
+//! `localhost`) is rewritten to that name. tansu advertises itself as
+//! `host.docker.internal:9092`, a name `scripts/stack` maps to 127.0.0.1 on this machine, so
+//! the broker's address is the same inside and outside the containers.
+//!
+//! Every replica listens on the same port inside its container (`PORT`: an API's manifest
+//! port, a worker's 9100 for its health and metrics endpoints), published on 127.0.0.1 at a
+//! host port of its own, from that port up. The host port is what `status` shows and what
+//! health checks use.
 //!
 //! Every container carries labels that make it findable and comparable:
 //! `shoal.project`, `shoal.env`, `shoal.consumer`, `shoal.revision` (a hash of everything that
@@ -20,7 +25,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -41,8 +49,10 @@ pub const LABEL_REVISION: &str = "shoal.revision";
 pub const LABEL_SPEC: &str = "shoal.spec";
 pub const LABEL_REPLICA: &str = "shoal.replica";
 pub const LABEL_PORT: &str = "shoal.port";
-/// The first port tried for a worker replica's `PORT`.
+/// A worker replica's `PORT` in its container, and the first host port tried for it.
 pub const WORKER_PORT_BASE: u16 = 9100;
+/// The name under which containers reach this machine (the local stack's services).
+pub const HOST_NAME: &str = "host.docker.internal";
 
 /// How long a worker must run without a restart before its rollout counts as done.
 pub const SETTLE: Duration = Duration::from_secs(3);
@@ -192,7 +202,8 @@ pub struct Spec {
     pub consumer: String,
     pub image: String,
     pub command: Option<Vec<String>>,
-    /// `NAME=value` lines, secrets included, `PORT` excluded (each replica gets its own).
+    /// `NAME=value` lines as the container gets them ([`in_container`]), secrets included,
+    /// `PORT` excluded (set when a replica starts).
     pub env: Vec<String>,
     pub api: Option<ApiCheck>,
     pub replicas: u32,
@@ -205,7 +216,8 @@ pub struct Spec {
 /// How an API replica is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiCheck {
-    /// The first replica's port; later ones get the next free ones.
+    /// The port it listens on in its container; its host port is the first free one from
+    /// here up.
     pub port: u16,
     pub health_path: String,
 }
@@ -233,9 +245,7 @@ impl Spec {
             port: a.port,
             health_path: a.health_path.clone(),
         });
-        if api.is_some() {
-            environment.remove("PORT");
-        }
+        environment.remove("PORT");
         let mut secret_digests = BTreeMap::new();
         for key in consumer.secrets.keys() {
             let value =
@@ -249,6 +259,9 @@ impl Spec {
             secret_digests.insert(key.clone(), format!("sha256:{}", digest(value)));
             environment.insert(key.clone(), value.to_string());
         }
+        for value in environment.values_mut() {
+            *value = in_container(value);
+        }
         let mut plain = BTreeMap::new();
         for (k, v) in &environment {
             if !consumer.secrets.contains_key(k) {
@@ -258,7 +271,8 @@ impl Spec {
         let mut spec = json!({
             "image": image,
             "environment": plain,
-            "network": "host",
+            "network": "project",
+            "hosts": { HOST_NAME: "host-gateway" },
             "restart": "unless-stopped",
         });
         if let Some(command) = &consumer.command {
@@ -568,17 +582,11 @@ pub async fn start(
     ports: &mut Ports,
 ) -> Result<Started, DockerError> {
     let name = t.name(replica);
-    // With host networking two replicas cannot listen on one port: every replica gets its
-    // own `PORT`, an API's from its manifest port up, a worker's (for its /health and
-    // /metrics, as the exposure-consumer serves them) from WORKER_PORT_BASE up.
-    let port = match &t.api {
-        Some(a) => Some(ports.next(a.port)?),
-        None => Some(ports.next(WORKER_PORT_BASE)?),
-    };
+    let network = ensure_network(docker, &t.project, &t.env).await?;
+    let inner = t.api.as_ref().map_or(WORKER_PORT_BASE, |a| a.port);
+    let port = ports.next(inner)?;
     let mut env = t.environment.clone();
-    if let Some(p) = port {
-        env.push(format!("PORT={p}"));
-    }
+    env.push(format!("PORT={inner}"));
     let mut labels: HashMap<String, String> = HashMap::new();
     labels.insert(LABEL_PROJECT.into(), t.project.clone());
     labels.insert(LABEL_ENV.into(), t.env.clone());
@@ -586,16 +594,25 @@ pub async fn start(
     labels.insert(LABEL_REVISION.into(), t.revision.clone());
     labels.insert(LABEL_SPEC.into(), t.spec_label.clone());
     labels.insert(LABEL_REPLICA.into(), replica.to_string());
-    if let Some(p) = port {
-        labels.insert(LABEL_PORT.into(), p.to_string());
-    }
+    labels.insert(LABEL_PORT.into(), port.to_string());
+    let published = format!("{inner}/tcp");
+    let bindings = HashMap::from([(
+        published.clone(),
+        Some(vec![PortBinding {
+            host_ip: Some("127.0.0.1".into()),
+            host_port: Some(port.to_string()),
+        }]),
+    )]);
     let body = ContainerCreateBody {
         image: Some(t.image.clone()),
         cmd: t.command.clone(),
         env: Some(env),
         labels: Some(labels),
+        exposed_ports: Some(vec![published]),
         host_config: Some(HostConfig {
-            network_mode: Some("host".into()),
+            network_mode: Some(network),
+            extra_hosts: Some(vec![format!("{HOST_NAME}:host-gateway")]),
+            port_bindings: Some(bindings),
             init: Some(true),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
@@ -605,7 +622,7 @@ pub async fn start(
         }),
         ..ContainerCreateBody::default()
     };
-    info!(container = %name, image = %t.image, ?port, "starting container");
+    info!(container = %name, image = %t.image, port, "starting container");
     let created = docker
         .create_container(
             Some(CreateContainerOptionsBuilder::default().name(&name).build()),
@@ -620,7 +637,7 @@ pub async fn start(
     Ok(Started {
         id: created.id,
         name,
-        port,
+        port: Some(port),
     })
 }
 
@@ -844,8 +861,8 @@ pub async fn scale_to(
     Ok(())
 }
 
-/// Removes the project's containers in an environment (and a network of the old layout,
-/// `shoal-<project>-<env>`, when there is one). Returns the names removed.
+/// Removes the project's containers in an environment, then its network. Returns the names
+/// removed.
 pub async fn down(docker: &Docker, project: &str, env: &str) -> Result<Vec<String>, DockerError> {
     let containers = list(docker, project, env).await?;
     let removals = containers.iter().map(|c| remove(docker, &c.id));
@@ -859,10 +876,51 @@ pub async fn down(docker: &Docker, project: &str, env: &str) -> Result<Vec<Strin
     Ok(containers.into_iter().map(|c| c.name).collect())
 }
 
-/// The name a project network would have. Containers use host networking (see the module
-/// documentation), so shoal creates none; `down` removes one if it exists.
+/// The network of a project's containers in an environment.
 pub fn network_name(project: &str, env: &str) -> String {
     format!("shoal-{project}-{env}")
+}
+
+/// Creates the project's network unless it exists; returns its name.
+async fn ensure_network(docker: &Docker, project: &str, env: &str) -> Result<String, DockerError> {
+    let name = network_name(project, env);
+    if docker.inspect_network(&name, None).await.is_ok() {
+        return Ok(name);
+    }
+    let labels = HashMap::from([
+        (LABEL_PROJECT.to_string(), project.to_string()),
+        (LABEL_ENV.to_string(), env.to_string()),
+    ]);
+    let request = NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".into()),
+        labels: Some(labels),
+        ..NetworkCreateRequest::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => {
+            info!(network = %name, "created the project's network");
+            Ok(name)
+        }
+        // Another deploy or scale made it meanwhile.
+        Err(_) if docker.inspect_network(&name, None).await.is_ok() => Ok(name),
+        Err(e) => Err(api(format!("create network {name}"))(e)),
+    }
+}
+
+/// An environment value as a container needs it: a loopback host (this machine's services, as
+/// `shoal.toml` names them) becomes [`HOST_NAME`]. Only whole host names are replaced, where a
+/// URL, a `host:port` or a list puts them.
+pub fn in_container(value: &str) -> String {
+    static LOOPBACK: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = LOOPBACK.get_or_init(|| {
+        regex::Regex::new(r"(^|[/@,;=\s])(?:127\.0\.0\.1|localhost)([:/,;?\s]|$)")
+            .expect("valid regex")
+    });
+    // Twice: adjacent matches share a separator ("127.0.0.1,localhost").
+    let once = re.replace_all(value, format!("${{1}}{HOST_NAME}${{2}}"));
+    re.replace_all(&once, format!("${{1}}{HOST_NAME}${{2}}"))
+        .into_owned()
 }
 
 /// The autoscaler's view of the docker platform: a consumer's desired count is the number of
@@ -977,6 +1035,33 @@ mod tests {
         assert_eq!(sets["a"].others.len(), 1);
         assert_eq!(sets["b"].running(), 0);
         assert_eq!(sets["b"].desired(), 1);
+    }
+
+    #[test]
+    fn loopback_hosts_become_the_host_name_in_containers() {
+        let cases = [
+            (
+                "postgres://shoal:shoal@127.0.0.1:5432/shoal",
+                "postgres://shoal:shoal@host.docker.internal:5432/shoal",
+            ),
+            (
+                "127.0.0.1:9092,localhost:9093",
+                "host.docker.internal:9092,host.docker.internal:9093",
+            ),
+            ("http://localhost/x", "http://host.docker.internal/x"),
+            ("localhost", "host.docker.internal"),
+            ("127.0.0.10:5", "127.0.0.10:5"),
+            ("mylocalhost:1", "mylocalhost:1"),
+            ("localhost.example.com:1", "localhost.example.com:1"),
+            (
+                "b-1.kafka.amazonaws.com:9098",
+                "b-1.kafka.amazonaws.com:9098",
+            ),
+            ("host.docker.internal:9092", "host.docker.internal:9092"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(in_container(given), want, "{given}");
+        }
     }
 
     #[test]

@@ -193,6 +193,7 @@ impl Drop for Local {
             args.extend(ids);
             docker(&args);
         }
+        docker(&["network", "rm", &format!("shoal-{}-local", self.project)]);
         let images = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
         let ours: Vec<&str> = images
             .lines()
@@ -305,7 +306,15 @@ fn a_deploy_runs_the_containers_the_api_answers_and_a_second_deploy_is_a_no_op()
         "{{.HostConfig.NetworkMode}}",
         names[0],
     ]);
-    assert_eq!(mode.trim(), "host");
+    assert_eq!(
+        mode.trim(),
+        format!("shoal-{}-local", l.project),
+        "the project's own network"
+    );
+    assert!(
+        env.contains("KAFKA_BOOTSTRAP=host.docker.internal:"),
+        "the broker as a container reaches it: {env}"
+    );
 
     // Each replica answers over HTTP on its own port, as status lists them.
     let status = l.status();
@@ -360,8 +369,8 @@ fn a_deploy_runs_the_containers_the_api_answers_and_a_second_deploy_is_a_no_op()
 
 /// "No gap": while the new revision replaces the old, a prober GETs `/` on every port
 /// `shoal status` has listed for the consumer so far, and at every probe at least one of them
-/// answers 200. (With host networking each replica has its own port; there is no stable
-/// front port, so that is what "serving" means here.)
+/// answers 200. (Each replica has a host port of its own and there is no load balancer in
+/// front of them, so that is what "serving" means here.)
 #[test]
 fn a_changed_consumer_is_replaced_with_no_gap_in_service() {
     let l = Arc::new(Local::new());

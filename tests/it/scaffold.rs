@@ -1,8 +1,8 @@
 //! `shoal new`: the scaffolded folder passes `shoal validate` and renders, its crate builds
 //! with the lockfile shoal made, and both kinds do their job against the local stack's broker
 //! (tansu): the API's POST is acknowledged and lands on the topic, and the worker's consumer
-//! group commits to the end of it. The Docker image is built from the same Dockerfile pattern
-//! as the exposure workloads', which `workload_images` builds for real.
+//! group commits to the end of it. A scaffolded worker's image is built and deployed, to the
+//! local platform and to ECS on the local stack.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -160,4 +160,112 @@ fn new_refuses_bad_names_and_existing_folders() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Removes a project's containers and network on the local platform when dropped.
+struct LocalCleanup(String);
+
+impl Drop for LocalCleanup {
+    fn drop(&mut self) {
+        let label = format!("label=shoal.project={}", self.0);
+        let ids = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+            .map(|o| text(&o.stdout))
+            .unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+        let network = format!("shoal-{}-local", self.0);
+        let _ = Command::new("docker")
+            .args(["network", "rm", &network])
+            .output();
+    }
+}
+
+/// A scaffolded worker deploys as it is, to the local platform and to ECS. Its Dockerfile
+/// builds here (from the local builder image; nothing is pulled). Locally, the deploy creates
+/// its topic and starts its container, whose consumer group then commits through what is
+/// produced to the topic. On the sandbox its image is pushed to the registry and it runs as a
+/// Fargate service on moto, in a cluster of this test's own (service names are unique per
+/// cluster, and the worker's name is fixed, so that its image's dependency layer is cached
+/// from one run to the next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_deploys_as_it_is_locally_and_to_ecs() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let sb = support::Sandbox::new();
+    let _cleanup = LocalCleanup(sb.project.clone());
+    let cluster = sb.project.clone();
+    let toml = std::fs::read_to_string(sb.root().join("shoal.toml")).expect("shoal.toml");
+    sb.fixture.write(
+        "shoal.toml",
+        &format!(
+            "{}\n[env.local]\nplatform = \"docker\"\nkafka = {{ bootstrap = [\"${{KAFKA_BOOTSTRAP:-127.0.0.1:9092}}\"] }}\n",
+            toml.replace(
+                "cluster = \"${SHOAL_ECS_CLUSTER:-shoal-sandbox}\"",
+                &format!("cluster = \"{cluster}\""),
+            )
+        ),
+    );
+    let name = "scaffolded-worker";
+    let topic = format!("{}-events", sb.project);
+    let out = sb.shoal(&["new", name, "--topic", &topic]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Locally: the container consumes its topic.
+    let out = sb.shoal(&["deploy", "--env", "local", "--timeout", "120s"]);
+    assert!(
+        out.status.success(),
+        "local deploy: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let bootstrap = sb.var("KAFKA_BOOTSTRAP");
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    for i in 0..10 {
+        let key = format!("key-{i}");
+        producer
+            .send(
+                FutureRecord::to(&topic).key(&key).payload("{}"),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produced");
+    }
+    wait_for(
+        "the deployed worker to commit every message",
+        Duration::from_secs(120),
+        || (committed(&bootstrap, name, &topic, 6) == 10).then_some(()),
+    );
+    let out = sb.shoal(&["down", "--env", "local"]);
+    assert!(out.status.success(), "down: {}", text(&out.stderr));
+
+    // On ECS (moto): pushed, registered, a service with one task.
+    let env = sb.env();
+    shoal::aws::ecs(&sb.aws_config(&env).await)
+        .create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .expect("CreateCluster on moto");
+    let out = sb.shoal(&["deploy", "--env", "sandbox", "--timeout", "120s"]);
+    assert!(
+        out.status.success(),
+        "sandbox deploy: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = sb.shoal(&["status", "--env", "sandbox", "-o", "json"]);
+    assert!(out.status.success(), "status: {}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let service = status["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["consumer"] == name))
+        .unwrap_or_else(|| panic!("no {name} service: {status}"));
+    assert_eq!(service["desired"], 1, "{service}");
 }

@@ -16,7 +16,8 @@ use crate::workloads::{create_topic, free_port, http, post_json, psql, wait_for}
 struct Container(String);
 
 impl Container {
-    /// `docker run -d` on the host's network (the stack listens on loopback).
+    /// `docker run -d` on the host's network, where the stack's loopback addresses work as
+    /// they are (the local platform's own networking is tested in `docker_platform`).
     fn run(name: &str, image: &str, env: &[(&str, String)]) -> Container {
         let mut cmd = Command::new("docker");
         cmd.args(["run", "-d", "--name", name, "--network", "host"]);
