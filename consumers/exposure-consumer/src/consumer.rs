@@ -38,6 +38,8 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// Backoff between failed attempts at a batch: exponential from 100 ms, capped, full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// How many batches a consumer that is behind writes in one transaction, at most.
+const CATCH_UP_BATCHES: usize = 10;
 
 /// A consumed message, owned.
 #[derive(Debug)]
@@ -259,9 +261,12 @@ pub async fn run(
     let mut warehouse =
         Some(Warehouse::new(&settings.database_url, settings.dialect).map_err(|e| e.to_string())?);
     let batch_size = settings.batch_size;
-    // While a batch is being written the next one fills; past this the partitions are paused
-    // (the loop keeps polling, so the group membership stays alive during a long outage).
-    let max_buffer = batch_size * 2;
+    // While a batch is being written the next one fills. A consumer that is behind writes up
+    // to CATCH_UP_BATCHES batches' worth in one transaction, which spreads each transaction's
+    // fixed cost over more rows. Past that much buffered the partitions are paused (the loop
+    // keeps polling, so the group membership stays alive during a long outage); pausing
+    // drops librdkafka's prefetched messages, so it is kept for when the warehouse stalls.
+    let max_buffer = batch_size * CATCH_UP_BATCHES;
     let mut buffer: Vec<Pending> = Vec::new();
     let mut buffer_since: Option<Instant> = None;
     let mut inflight: Option<Flush> = None;
@@ -278,7 +283,7 @@ pub async fn run(
                 || buffer_since.is_some_and(|t| now >= t + settings.batch_max)
                 || (stop_by.is_some() && !buffer.is_empty());
             if due {
-                let n = buffer.len().min(batch_size);
+                let n = buffer.len().min(max_buffer);
                 let items: Vec<Pending> = buffer.drain(..n).collect();
                 let first_at = buffer_since.take().unwrap_or(now);
                 if !buffer.is_empty() {
