@@ -131,27 +131,43 @@ pub fn deploy(ctx: &Ctx<'_>, options: &Options) -> Result<i32> {
             Err((s, e)) => (s, Some(e)),
         };
         summary.aws_calls = crate::aws::calls();
-        if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-            let md = summary.markdown(ctx.project, &ctx.env.name, &the_plan);
-            append(&path, &md);
-        }
-        if ctx.output == Output::Json {
-            let v = json!({
-                "project": ctx.project,
-                "environment": ctx.env.name,
-                "plan": plan::to_json(&the_plan, ctx.project, &ctx.env.name),
-                "summary": summary,
-                "ok": failure.is_none(),
-            });
-            report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
-        } else {
-            report::outln(&format!("\nDeploy steps:\n{}", summary.text()));
-        }
-        match failure {
-            None => Ok(exit::OK),
-            Some(e) => Err(Error::from(e)),
-        }
+        report_deploy(ctx, &the_plan, &summary, failure, None)
     })?
+}
+
+/// The end of a deploy on either platform: the GitHub job summary when
+/// `GITHUB_STEP_SUMMARY` is set, the steps (text) or plan and summary (JSON), and the exit
+/// code. `platform` is named in the JSON when given.
+pub(super) fn report_deploy(
+    ctx: &Ctx<'_>,
+    the_plan: &plan::Plan,
+    summary: &super::Summary,
+    failure: Option<DeployError>,
+    platform: Option<&str>,
+) -> Result<i32> {
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        let md = summary.markdown(ctx.project, &ctx.env.name, the_plan);
+        append(&path, &md);
+    }
+    if ctx.output == Output::Json {
+        let mut v = json!({
+            "project": ctx.project,
+            "environment": ctx.env.name,
+            "plan": plan::to_json(the_plan, ctx.project, &ctx.env.name),
+            "summary": summary,
+            "ok": failure.is_none(),
+        });
+        if let (Some(p), Value::Object(m)) = (platform, &mut v) {
+            m.insert("platform".into(), Value::from(p));
+        }
+        report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        report::outln(&format!("\nDeploy steps:\n{}", summary.text()));
+    }
+    match failure {
+        None => Ok(exit::OK),
+        Some(e) => Err(Error::from(e)),
+    }
 }
 
 pub(super) fn append(path: &std::ffi::OsStr, text: &str) {

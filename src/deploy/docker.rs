@@ -23,7 +23,7 @@ use super::commands::Ctx;
 use super::{kept_count, DeployError, Inputs, Step, Summary};
 use crate::cli::Output;
 use crate::error::{block_on, exit, Error, Result};
-use crate::image::{self, Destination, Engine, ImageJob, Pipeline, Progress};
+use crate::image::{self, Destination};
 use crate::plan::{self, Kind, Live, Plan, Resource};
 use crate::platform::docker::{
     self as engine, Container, DockerError, LiveSet, Ports, Secrets, Spec, Started, Template,
@@ -188,27 +188,7 @@ impl Platform for Docker<'_> {
                 Ok(s) => (s, None),
                 Err((s, e)) => (s, Some(e)),
             };
-            if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-                let md = summary.markdown(ctx.project, &ctx.env.name, &state.plan);
-                super::commands::append(&path, &md);
-            }
-            if ctx.output == Output::Json {
-                let v = json!({
-                    "project": ctx.project,
-                    "environment": ctx.env.name,
-                    "platform": "docker",
-                    "plan": plan::to_json(&state.plan, ctx.project, &ctx.env.name),
-                    "summary": summary,
-                    "ok": failure.is_none(),
-                });
-                report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                report::outln(&format!("\nDeploy steps:\n{}", summary.text()));
-            }
-            match failure {
-                None => Ok(exit::OK),
-                Some(e) => Err(Error::from(e)),
-            }
+            super::commands::report_deploy(ctx, &state.plan, &summary, failure, Some("docker"))
         })?
     }
 
@@ -443,48 +423,15 @@ async fn build_images(
     changed: &BTreeSet<&str>,
     options: &DeployOptions,
 ) -> std::result::Result<(String, image::Report), DeployError> {
-    let jobs: Vec<ImageJob> = inputs
-        .fleet
-        .consumers
-        .iter()
-        .filter(|c| changed.contains(c.name.as_str()))
-        .filter_map(|c| {
-            let h = inputs.hashes.get(&c.name)?;
-            Some(ImageJob::new(inputs.env, inputs.project, c, h))
-        })
-        .collect();
-    if jobs.is_empty() {
-        let report = image::Report {
-            results: Vec::new(),
-        };
-        return Ok(("nothing to build".to_string(), report));
-    }
-    let pipeline = Pipeline::new(Engine::from_env(), Destination::Local)
-        .with_revision(image::git_revision(inputs.root));
-    let report = pipeline
-        .build_and_push_all(jobs, options.jobs, &Progress::auto())
-        .await;
-    let built = report
-        .outcomes()
-        .filter(|(_, o)| !matches!(o, image::Outcome::Skipped { .. }))
-        .count();
-    let skipped = report.outcomes().count() - built;
-    if report.is_ok() {
-        Ok((
-            format!(
-                "{built} built (not pushed: the local engine runs them), {skipped} already present"
-            ),
-            report,
-        ))
-    } else {
-        Err(DeployError::Images(
-            report
-                .results
-                .into_iter()
-                .filter_map(|(_, r)| r.err())
-                .collect(),
-        ))
-    }
+    let jobs = super::image_jobs(inputs, |c| changed.contains(c.name.as_str()));
+    super::run_image_jobs(
+        inputs,
+        jobs,
+        Destination::Local,
+        options.jobs,
+        "built (not pushed: the local engine runs them)",
+    )
+    .await
 }
 
 /// For each changed consumer: a new revision starts its containers (waited for in the

@@ -414,33 +414,56 @@ async fn build_images(
     let env = inputs.env;
     // An image is only new when its task definition is: the tag is in the definition, and
     // a definition is registered only after its image was pushed.
-    let needed: Vec<&Consumer> = inputs
+    let jobs = image_jobs(inputs, |c| {
+        changed.contains(&(
+            Kind::TaskDefinition,
+            family(inputs.project, &c.name).as_str(),
+        ))
+    });
+    if jobs.is_empty() {
+        return Ok(nothing_built());
+    }
+    let destination = Destination::for_environment(env, clients.ecr.clone()).await?;
+    run_image_jobs(inputs, jobs, destination, options.jobs, "built and pushed").await
+}
+
+/// The image jobs of the consumers `keep` picks (those with a content hash).
+pub(crate) fn image_jobs(inputs: &Inputs<'_>, keep: impl Fn(&Consumer) -> bool) -> Vec<ImageJob> {
+    inputs
         .fleet
         .consumers
         .iter()
-        .filter(|c| {
-            let fam = family(inputs.project, &c.name);
-            changed.contains(&(Kind::TaskDefinition, fam.as_str()))
-        })
-        .collect();
-    if needed.is_empty() {
-        let report = image::Report {
-            results: Vec::new(),
-        };
-        return Ok(("nothing to build".to_string(), report));
-    }
-    let destination = Destination::for_environment(env, clients.ecr.clone()).await?;
-    let pipeline = Pipeline::new(Engine::from_env(), destination)
-        .with_revision(image::git_revision(inputs.root));
-    let jobs: Vec<ImageJob> = needed
-        .into_iter()
+        .filter(|c| keep(c))
         .filter_map(|c| {
             let h = inputs.hashes.get(&c.name)?;
-            Some(ImageJob::new(env, inputs.project, c, h))
+            Some(ImageJob::new(inputs.env, inputs.project, c, h))
         })
-        .collect();
+        .collect()
+}
+
+fn nothing_built() -> (String, image::Report) {
+    let report = image::Report {
+        results: Vec::new(),
+    };
+    ("nothing to build".to_string(), report)
+}
+
+/// Builds (and, to a registry, pushes) these images, on either platform; the step's detail
+/// says what a built image became (`built_means`) and how many were already there.
+pub(crate) async fn run_image_jobs(
+    inputs: &Inputs<'_>,
+    jobs: Vec<ImageJob>,
+    destination: Destination,
+    parallel: usize,
+    built_means: &str,
+) -> Result<(String, image::Report), DeployError> {
+    if jobs.is_empty() {
+        return Ok(nothing_built());
+    }
+    let pipeline = Pipeline::new(Engine::from_env(), destination)
+        .with_revision(image::git_revision(inputs.root));
     let report = pipeline
-        .build_and_push_all(jobs, options.jobs, &Progress::auto())
+        .build_and_push_all(jobs, parallel, &Progress::auto())
         .await;
     let built = report
         .outcomes()
@@ -449,7 +472,7 @@ async fn build_images(
     let skipped = report.outcomes().count() - built;
     if report.is_ok() {
         Ok((
-            format!("{built} built and pushed, {skipped} already present"),
+            format!("{built} {built_means}, {skipped} already present"),
             report,
         ))
     } else {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::support::{stack_env, text, Fixture};
+use crate::support::{assert_ok, stack_env, text, Fixture};
 
 const SHOAL_TOML: &str = r#"project = "{project}"
 default_env = "local"
@@ -249,16 +249,6 @@ fn api_manifest(port: u16, version: &str, extra_env: &str) -> String {
          [kafka]\ngroup = \"web\"\ntopics = [\"web-events\"]\n\
          [scaling]\nmin = 2\nmax = 2\nmax_lag_seconds = 30\n"
     )
-}
-
-fn assert_ok(out: &Output) {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 #[test]

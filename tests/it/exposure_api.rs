@@ -25,14 +25,7 @@ use crate::workloads::{
 
 /// A lowercase alphanumeric name unique to this call.
 fn unique() -> String {
-    let dir = tempfile::tempdir().expect("temp dir");
-    dir.path()
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect()
+    crate::support::unique_of(tempfile::tempdir().expect("temp dir").path())
 }
 
 fn shared_bootstrap() -> String {

@@ -174,11 +174,11 @@ fn a_template_that_renders_invalid_json_shows_the_spot() {
 #[test]
 fn msk_auth_reaches_the_workloads_as_librdkafka_settings() {
     let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:AmazonMSK_demo-AbCdEf";
-    let f = Fixture::new(&format!(
-        r#"project = "demo"
-default_env = "scram"
-
-[env.scram]
+    let cluster = "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc";
+    let env = |name: &str, kafka: &str| {
+        format!(
+            r#"
+[env.{name}]
 platform = "ecs"
 region = "eu-west-1"
 account_id = "123456789012"
@@ -186,18 +186,22 @@ cluster = "c"
 subnets = ["subnet-0a"]
 security_groups = ["sg-0a"]
 execution_role_arn = "arn:aws:iam::123456789012:role/exec"
-kafka = {{ msk_cluster_arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc", auth = "scram", scram_secret_arn = "{secret}" }}
-
-[env.iam]
-platform = "ecs"
-region = "eu-west-1"
-account_id = "123456789012"
-cluster = "c"
-subnets = ["subnet-0a"]
-security_groups = ["sg-0a"]
-execution_role_arn = "arn:aws:iam::123456789012:role/exec"
-kafka = {{ msk_cluster_arn = "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc", auth = "iam" }}
+kafka = {kafka}
 "#
+        )
+    };
+    let f = Fixture::new(&format!(
+        "project = \"demo\"\ndefault_env = \"scram\"\n{}{}",
+        env(
+            "scram",
+            &format!(
+                r#"{{ msk_cluster_arn = "{cluster}", auth = "scram", scram_secret_arn = "{secret}" }}"#
+            )
+        ),
+        env(
+            "iam",
+            &format!(r#"{{ msk_cluster_arn = "{cluster}", auth = "iam" }}"#)
+        ),
     ));
     f.consumer("orders", WORKER);
     let renderer = Renderer::embedded();

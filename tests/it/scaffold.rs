@@ -11,25 +11,12 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::support::{self, shoal, stack_env, text, Fixture};
+use crate::support::{self, assert_ok, shoal, stack_env, text, Fixture};
 use crate::workloads::{create_topic, free_port, http, wait_for, Running};
 
-/// Builds a scaffolded crate with cargo (as the Dockerfile does, `--locked`), into the shared
-/// target directory, and returns the binary.
+/// Builds a scaffolded crate, as its Dockerfile does, and returns the binary.
 fn build(fx: &Fixture, name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::repo_root().join("target"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = fx.root().join("consumers").join(name).join("Cargo.toml");
-    let status = Command::new(cargo)
-        .args(["build", "--locked", "--manifest-path"])
-        .arg(&manifest)
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .expect("cargo build");
-    assert!(status.success(), "the scaffolded {name} builds");
-    target.join("debug").join(name)
+    crate::workloads::cargo_build(&fx.root().join("consumers").join(name), name)
 }
 
 fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
@@ -210,17 +197,10 @@ async fn a_new_worker_deploys_as_it_is_locally_and_to_ecs() {
     );
     let name = "scaffolded-worker";
     let topic = format!("{}-events", sb.project);
-    let out = sb.shoal(&["new", name, "--topic", &topic]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ok(&sb.shoal(&["new", name, "--topic", &topic]));
 
     // Locally: the container consumes its topic.
-    let out = sb.shoal(&["deploy", "--env", "local", "--timeout", "120s"]);
-    assert!(
-        out.status.success(),
-        "local deploy: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&sb.shoal(&["deploy", "--env", "local", "--timeout", "120s"]));
     let bootstrap = sb.var("KAFKA_BOOTSTRAP");
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -242,8 +222,7 @@ async fn a_new_worker_deploys_as_it_is_locally_and_to_ecs() {
         Duration::from_secs(120),
         || (committed(&bootstrap, name, &topic, 6) == 10).then_some(()),
     );
-    let out = sb.shoal(&["down", "--env", "local"]);
-    assert!(out.status.success(), "down: {}", text(&out.stderr));
+    assert_ok(&sb.shoal(&["down", "--env", "local"]));
 
     // On ECS (moto): pushed, registered, a service with one task.
     let env = sb.env();
@@ -253,15 +232,9 @@ async fn a_new_worker_deploys_as_it_is_locally_and_to_ecs() {
         .send()
         .await
         .expect("CreateCluster on moto");
-    let out = sb.shoal(&["deploy", "--env", "sandbox", "--timeout", "120s"]);
-    assert!(
-        out.status.success(),
-        "sandbox deploy: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    assert_ok(&sb.shoal(&["deploy", "--env", "sandbox", "--timeout", "120s"]));
     let out = sb.shoal(&["status", "--env", "sandbox", "-o", "json"]);
-    assert!(out.status.success(), "status: {}", text(&out.stderr));
+    assert_ok(&out);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     let service = status["services"]
         .as_array()

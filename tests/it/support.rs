@@ -54,13 +54,7 @@ impl Fixture {
     /// A lowercase alphanumeric name unique to this fixture (from its temporary folder), for
     /// resources on shared servers: repositories, topics, services.
     pub fn unique(&self) -> String {
-        self.root()
-            .file_name()
-            .map(|n| n.to_string_lossy().to_lowercase())
-            .unwrap_or_default()
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect()
+        unique_of(self.root())
     }
 
     /// Writes a file (creating folders) and returns its path.
@@ -319,4 +313,26 @@ pub fn shoal(dir: &Path, args: &[&str]) -> std::process::Output {
 /// Output bytes as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The lowercase alphanumeric characters of a folder's name (a temporary folder's name is
+/// unique).
+pub fn unique_of(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+/// A command exited 0; otherwise fails showing its output.
+pub fn assert_ok(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }

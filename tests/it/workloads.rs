@@ -23,7 +23,15 @@ pub fn workload_bin(name: &str) -> PathBuf {
     if let Some(path) = built.get(name) {
         return path.clone();
     }
-    let manifest = repo_root().join("consumers").join(name).join("Cargo.toml");
+    let path = cargo_build(&repo_root().join("consumers").join(name), name);
+    built.insert(name.to_string(), path.clone());
+    path
+}
+
+/// Builds the crate in `dir` with cargo (`--locked`, as the Dockerfiles do) into the shared
+/// target directory, and returns the binary `name`.
+pub fn cargo_build(dir: &std::path::Path, name: &str) -> PathBuf {
+    let manifest = dir.join("Cargo.toml");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
@@ -41,7 +49,6 @@ pub fn workload_bin(name: &str) -> PathBuf {
     );
     let path = target.join("debug").join(name);
     assert!(path.is_file(), "{} was not built", path.display());
-    built.insert(name.to_string(), path.clone());
     path
 }
 
