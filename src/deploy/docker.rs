@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
@@ -372,16 +371,7 @@ async fn apply(
             .await;
             finish(docker, r, waited).await
         });
-        let failures: Vec<RolloutError> = join_all(waits)
-            .await
-            .into_iter()
-            .filter_map(std::result::Result::err)
-            .collect();
-        if failures.is_empty() {
-            Ok((format!("{} completed", rolling.len()), ()))
-        } else {
-            Err(DeployError::Rollouts(failures))
-        }
+        super::wait_all(waits).await
     });
 
     step!(summary, "prune", {

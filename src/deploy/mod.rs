@@ -357,19 +357,10 @@ pub async fn apply(
     });
 
     step!(summary, "rollouts", {
-        let waits = rollouts.iter().map(|(service, arn)| {
+        wait_all(rollouts.iter().map(|(service, arn)| {
             ecs::wait_rollout(&clients.ecs, &env.cluster, service, arn, options.wait)
-        });
-        let failures: Vec<RolloutError> = join_all(waits)
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
-        if failures.is_empty() {
-            Ok((format!("{} completed", rollouts.len()), ()))
-        } else {
-            Err(DeployError::Rollouts(failures))
-        }
+        }))
+        .await
     });
 
     step!(summary, "prune", {
@@ -425,6 +416,20 @@ async fn build_images(
     }
     let destination = Destination::for_environment(env, clients.ecr.clone()).await?;
     run_image_jobs(inputs, jobs, destination, options.jobs, "built and pushed").await
+}
+
+/// Waits for every rollout at once; the step fails with every rollout that did.
+pub(crate) async fn wait_all<T>(
+    waits: impl IntoIterator<Item = impl std::future::Future<Output = Result<T, RolloutError>>>,
+) -> Result<(String, ()), DeployError> {
+    let results = join_all(waits).await;
+    let total = results.len();
+    let failures: Vec<RolloutError> = results.into_iter().filter_map(Result::err).collect();
+    if failures.is_empty() {
+        Ok((format!("{total} completed"), ()))
+    } else {
+        Err(DeployError::Rollouts(failures))
+    }
 }
 
 /// The image jobs of the consumers `keep` picks (those with a content hash).
