@@ -379,8 +379,46 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
                     messages / c
                 }
             };
+            // A scale-in happens when the window has passed; until then the replicas serving
+            // now drain (or grow) the backlog.
+            let window_left = match state.below_since {
+                Some((since, _)) => (cfg.scale_in_window_seconds - (obs.at - since)).max(0.0),
+                None => cfg.scale_in_window_seconds,
+            };
+            let mut candidates: Vec<u32> = counts
+                .iter()
+                .copied()
+                .filter(|&n| n >= lo && n <= hi)
+                .collect();
+            if !candidates.contains(&hi) {
+                candidates.push(hi);
+            }
+            if lo == 0 {
+                candidates.insert(0, 0);
+            }
+            // n can keep up with the arrivals on every partition, with headroom.
+            let sustainable = |n: u32| -> bool {
+                n > 0 && {
+                    let share = owner_share(p, n);
+                    (0..p as usize)
+                        .filter(|&i| live(i))
+                        .all(|i| arrival[i] <= cfg.target_utilisation * rate / f64::from(share[i]))
+                }
+            };
+            // The useful count just below the fewest that keep up: the lower end of a duty
+            // cycle, the only count that cannot keep up a scale-in may go to.
+            let duty_low = candidates
+                .iter()
+                .position(|&n| sustainable(n))
+                .and_then(|i| i.checked_sub(1))
+                .map(|i| candidates[i])
+                .filter(|&n| n > 0);
             // n keeps every partition's lag within the budget until the next tick's
-            // decision could take effect; a scale-in must also be sustainable.
+            // decision could take effect. A scale-in to the count below the fewest that keep
+            // up spends the lag budget instead (a duty cycle between two useful counts): it is
+            // taken only when the backlog left at the scale-in, growing at the smaller count,
+            // stays within the budget for a whole window more and the time a scale-out takes,
+            // so each count is held at least one window.
             let fits = |n: u32| -> bool {
                 if n == 0 {
                     return total_lag == 0 && arrival_total.unwrap_or(0.0) == 0.0;
@@ -390,7 +428,14 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
                     let c = rate / f64::from(share[i]);
                     let a = arrival[i];
                     if n < current && a > cfg.target_utilisation * c {
-                        return false;
+                        if duty_low != Some(n) || pending_for > 0.0 || serving < current {
+                            return false;
+                        }
+                        let at_scale_in =
+                            (lag[i] as f64 + (a - capacity(now_share[i])) * window_left).max(0.0);
+                        let peak = at_scale_in
+                            + (a - c).max(0.0) * (cfg.scale_in_window_seconds + horizon);
+                        return seconds(i, peak, c) <= budget;
                     }
                     let l2 = (after_startup(i, n) + (a - c) * horizon).max(0.0);
                     seconds(i, l2, c) <= budget
@@ -407,17 +452,6 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
                     c > a && (l1 <= 0.0 || l1 / (c - a) <= cfg.max_lag_seconds)
                 })
             };
-            let mut candidates: Vec<u32> = counts
-                .iter()
-                .copied()
-                .filter(|&n| n >= lo && n <= hi)
-                .collect();
-            if !candidates.contains(&hi) {
-                candidates.push(hi);
-            }
-            if lo == 0 {
-                candidates.insert(0, 0);
-            }
             let rec = candidates
                 .iter()
                 .copied()
@@ -630,7 +664,8 @@ mod tests {
         let c = cfg(1, 12);
         let mut s = State::new(6);
         s.per_replica_rate = Some(100.0);
-        // 120/s arriving, no lag: 2 replicas would do.
+        // 150/s arriving, no lag: 2 replicas keep up; 1 would fall 4.2/s per partition
+        // behind, too much to hold for a window within the lag budget.
         let mut end = 0;
         let mut first_change = None;
         for tick in 0..10 {
@@ -641,12 +676,47 @@ mod tests {
                 first_change = Some((t, d.desired));
             }
             s = next;
-            end += 300;
+            end += 375;
         }
         let (t, n) = first_change.expect("scales in");
         assert_eq!(n, 2);
         // The recommendation is below 6 from the first tick; the window is 120 s.
         assert!(t >= 120.0, "scaled in at {t}");
+    }
+
+    /// 250/s on 12 partitions at 100/s per replica: 3 replicas keep up, 2 fall 4.2/s per
+    /// partition behind. With no backlog 2 can run for a window and a scale-out's time
+    /// within the budget (48 s of lag), so shoal scales in to 2 after the window; with a
+    /// backlog it cannot, and stays at 3.
+    #[test]
+    fn a_duty_cycle_spends_the_lag_budget_at_the_count_below() {
+        let c = cfg(1, 12);
+        let run = |backlog: i64| {
+            let mut s = State::new(3);
+            s.per_replica_rate = Some(100.0);
+            s.prev = Some(obs(-30.0, &[(10_000, 10_000 - backlog); 12], 3));
+            let mut out = Vec::new();
+            for tick in 0..6i64 {
+                let end = 10_000 + (tick + 1) * 625;
+                let o = obs(tick as f64 * 30.0, &[(end, end - backlog); 12], 3);
+                let (d, next) = decide(&c, &s, Some(&o));
+                s = next;
+                out.push(d);
+                if s.current != 3 {
+                    break;
+                }
+            }
+            out
+        };
+        let idle = run(0);
+        let last = idle.last().expect("decided");
+        assert_eq!(last.desired, 2, "{last:?}");
+        assert!(last.reason.contains("scale in to 2"), "{}", last.reason);
+        assert!(idle.len() >= 5, "scaled in before the window: {idle:?}");
+
+        // 1000 behind on every partition (48 s): 2 would pass the budget within the window.
+        let behind = run(1000);
+        assert!(behind.iter().all(|d| d.desired == 3), "{behind:?}");
     }
 
     #[test]
