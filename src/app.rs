@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Dashboard => ctx.ecs(crate::deploy::commands::dashboard),
         Command::Lag { consumer, sample } => {
             let env = ctx.env()?;
-            let fleet = ctx.fleet()?;
+            let fleet = ctx.fleet_for(&env)?;
             crate::scale::command::lag(&env, &fleet, consumer.as_deref(), sample, ctx.output)
         }
         Command::Autoscale(args) => ctx.resolved(|c| {
@@ -78,14 +78,15 @@ pub fn run(cli: Cli) -> Result<i32> {
             ctx.ecs(|c| crate::deploy::commands::rollback(c, &consumer, wait(timeout)))
         }
         Command::Topics(args) => {
+            let env = ctx.env()?;
             let fleet = match args.command {
                 crate::cli::TopicsCommand::Delete { .. } => None,
-                _ => Some(ctx.fleet()?),
+                _ => Some(ctx.fleet_for(&env)?),
             };
             crate::kafka::topics::command(
                 &args.command,
                 &ctx.project.name,
-                &ctx.env()?,
+                &env,
                 fleet.as_ref(),
                 ctx.output,
             )
@@ -235,6 +236,14 @@ impl Ctx {
         discover::discover(&self.project.root).map_err(Error::Invalid)
     }
 
+    /// The workloads that deploy to `env`, their `[env]` expanded from this process's
+    /// environment.
+    fn fleet_for(&self, env: &Environment) -> Result<Fleet> {
+        self.fleet()?
+            .for_env(&self.project.root, env, &|k| std::env::var(k).ok())
+            .map_err(Error::Invalid)
+    }
+
     fn hashes(&self, fleet: &Fleet) -> Result<BTreeMap<String, context::ContextHash>> {
         fleet
             .consumers
@@ -358,10 +367,17 @@ impl Ctx {
     /// Renders task definitions: `(consumer, pretty JSON)` for the selection.
     fn renderings(&self, only: Option<&str>) -> Result<Vec<(String, Value)>> {
         let env = self.env()?;
-        let fleet = self.fleet()?;
+        let fleet = self.fleet_for(&env)?;
         let selected: Vec<_> = match only {
             Some(name) => match fleet.get(name) {
                 Some(c) => vec![c],
+                None if fleet.elsewhere.iter().any(|e| e == name) => {
+                    return Err(Error::Usage(format!(
+                        "{name} does not deploy to environment {} (its consumer.toml sets `platforms` without {})",
+                        env.name,
+                        env.platform.as_str()
+                    )))
+                }
                 None => {
                     return Err(Error::Usage(format!(
                         "no consumer named {name:?}; consumers: {}",
@@ -454,7 +470,7 @@ impl Ctx {
         command: impl FnOnce(&crate::deploy::commands::Ctx<'_>) -> Result<i32>,
     ) -> Result<i32> {
         let env = self.env()?;
-        let fleet = self.fleet()?;
+        let fleet = self.fleet_for(&env)?;
         let hashes = self.hashes(&fleet)?;
         let renderer = Renderer::for_project(&self.project.root)?;
         command(&crate::deploy::commands::Ctx {

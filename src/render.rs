@@ -152,6 +152,7 @@ impl Renderer {
             project => target.project,
             env => env,
             consumer => consumer,
+            task_role_arn => consumer.task_role_arn(env),
             family => family(target.project, &consumer.name),
             container_name => consumer.name,
             image => image,

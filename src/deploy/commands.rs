@@ -41,10 +41,23 @@ impl Ctx<'_> {
     }
 
     fn heading(&self, verb: &str) -> String {
-        format!(
-            "{verb} for project {} in environment {} (ecs, cluster {})",
-            self.project, self.env.name, self.env.cluster
-        )
+        self.heading_at(verb, &format!("ecs, cluster {}", self.env.cluster))
+    }
+
+    /// A plan's heading: what, where (`place`), and which workloads this platform leaves out.
+    pub(super) fn heading_at(&self, verb: &str, place: &str) -> String {
+        let mut heading = format!(
+            "{verb} for project {} in environment {} ({place})",
+            self.project, self.env.name
+        );
+        if !self.fleet.elsewhere.is_empty() {
+            heading.push_str(&format!(
+                "; left out on {} by their `platforms`: {}",
+                self.env.platform.as_str(),
+                self.fleet.elsewhere.join(", ")
+            ));
+        }
+        heading
     }
 }
 

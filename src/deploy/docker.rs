@@ -60,12 +60,9 @@ struct State {
 
 impl Docker<'_> {
     fn heading(&self, verb: &str) -> String {
-        format!(
-            "{verb} for project {} in environment {} (docker, network {})",
-            self.0.project,
-            self.0.env.name,
-            crate::platform::docker::network_name(self.0.project, &self.0.env.name)
-        )
+        let network = crate::platform::docker::network_name(self.0.project, &self.0.env.name);
+        self.0
+            .heading_at(verb, &format!("docker, network {network}"))
     }
 
     /// The desired spec of every consumer: counts kept from live within the scaling bounds.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, info};
 
-use crate::manifest::{self, Consumer, Problem, Problems, CONSUMER_FILE};
+use crate::manifest::{self, Consumer, Environment, Problem, Problems, CONSUMER_FILE};
 
 /// The folder that holds the workloads.
 pub const CONSUMERS_DIR: &str = "consumers";
@@ -19,11 +19,47 @@ pub struct Fleet {
     pub consumers: Vec<Consumer>,
     /// Folders under `consumers/` without a manifest.
     pub skipped: Vec<PathBuf>,
+    /// Workloads left out by [`Fleet::for_env`]: their `platforms` do not include the
+    /// environment's.
+    pub elsewhere: Vec<String>,
 }
 
 impl Fleet {
     pub fn get(&self, name: &str) -> Option<&Consumer> {
         self.consumers.iter().find(|c| c.name == name)
+    }
+
+    /// The fleet as it deploys to `env`: the workloads whose `platforms` include the
+    /// environment's, each with its `[env]` references expanded from `lookup`. Reports every
+    /// workload's unset variables at once.
+    pub fn for_env(
+        &self,
+        root: &Path,
+        env: &Environment,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Fleet, Problems> {
+        let mut consumers = Vec::new();
+        let mut elsewhere = self.elsewhere.clone();
+        let mut problems = Problems::default();
+        for c in &self.consumers {
+            if !c.runs_on(env.platform) {
+                debug!(consumer = %c.name, platform = env.platform.as_str(), "not deployed on this platform");
+                elsewhere.push(c.name.clone());
+                continue;
+            }
+            match c.for_deploy(root, lookup) {
+                Ok(c) => consumers.push(c),
+                Err(p) => problems.0.extend(p.0),
+            }
+        }
+        if !problems.0.is_empty() {
+            return Err(problems);
+        }
+        Ok(Fleet {
+            consumers,
+            skipped: self.skipped.clone(),
+            elsewhere,
+        })
     }
 }
 
@@ -72,7 +108,11 @@ pub fn discover(root: &Path) -> Result<Fleet, Problems> {
     }
     problems.extend(manifest::check_fleet(&consumers));
     if problems.is_empty() {
-        Ok(Fleet { consumers, skipped })
+        Ok(Fleet {
+            consumers,
+            skipped,
+            elsewhere: Vec::new(),
+        })
     } else {
         Err(problems)
     }

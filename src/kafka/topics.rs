@@ -512,6 +512,7 @@ mod tests {
         let fleet = Fleet {
             consumers: vec![consumer],
             skipped: Vec::new(),
+            elsewhere: Vec::new(),
         };
         let renderer = crate::render::Renderer::for_project(root.path()).expect("renderer");
         let tags = BTreeMap::new();

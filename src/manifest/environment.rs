@@ -21,11 +21,17 @@ pub enum Platform {
 }
 
 impl Platform {
+    pub const ALL: [Platform; 2] = [Platform::Docker, Platform::Ecs];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Platform::Docker => "docker",
             Platform::Ecs => "ecs",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Platform> {
+        Platform::ALL.into_iter().find(|p| p.as_str() == name)
     }
 }
 
@@ -112,7 +118,7 @@ const RETENTION_DAYS: &[u32] = &[
 ];
 
 static ACCOUNT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{12}$").expect("valid regex"));
-static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
+pub(super) static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]+$").expect("valid regex")
 });
 static MSK_ARN: LazyLock<Regex> = LazyLock::new(|| {

@@ -180,7 +180,13 @@ pub struct Consumer {
     pub cpu: u32,
     pub memory: u32,
     pub command: Option<Vec<String>>,
+    /// The platforms it deploys to (default: every one).
+    pub platforms: Vec<Platform>,
+    /// Its own task role: a role name in the environment's account, or a role ARN. Without
+    /// it the environment's `task_role_arn` applies.
+    pub task_role: Option<String>,
     pub build: Build,
+    /// `[env]` as written; [`Consumer::for_deploy`] expands its `${VAR}` references.
     pub env: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
     pub kafka: Option<KafkaUse>,
@@ -248,6 +254,48 @@ impl Consumer {
         match consumer {
             Some(c) if problems.is_empty() => Ok(c),
             _ => Err(problems),
+        }
+    }
+
+    /// Whether it deploys to environments of this platform (`platforms` in the manifest).
+    pub fn runs_on(&self, platform: Platform) -> bool {
+        self.platforms.contains(&platform)
+    }
+
+    /// The task role its ECS tasks get in `env`: its own `task_role` (a name is taken to be
+    /// in the environment's account), else the environment's `task_role_arn`.
+    pub fn task_role_arn(&self, env: &Environment) -> Option<String> {
+        match (&self.task_role, &env.account_id) {
+            (Some(role), _) if role.starts_with("arn:") => Some(role.clone()),
+            (Some(name), Some(account)) => Some(format!("arn:aws:iam::{account}:role/{name}")),
+            _ => env.task_role_arn.clone(),
+        }
+    }
+
+    /// The consumer as it deploys: its `[env]` values with `${VAR}` references expanded from
+    /// `lookup` (the deploying process's environment), so that a deploy can hand a value of
+    /// its own to the workload.
+    pub fn for_deploy(
+        &self,
+        root: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Consumer, Problems> {
+        let text = std::fs::read_to_string(root.join(&self.manifest)).unwrap_or_default();
+        let mut fp = FileProblems::new(&self.manifest, &text);
+        let mut out = self.clone();
+        for (key, value) in &mut out.env {
+            match interp::expand(value, lookup) {
+                Ok(v) => *value = v,
+                Err(why) => fp.push(format!("env.{}", problem::quote_key(key)), why).help = Some(
+                    "export it where shoal runs (a deploy passes its own value on), or give a default".into(),
+                ),
+            }
+        }
+        let problems = fp.into_problems();
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems)
         }
     }
 

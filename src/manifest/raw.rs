@@ -17,6 +17,8 @@ pub struct ConsumerFile {
     pub cpu: Option<u32>,
     pub memory: Option<u32>,
     pub command: Option<Vec<String>>,
+    pub platforms: Option<Vec<String>>,
+    pub task_role: Option<String>,
     pub build: Option<BuildSection>,
     pub env: Option<BTreeMap<String, String>>,
     pub secrets: Option<BTreeMap<String, String>>,

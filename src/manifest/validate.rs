@@ -6,9 +6,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::environment::ROLE_ARN;
 use super::problem::{quote_key, FileProblems, Problem, Problems};
 use super::raw;
-use super::{Api, Build, Consumer, KafkaUse, Kind, Scaling, Topic};
+use super::{interp, Api, Build, Consumer, KafkaUse, Kind, Platform, Scaling, Topic};
 
 pub const NAME_HELP: &str = "use 1 to 63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit (the name becomes an ECS family, an ECS service and an ECR repository)";
 
@@ -24,6 +25,8 @@ static SSM_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:aws[a-z-]*:ssm:[a-z0-9-]+:\d{12}:parameter/[A-Za-z0-9/_.-]+$")
         .expect("valid regex")
 });
+static ROLE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9+=,.@_-]{1,64}$").expect("valid regex"));
 static TOPIC_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9._-]{1,249}$").expect("valid regex"));
 
@@ -128,6 +131,16 @@ pub(super) fn consumer(
         fp.push("command", "is empty").help =
             Some("remove it to run the image's CMD, or list the program and its arguments".into());
     }
+    let platforms = platforms(file.platforms, fp);
+    let task_role = file.task_role;
+    if let Some(role) = &task_role {
+        if !ROLE_NAME.is_match(role) && !ROLE_ARN.is_match(role) {
+            fp.push("task_role", format!("{role:?} is neither an IAM role name nor a role ARN"))
+                .help = Some(
+                "give the role's name in the environment's account, e.g. \"shoal-autoscaler\", or its ARN, arn:aws:iam::ACCOUNT:role/NAME".into(),
+            );
+        }
+    }
 
     Some(Consumer {
         name,
@@ -137,6 +150,8 @@ pub(super) fn consumer(
         cpu,
         memory,
         command,
+        platforms,
+        task_role,
         build: build?,
         env,
         secrets,
@@ -284,9 +299,43 @@ fn env_table(
         } else if RESERVED_ENV.contains(&key.as_str()) {
             fp.push(path, format!("{key} is set by shoal")).help =
                 Some(format!("remove it; shoal sets {}", RESERVED_ENV.join(", ")));
+        } else if let Err(why) = (section == "env")
+            .then(|| interp::expand(&table[key], &|_| Some("set".into())))
+            .transpose()
+        {
+            fp.push(path, why).help =
+                Some("write ${VAR} or ${VAR:-default}, and $$ for a literal $".into());
         }
     }
     table
+}
+
+/// `platforms`: a non-empty list of platform names; every platform when absent.
+fn platforms(list: Option<Vec<String>>, fp: &mut FileProblems) -> Vec<Platform> {
+    let Some(list) = list else {
+        return Platform::ALL.to_vec();
+    };
+    let names = Platform::ALL.map(Platform::as_str).join("\", \"");
+    if list.is_empty() {
+        fp.push("platforms", "is empty").help = Some(format!(
+            "remove it to deploy everywhere, or list some of \"{names}\""
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        match Platform::parse(name) {
+            Some(p) if !out.contains(&p) => out.push(p),
+            Some(_) => {}
+            None => {
+                fp.push(
+                    format!("platforms[{i}]"),
+                    format!("{name:?} is not a platform"),
+                )
+                .help = Some(format!("use \"{names}\""));
+            }
+        }
+    }
+    out
 }
 
 fn secrets(

@@ -3,6 +3,7 @@
 //! written by `scripts/stack up`.
 
 mod autoscale;
+mod autoscaler_workload;
 mod cli;
 mod context_hash;
 mod deploy;

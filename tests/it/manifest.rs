@@ -473,6 +473,87 @@ fn list_items_expand_comma_separated_variables() {
     assert_eq!(env.subnets, vec!["subnet-1", "subnet-2"]);
 }
 
+invalid_consumer!(
+    unknown_platform,
+    format!("{MIN}platforms = [\"ecs\", \"lambda\"]\n"),
+    "platforms[1]",
+    "\"lambda\" is not a platform"
+);
+invalid_consumer!(
+    empty_platforms,
+    format!("{MIN}platforms = []\n"),
+    "platforms",
+    "is empty"
+);
+invalid_consumer!(
+    task_role_neither_name_nor_arn,
+    format!("{MIN}task_role = \"arn:aws:s3:::bucket\"\n"),
+    "task_role",
+    "neither an IAM role name nor a role ARN"
+);
+invalid_consumer!(
+    env_reference_unclosed,
+    format!("{MIN}[env]\nHOST = \"${{HOST\"\n"),
+    "env.HOST",
+    "unclosed"
+);
+
+/// `[env]` references are expanded for a deploy, from the deploying process's environment:
+/// unset ones are reported with the file, line and key, and a task role name is taken to be
+/// in the environment's account.
+#[test]
+fn consumer_env_expands_for_a_deploy_and_task_role_takes_the_account() {
+    let f = Fixture::standard();
+    f.consumer(
+        "c",
+        &format!("{MIN}task_role = \"reader\"\n[env]\nA = \"${{A:-one}}\"\nB = \"x-${{B}}\"\n"),
+    );
+    f.consumer("d", &format!("{MIN}platforms = [\"docker\"]\n"));
+    let project = Project::load(f.root()).expect("valid");
+    let fleet = discover::discover(f.root()).expect("static checks skip ${B}");
+    let env = project.environment("sandbox").expect("sandbox");
+
+    let problems = fleet
+        .for_env(f.root(), &env, &|_| None)
+        .expect_err("B unset")
+        .0;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].key, "env.B");
+    assert_eq!(problems[0].line, Some(5));
+    assert_eq!(
+        problems[0].file,
+        std::path::Path::new("consumers/c/consumer.toml")
+    );
+
+    let deployed = fleet
+        .for_env(f.root(), &env, &|k| (k == "B").then(|| "two".to_string()))
+        .expect("B set");
+    let names: Vec<&str> = deployed.consumers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["c"], "d deploys to docker only");
+    assert_eq!(deployed.elsewhere, vec!["d"]);
+    let c = &deployed.consumers[0];
+    assert_eq!(c.env["A"], "one");
+    assert_eq!(c.env["B"], "x-two");
+    assert_eq!(
+        c.task_role_arn(&env).as_deref(),
+        Some("arn:aws:iam::123456789012:role/reader")
+    );
+    let d = fleet.get("d").expect("d");
+    assert_eq!(
+        d.task_role_arn(&env).as_deref(),
+        Some("arn:aws:iam::123456789012:role/demo-task")
+    );
+    let local = project.environment("local").expect("local");
+    let names: Vec<String> = fleet
+        .for_env(f.root(), &local, &|k| (k == "B").then(|| "two".to_string()))
+        .expect("local")
+        .consumers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, vec!["c", "d"]);
+}
+
 #[test]
 fn unknown_environment_lists_the_defined_ones() {
     let f = Fixture::standard();
@@ -491,5 +572,8 @@ fn this_repository_is_valid() {
     Project::load(&root).expect("shoal.toml is valid");
     let fleet = discover::discover(&root).expect("the bundled consumers are valid");
     let names: Vec<&str> = fleet.consumers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, vec!["exposure-api", "exposure-consumer"]);
+    assert_eq!(
+        names,
+        vec!["exposure-api", "exposure-consumer", "shoal-autoscaler"]
+    );
 }
