@@ -106,6 +106,7 @@ fn simulate(args: &SimulateArgs, output: Output) -> Result<i32> {
         max: args.max.unwrap_or(args.partitions),
         lag_threshold: args.lag_threshold,
         interval_seconds: args.interval,
+        duty_cycle: !args.no_duty_cycle,
     };
     setup.check().map_err(Error::Usage)?;
     let bad_trace = |e: sim::TraceError| Error::Usage(e.to_string());

@@ -335,6 +335,11 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub interval: u64,
 
+    /// Never alternate between two replica counts: settle at one that keeps up (as
+    /// `duty_cycle = false` in [scaling]). Fewer rebalances, more replica-seconds.
+    #[arg(long)]
+    pub no_duty_cycle: bool,
+
     /// Also draw lag seconds and replicas over time for each policy into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,

@@ -228,6 +228,9 @@ pub struct Scaling {
     pub min: u32,
     pub max: u32,
     pub max_lag_seconds: f64,
+    /// Whether a load between two useful counts may be served by alternating between them
+    /// (spending the lag budget) rather than by the higher one (default true).
+    pub duty_cycle: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

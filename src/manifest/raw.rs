@@ -59,6 +59,7 @@ pub struct ScalingSection {
     pub min: Option<i64>,
     pub max: Option<i64>,
     pub max_lag_seconds: Option<f64>,
+    pub duty_cycle: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

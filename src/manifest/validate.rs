@@ -497,6 +497,7 @@ fn scaling(s: raw::ScalingSection, fp: &mut FileProblems) -> Scaling {
         min,
         max,
         max_lag_seconds,
+        duty_cycle: s.duty_cycle.unwrap_or(true),
     }
 }
 

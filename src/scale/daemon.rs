@@ -308,6 +308,7 @@ mod tests {
             min: 1,
             max: 12,
             max_lag_seconds: 30.0,
+            duty_cycle: true,
         });
         Autoscaler::new(
             "p",

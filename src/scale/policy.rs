@@ -60,6 +60,9 @@ pub struct Config {
     pub interval_seconds: f64,
     /// Seconds from launching a replica until it consumes.
     pub startup_seconds: f64,
+    /// May scale in to the count just below the fewest that keep up, spending the lag budget
+    /// there (see [`decide`]); off, it settles at a count that keeps up.
+    pub duty_cycle: bool,
 }
 
 impl Config {
@@ -81,6 +84,7 @@ impl Config {
             lag_budget: 0.8,
             interval_seconds: 30.0,
             startup_seconds: 60.0,
+            duty_cycle: scaling.duty_cycle,
         }
     }
 }
@@ -428,7 +432,11 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
                     let c = rate / f64::from(share[i]);
                     let a = arrival[i];
                     if n < current && a > cfg.target_utilisation * c {
-                        if duty_low != Some(n) || pending_for > 0.0 || serving < current {
+                        if !cfg.duty_cycle
+                            || duty_low != Some(n)
+                            || pending_for > 0.0
+                            || serving < current
+                        {
                             return false;
                         }
                         let at_scale_in =
@@ -561,6 +569,7 @@ mod tests {
             min,
             max,
             max_lag_seconds: 60.0,
+            duty_cycle: true,
         })
     }
 
@@ -687,11 +696,10 @@ mod tests {
     /// 250/s on 12 partitions at 100/s per replica: 3 replicas keep up, 2 fall 4.2/s per
     /// partition behind. With no backlog 2 can run for a window and a scale-out's time
     /// within the budget (48 s of lag), so shoal scales in to 2 after the window; with a
-    /// backlog it cannot, and stays at 3.
+    /// backlog it cannot, and stays at 3; nor does it with the duty cycle off.
     #[test]
     fn a_duty_cycle_spends_the_lag_budget_at_the_count_below() {
-        let c = cfg(1, 12);
-        let run = |backlog: i64| {
+        let run = |c: &Config, backlog: i64| {
             let mut s = State::new(3);
             s.per_replica_rate = Some(100.0);
             s.prev = Some(obs(-30.0, &[(10_000, 10_000 - backlog); 12], 3));
@@ -699,7 +707,7 @@ mod tests {
             for tick in 0..6i64 {
                 let end = 10_000 + (tick + 1) * 625;
                 let o = obs(tick as f64 * 30.0, &[(end, end - backlog); 12], 3);
-                let (d, next) = decide(&c, &s, Some(&o));
+                let (d, next) = decide(c, &s, Some(&o));
                 s = next;
                 out.push(d);
                 if s.current != 3 {
@@ -708,15 +716,24 @@ mod tests {
             }
             out
         };
-        let idle = run(0);
+        let c = cfg(1, 12);
+        let idle = run(&c, 0);
         let last = idle.last().expect("decided");
         assert_eq!(last.desired, 2, "{last:?}");
         assert!(last.reason.contains("scale in to 2"), "{}", last.reason);
         assert!(idle.len() >= 5, "scaled in before the window: {idle:?}");
 
         // 1000 behind on every partition (48 s): 2 would pass the budget within the window.
-        let behind = run(1000);
+        let behind = run(&c, 1000);
         assert!(behind.iter().all(|d| d.desired == 3), "{behind:?}");
+
+        // Off (`duty_cycle = false`), 3 is where it stays.
+        let off = Config {
+            duty_cycle: false,
+            ..cfg(1, 12)
+        };
+        let steady = run(&off, 0);
+        assert!(steady.iter().all(|d| d.desired == 3), "{steady:?}");
     }
 
     #[test]

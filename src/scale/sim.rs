@@ -236,6 +236,8 @@ pub struct Setup {
     pub lag_threshold: Option<f64>,
     /// How often shoal's policy runs.
     pub interval_seconds: u64,
+    /// Whether shoal's policy may alternate between two useful counts.
+    pub duty_cycle: bool,
 }
 
 impl Default for Setup {
@@ -251,6 +253,7 @@ impl Default for Setup {
             max: 12,
             lag_threshold: None,
             interval_seconds: 30,
+            duty_cycle: true,
         }
     }
 }
@@ -297,6 +300,7 @@ impl Setup {
             min: self.min,
             max: self.max,
             max_lag_seconds: self.max_lag_seconds,
+            duty_cycle: self.duty_cycle,
         });
         cfg.fallback_lag_per_replica = self.lag_threshold();
         cfg.stale_after_seconds = 3.0 * self.interval_seconds as f64;

@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::DimensionFilter;
-
+use crate::autoscale::metric_names;
 use crate::lag::backlog;
 use crate::support::{assert_ok, repo_root, stack_env, text, Sandbox};
 use crate::workloads::wait_for;
@@ -226,29 +225,10 @@ async fn the_autoscaler_deploys_as_a_workload_and_scales_from_its_own_container(
     );
     assert!(raised > 1, "{}", logs());
 
-    let cw = shoal::aws::cloudwatch(&cfg);
-    let listed = cw
-        .list_metrics()
-        .namespace(shoal::aws::cloudwatch::NAMESPACE)
-        .dimensions(
-            DimensionFilter::builder()
-                .name("Service")
-                .value(&consumer)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("ListMetrics");
-    let metrics: Vec<&str> = listed
-        .metrics()
-        .iter()
-        .filter_map(|m| m.metric_name())
-        .collect();
-    assert!(
-        metrics.contains(&"ConsumerLagSeconds") || metrics.contains(&"ConsumerLag"),
-        "{metrics:?}"
-    );
-    assert!(metrics.contains(&"DesiredCount"), "{metrics:?}");
+    let metrics = metric_names(&cfg, &consumer).await;
+    for name in ["ConsumerLag", "DesiredCount"] {
+        assert!(metrics.iter().any(|m| m == name), "{name}: {metrics:?}");
+    }
 
     // SIGTERM (what ECS sends on a stop): the daemon finishes and exits 0.
     let out = docker(&["stop", "--time", "20", &running.0]);
