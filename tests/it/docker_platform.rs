@@ -578,18 +578,22 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
     let experiment = format!("{}-exp", l.project);
     let database = crate::workloads::database_url();
 
-    // The workload's folder as it ships, with its topics, group and scaling made the test's own.
-    let from = crate::support::repo_root().join("consumers/exposure-consumer");
-    for entry in walkdir::WalkDir::new(&from)
-        .into_iter()
-        .filter_map(Result::ok)
-    {
-        let rel = entry.path().strip_prefix(&from).expect("under the folder");
-        if entry.file_type().is_file() && !rel.starts_with("target") {
-            let text = std::fs::read(entry.path()).expect("read");
-            let to = l.root().join("consumers/exposure-consumer").join(rel);
-            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-            std::fs::write(to, text).expect("write");
+    // The workload's folder as it ships (and the crate it shares with exposure-api), with its
+    // topics, group and scaling made the test's own.
+    let consumers = crate::support::repo_root().join("consumers");
+    for folder in ["exposure-consumer", "warehouse-tls"] {
+        let from = consumers.join(folder);
+        for entry in walkdir::WalkDir::new(&from)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            let rel = entry.path().strip_prefix(&from).expect("under the folder");
+            if entry.file_type().is_file() && !rel.starts_with("target") {
+                let text = std::fs::read(entry.path()).expect("read");
+                let to = l.root().join("consumers").join(folder).join(rel);
+                std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+                std::fs::write(to, text).expect("write");
+            }
         }
     }
     let manifest = l.root().join("consumers/exposure-consumer/consumer.toml");

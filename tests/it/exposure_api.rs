@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 
 use crate::support::stack_env;
 use crate::workloads::{
-    database_url, free_port, http, psql, spawn_workload, wait_for, OwnBroker, Running,
+    database_url, free_port, http, psql, spawn_workload, tls_url, wait_for, OwnBroker, Running,
+    SNAKEOIL,
 };
 
 // ---- harness -----------------------------------------------------------------------------
@@ -885,8 +886,8 @@ fn broker_down_answers_503_and_the_same_process_recovers_when_it_returns() {
     assert!(accepted.len() >= 7);
 }
 
-/// The DDL of the exposure-consumer's table.
-const DDL: &str = "CREATE SCHEMA IF NOT EXISTS growthbook; \
+/// The exposure-consumer's table, as it creates it (for tests that need it first).
+pub const DDL: &str = "CREATE SCHEMA IF NOT EXISTS growthbook; \
     CREATE TABLE IF NOT EXISTS growthbook.experiment_exposures ( \
     exposure_id varchar(64) PRIMARY KEY, ds_user_id varchar(256) NOT NULL, \
     experiment_id varchar(256) NOT NULL, variation_id varchar(256) NOT NULL, \
@@ -1014,4 +1015,38 @@ fn reads_page_newest_first_through_both_endpoints() {
     assert_eq!(r.json(), json!({"items": [], "next_cursor": null}));
     let r = get(p, &format!("/exposures/experiment/{experiment}"));
     assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(11));
+}
+
+/// Reads go over TLS as `sslmode` says: verify-full against the server's certificate (Debian's
+/// snakeoil, named localhost) reads through `localhost` and answers 503 through 127.0.0.1,
+/// naming the certificate failure.
+#[test]
+fn reads_verify_the_warehouse_as_sslmode_says() {
+    psql(DDL);
+    let tag = unique();
+    let user = format!("u-tls-{tag}");
+    psql(&format!(
+        "INSERT INTO growthbook.experiment_exposures \
+         (exposure_id, ds_user_id, experiment_id, variation_id, ts, attributes, source) \
+         VALUES ('{tag}-tls', '{user}', 'exp-tls-{tag}', 'v1', now(), '{{}}', 'it')"
+    ));
+    let read = |url: String| {
+        let api = start_api(&[
+            ("KAFKA_BOOTSTRAP", shared_bootstrap()),
+            ("EXPOSURES_TOPIC", format!("exposures-api-{tag}")),
+            ("DATABASE_URL", url),
+            ("DATABASE_CA_FILE", SNAKEOIL.to_string()),
+        ]);
+        get(api.port, &format!("/exposures/{user}"))
+    };
+    let ok = read(tls_url("localhost", "verify-full"));
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.json()["items"][0]["exposure_id"], format!("{tag}-tls"));
+
+    let refused = read(tls_url("127.0.0.1", "verify-full"));
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        refused.body.contains("certificate verify failed"),
+        "{refused:?}"
+    );
 }

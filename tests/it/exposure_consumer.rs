@@ -19,7 +19,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
 use crate::support::stack_env;
-use crate::workloads::{free_port, psql, spawn_workload, wait_for, Running};
+use crate::workloads::{free_port, psql, spawn_workload, tls_url, wait_for, Running, SNAKEOIL};
 
 const PARTITIONS: i32 = 6;
 
@@ -229,6 +229,39 @@ impl Case {
         ]
     }
 
+    /// Reads `n` messages from the DLQ (from its start): key, payload and headers.
+    fn read_dlq(&self, n: usize) -> Vec<(String, String, BTreeMap<String, String>)> {
+        let dlq: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", format!("{}-dlq-reader", self.group))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("DLQ consumer");
+        dlq.subscribe(&[&self.dlq]).expect("subscribe");
+        let mut got = Vec::new();
+        let start = Instant::now();
+        while got.len() < n && start.elapsed() < Duration::from_secs(60) {
+            if let Some(m) = dlq.poll(Duration::from_millis(500)) {
+                let m = m.expect("DLQ message");
+                let mut headers = BTreeMap::new();
+                if let Some(h) = m.headers() {
+                    for h in h.iter() {
+                        headers.insert(
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
+                        );
+                    }
+                }
+                got.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).to_string(),
+                    String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
+                    headers,
+                ));
+            }
+        }
+        got
+    }
+
     fn spawn(&self, port: u16) -> Running {
         spawn_workload("exposure-consumer", &self.env(port))
     }
@@ -432,34 +465,7 @@ async fn exposure_consumer_poison_messages_go_to_the_dlq_with_their_origin() {
     case.wait_committed_to_end(Duration::from_secs(30));
 
     // The DLQ holds both poison messages, unchanged, with where they came from.
-    let dlq: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &case.bootstrap)
-        .set("group.id", format!("{}-dlq-reader", case.group))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("DLQ consumer");
-    dlq.subscribe(&[&case.dlq]).expect("subscribe");
-    let mut got = Vec::new();
-    let start = Instant::now();
-    while got.len() < 2 && start.elapsed() < Duration::from_secs(60) {
-        if let Some(m) = dlq.poll(Duration::from_millis(500)) {
-            let m = m.expect("DLQ message");
-            let mut headers = BTreeMap::new();
-            if let Some(h) = m.headers() {
-                for h in h.iter() {
-                    headers.insert(
-                        h.key.to_string(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).to_string(),
-                    );
-                }
-            }
-            got.push((
-                String::from_utf8_lossy(m.key().unwrap_or_default()).to_string(),
-                String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
-                headers,
-            ));
-        }
-    }
+    let got = case.read_dlq(2);
     assert_eq!(got.len(), 2, "DLQ messages: {got:?}");
     let partition = case
         .end_offsets()
@@ -700,4 +706,141 @@ async fn exposure_consumer_retries_a_warehouse_outage_without_committing() {
     wait_for("/health to say 200", Duration::from_secs(30), || {
         http_get(port, "/health").filter(|(s, _)| *s == 200)
     });
+}
+
+/// `sslmode` means what it means to libpq: verify-full writes through the certificate's name
+/// against its CA, and refuses 127.0.0.1 (not the name on the certificate); verify-ca refuses
+/// a certificate that the given CA did not sign. Each refusal shows on /health, with nothing
+/// written.
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_verifies_the_warehouse_as_sslmode_says() {
+    assert!(
+        std::path::Path::new(SNAKEOIL).is_file(),
+        "{SNAKEOIL} missing: the local PostgreSQL serves no TLS"
+    );
+    let case = Case::new("tls").await;
+    let n = 50;
+    case.produce(0..n);
+    let start = |url: String, ca: Option<&str>| {
+        let port = free_port();
+        let mut env = case.env(port);
+        env.retain(|(k, _)| *k != "DATABASE_URL");
+        env.push(("DATABASE_URL", url));
+        if let Some(ca) = ca {
+            env.push(("DATABASE_CA_FILE", ca.to_string()));
+        }
+        (port, spawn_workload("exposure-consumer", &env))
+    };
+    // A CA of its own that signed nothing the server has.
+    let other = tempfile::tempdir().expect("temp dir");
+    let other_ca = other.path().join("ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=another CA", "-keyout"])
+        .arg(other.path().join("ca.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .expect("openssl");
+    crate::support::assert_ok(&made);
+    let other_ca = other_ca.to_string_lossy().into_owned();
+    for (url, ca, why) in [
+        (
+            tls_url("127.0.0.1", "verify-full"),
+            SNAKEOIL,
+            "verify-full by address",
+        ),
+        (
+            tls_url("localhost", "verify-ca"),
+            other_ca.as_str(),
+            "verify-ca against another CA",
+        ),
+    ] {
+        let (port, _refused) = start(url, Some(ca));
+        let (_, body) = wait_for(why, Duration::from_secs(40), || {
+            http_get(port, "/health").filter(|(s, b)| *s == 503 && b.contains("warehouse"))
+        });
+        assert!(body.contains("certificate verify failed"), "{why}: {body}");
+        assert_eq!(case.rows(), 0, "{why}: nothing written");
+    }
+
+    // Named, to find its connection among every other test's.
+    let name = unique("tls-app");
+    let url = format!(
+        "{}&application_name={name}",
+        tls_url("localhost", "verify-full")
+    );
+    let (port, mut consumer) = start(url, Some(SNAKEOIL));
+    case.wait_rows(n as i64, Duration::from_secs(60));
+    case.assert_all_present(n);
+    wait_for("/health", Duration::from_secs(10), || {
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+    let encrypted = psql(&format!(
+        "SELECT string_agg(ssl::text, ',') FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE application_name = '{name}'"
+    ));
+    assert_eq!(encrypted, "true", "the consumer's warehouse connection");
+    assert!(consumer.terminate(Duration::from_secs(30)).success());
+}
+
+/// A CHECK constraint on the warehouse table, dropped when this is dropped: a rule the
+/// warehouse enforces that the consumer cannot know about.
+struct Constraint(String);
+
+impl Drop for Constraint {
+    fn drop(&mut self) {
+        psql(&format!(
+            "ALTER TABLE growthbook.experiment_exposures DROP CONSTRAINT IF EXISTS {}",
+            self.0
+        ));
+    }
+}
+
+/// A row the warehouse refuses every time (here a CHECK constraint it alone knows) does not
+/// hold up its partition: the batch is halved until that row is alone, the row goes to the
+/// DLQ unchanged with the warehouse's reason, and every other row is written once.
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_sends_a_row_the_warehouse_rejects_to_the_dlq() {
+    let case = Case::new("rejected").await;
+    psql(crate::exposure_api::DDL);
+    let refused = format!("refused-{}", case.id_prefix.trim_end_matches('-'));
+    let name = format!("it_refuses_{}", refused.replace('-', "_"));
+    psql(&format!(
+        "ALTER TABLE growthbook.experiment_exposures \
+         ADD CONSTRAINT {name} CHECK (source <> '{refused}') NOT VALID"
+    ));
+    let _constraint = Constraint(name);
+    let n = 200;
+    // One key, so one partition, in this order: the refused row is at offset 77.
+    let key = "user-rejected".to_string();
+    let mut bad = serde_json::from_str::<serde_json::Value>(&case.event(n)).expect("json");
+    bad["source"] = serde_json::json!(refused);
+    let mut messages: Vec<(String, String)> =
+        (0..n).map(|i| (key.clone(), case.event(i))).collect();
+    messages.insert(77, (key.clone(), bad.to_string()));
+    case.produce_raw(&messages);
+    let port = free_port();
+    let _consumer = case.spawn(port);
+    case.wait_rows(n as i64, Duration::from_secs(60));
+    case.wait_committed_to_end(Duration::from_secs(30));
+    case.assert_all_present(n);
+
+    let got = case.read_dlq(1);
+    assert_eq!(got.len(), 1, "DLQ messages: {got:?}");
+    let (key_, value, headers) = &got[0];
+    assert_eq!(key_, &key);
+    assert_eq!(value, &messages[77].1);
+    assert_eq!(headers["source.offset"], "77");
+    assert!(
+        headers["error"].starts_with("the warehouse rejected the row: ERROR:")
+            && headers["error"].contains("(23514)"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        metric(port, "exposure_consumer_rows_rejected_total"),
+        Some(1.0)
+    );
 }

@@ -214,6 +214,20 @@ pub fn database_url() -> String {
         .unwrap_or_else(|| "postgres://shoal:shoal@127.0.0.1:5432/shoal".to_string())
 }
 
+/// Debian's snakeoil certificate, which the local PostgreSQL serves TLS with (its name is
+/// `localhost`; it is self-signed, so it is its own CA).
+pub const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+/// The warehouse URL through `host`, with libpq's `sslmode`.
+pub fn tls_url(host: &str, mode: &str) -> String {
+    let url = database_url();
+    assert!(url.contains("@127.0.0.1:"), "{url}");
+    format!(
+        "{}?sslmode={mode}",
+        url.replace("@127.0.0.1:", &format!("@{host}:"))
+    )
+}
+
 /// Runs one SQL statement through psql, an independent client, and returns its unaligned,
 /// tuples-only output.
 pub fn psql(sql: &str) -> String {

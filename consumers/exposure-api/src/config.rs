@@ -8,7 +8,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub kafka_bootstrap: String,
-    pub database_url: Option<tokio_postgres::Config>,
+    /// `DATABASE_URL` (with libpq's `sslmode`) and `DATABASE_CA_FILE`; reads need it.
+    pub database: Option<warehouse_tls::Database>,
     pub port: u16,
     pub topic: String,
     pub produce_timeout: Duration,
@@ -55,11 +56,11 @@ impl Settings {
         let kafka_bootstrap = get("KAFKA_BOOTSTRAP")
             .ok_or_else(|| err("KAFKA_BOOTSTRAP", "is required (host:port[,host:port...])"))?
             .to_string();
-        let database_url = match get("DATABASE_URL") {
+        let database = match get("DATABASE_URL") {
             None => None,
             Some(url) => Some(
-                url.parse::<tokio_postgres::Config>()
-                    .map_err(|e| err("DATABASE_URL", format!("is not a PostgreSQL URL: {e}")))?,
+                warehouse_tls::Database::parse(url, get("DATABASE_CA_FILE"))
+                    .map_err(|e| err("DATABASE_URL", e))?,
             ),
         };
         let port = number::<u16>(get("PORT"), "PORT", 8080)?;
@@ -102,7 +103,7 @@ impl Settings {
         }
         Ok(Settings {
             kafka_bootstrap,
-            database_url,
+            database,
             port,
             topic,
             produce_timeout: Duration::from_millis(produce_timeout_ms),
@@ -149,7 +150,7 @@ mod tests {
         assert_eq!(s.max_body_bytes, 1 << 20);
         assert_eq!(s.max_batch, 1000);
         assert!(!s.auth_required());
-        assert!(s.database_url.is_none());
+        assert!(s.database.is_none());
     }
 
     #[test]

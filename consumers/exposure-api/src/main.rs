@@ -85,10 +85,10 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
             format!("KAFKA_BOOTSTRAP/RDKAFKA_*: cannot create the producer: {e}"),
         )
     })?;
-    let warehouse = match &settings.database_url {
+    let warehouse = match &settings.database {
         None => None,
-        Some(c) => Some(
-            warehouse::Warehouse::new(c.clone())
+        Some(db) => Some(
+            warehouse::Warehouse::new(db)
                 .map_err(|e| (EXIT_CONFIG, format!("DATABASE_URL: {e}")))?,
         ),
     };

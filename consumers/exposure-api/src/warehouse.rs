@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use serde::Serialize;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 use utoipa::ToSchema;
+use warehouse_tls::{describe, Database};
 
 use crate::cursor::Cursor;
 use crate::event::rfc3339;
@@ -62,11 +62,14 @@ pub struct Warehouse {
 
 impl Warehouse {
     /// A lazy pool: no connection is made until the first read.
-    pub fn new(mut config: tokio_postgres::Config) -> Result<Warehouse, String> {
+    pub fn new(database: &Database) -> Result<Warehouse, String> {
+        let tls = database.tls()?;
+        tracing::info!(tls = %database, "warehouse reads");
+        let mut config = database.config.clone();
         config.connect_timeout(Duration::from_secs(2));
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -90,11 +93,12 @@ impl Warehouse {
         limit: usize,
         after: Option<&Cursor>,
     ) -> Result<Page, Unavailable> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| Unavailable(format!("warehouse connection: {e}")))?;
+        let client = self.pool.get().await.map_err(|e| {
+            Unavailable(match e {
+                PoolError::Backend(e) => format!("warehouse connection: {}", describe(&e)),
+                other => format!("warehouse connection: {other}"),
+            })
+        })?;
         let (column, value) = match by {
             By::User(v) => ("ds_user_id", v),
             By::Experiment(v) => ("experiment_id", v),
@@ -121,12 +125,13 @@ impl Warehouse {
                     next_cursor: None,
                 })
             }
-            Err(e) => return Err(Unavailable(format!("warehouse query: {e}"))),
+            Err(e) => return Err(Unavailable(format!("warehouse query: {}", describe(&e)))),
         };
         let mut items = Vec::with_capacity(rows.len().min(limit));
         let mut last = None;
         for row in rows.iter().take(limit) {
-            let get = |e: tokio_postgres::Error| Unavailable(format!("warehouse row: {e}"));
+            let get =
+                |e: tokio_postgres::Error| Unavailable(format!("warehouse row: {}", describe(&e)));
             let ts: DateTime<Utc> = row.try_get(6).map_err(get)?;
             let created_at: DateTime<Utc> = row.try_get(7).map_err(get)?;
             let item = StoredExposure {

@@ -11,7 +11,8 @@ use crate::dialect::Dialect;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub kafka_bootstrap: String,
-    pub database_url: String,
+    /// `DATABASE_URL` (with libpq's `sslmode`) and `DATABASE_CA_FILE`.
+    pub database: warehouse_tls::Database,
     pub group: String,
     pub topic: String,
     pub dlq_topic: String,
@@ -77,10 +78,9 @@ impl Settings {
         let or = |k: &str, d: &str| get(k).unwrap_or(d).to_string();
 
         let kafka_bootstrap = required("KAFKA_BOOTSTRAP")?;
-        let database_url = required("DATABASE_URL")?;
-        if let Err(e) = database_url.parse::<tokio_postgres::Config>() {
-            return Err(err("DATABASE_URL", format!("is not a PostgreSQL URL: {e}")));
-        }
+        let database =
+            warehouse_tls::Database::parse(&required("DATABASE_URL")?, get("DATABASE_CA_FILE"))
+                .map_err(|e| err("DATABASE_URL", e))?;
         let batch_size: usize = number(get("BATCH_SIZE"), "BATCH_SIZE", 1000)?;
         if batch_size == 0 || batch_size > 100_000 {
             return Err(err("BATCH_SIZE", "must be between 1 and 100000"));
@@ -112,7 +112,7 @@ impl Settings {
         }
         Ok(Settings {
             kafka_bootstrap,
-            database_url,
+            database,
             group: or("KAFKA_GROUP", "exposure-consumer"),
             topic: or("EXPOSURES_TOPIC", "exposures"),
             dlq_topic: or("DLQ_TOPIC", "exposures.dlq"),
@@ -131,6 +131,7 @@ fn is_ours(k: &str) -> bool {
             k,
             "KAFKA_BOOTSTRAP"
                 | "DATABASE_URL"
+                | "DATABASE_CA_FILE"
                 | "KAFKA_GROUP"
                 | "EXPOSURES_TOPIC"
                 | "DLQ_TOPIC"

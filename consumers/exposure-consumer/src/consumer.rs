@@ -28,7 +28,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Settings;
 use crate::event::{self, Exposure};
 use crate::metrics::Metrics;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{Warehouse, WarehouseError};
 
 /// How long shutdown may spend finishing the current batch (ECS waits 30 s by default before
 /// SIGKILL).
@@ -46,17 +46,16 @@ const CATCH_UP_BATCHES: usize = 10;
 struct Pending {
     partition: i32,
     offset: i64,
+    /// The message as it came, for the DLQ.
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
     item: Item,
 }
 
 #[derive(Debug)]
 enum Item {
     Row(Exposure),
-    Poison {
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
-        error: String,
-    },
+    Poison { error: String },
 }
 
 /// State shared with the rebalance callbacks, which run inside `recv()`.
@@ -259,7 +258,7 @@ pub async fn run(
 
     let topic = settings.topic.clone();
     let mut warehouse =
-        Some(Warehouse::new(&settings.database_url, settings.dialect).map_err(|e| e.to_string())?);
+        Some(Warehouse::new(&settings.database, settings.dialect).map_err(|e| e.to_string())?);
     let batch_size = settings.batch_size;
     // While a batch is being written the next one fills. A consumer that is behind writes up
     // to CATCH_UP_BATCHES batches' worth in one transaction, which spreads each transaction's
@@ -362,13 +361,15 @@ pub async fn run(
                         metrics.messages.fetch_add(1, Relaxed);
                         let item = match event::parse(m.payload()) {
                             Ok(e) => Item::Row(e),
-                            Err(error) => Item::Poison {
-                                key: m.key().map(<[u8]>::to_vec),
-                                value: m.payload().map(<[u8]>::to_vec),
-                                error,
-                            },
+                            Err(error) => Item::Poison { error },
                         };
-                        buffer.push(Pending { partition: m.partition(), offset: m.offset(), item });
+                        buffer.push(Pending {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec),
+                            item,
+                        });
                         if buffer_since.is_none() {
                             buffer_since = Some(Instant::now());
                         }
@@ -510,13 +511,20 @@ async fn flush(
     }
     // One row per exposure_id: the first occurrence wins, as ON CONFLICT keeps the first write.
     let mut seen = HashSet::new();
-    let rows: Vec<&Exposure> = items
+    let rows: Vec<(&Pending, &Exposure)> = items
         .iter()
         .filter_map(|m| match &m.item {
-            Item::Row(e) => Some(e),
+            Item::Row(e) => Some((m, e)),
             Item::Poison { .. } => None,
         })
-        .filter(|e| seen.insert(e.exposure_id.as_str()))
+        .filter(|(_, e)| seen.insert(e.exposure_id.as_str()))
+        .collect();
+    let poison: Vec<(&Pending, &str)> = items
+        .iter()
+        .filter_map(|m| match &m.item {
+            Item::Poison { error } => Some((m, error.as_str())),
+            Item::Row(_) => None,
+        })
         .collect();
     let total_rows = items
         .iter()
@@ -527,14 +535,24 @@ async fn flush(
     loop {
         let result = async {
             if !dlq_done {
-                let sent = send_dlq(&producer, &items, &topic, &dlq_topic).await?;
+                let sent = send_dlq(&producer, &poison, &topic, &dlq_topic).await?;
                 metrics.dlq.fetch_add(sent, Relaxed);
                 dlq_done = true;
             }
             if rows.is_empty() {
                 return wh.ping().await.map(|()| 0).map_err(|e| e.to_string());
             }
-            wh.write(&rows).await.map_err(|e| e.to_string())
+            let (inserted, rejected) = write_isolating(&mut wh, &rows)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !rejected.is_empty() {
+                let rejected: Vec<(&Pending, &str)> =
+                    rejected.iter().map(|(m, why)| (*m, why.as_str())).collect();
+                let sent = send_dlq(&producer, &rejected, &topic, &dlq_topic).await?;
+                metrics.dlq.fetch_add(sent, Relaxed);
+                metrics.rows_rejected.fetch_add(sent, Relaxed);
+            }
+            Ok(inserted)
         }
         .await;
         match result {
@@ -546,7 +564,7 @@ async fn flush(
                     .duplicates_skipped
                     .fetch_add(total_rows.saturating_sub(inserted), Relaxed);
                 let now = Utc::now();
-                for e in &rows {
+                for (_, e) in &rows {
                     if let Some(t) = e.accepted_at {
                         if let Ok(d) = (now - t).to_std() {
                             metrics.end_to_end.observe(d);
@@ -572,25 +590,57 @@ async fn flush(
     }
 }
 
-/// Produces the batch's poison messages to the DLQ with their provenance, and waits for every
+/// Writes `rows`, each part in a transaction of its own. When the warehouse rejects a part's
+/// data (not the connection: SQLSTATE classes 22 and 23), that part is halved, and halved
+/// again, until each row it rejects is alone: those rows come back with the reason and
+/// everything else is written. A batch with one bad row costs about 2·log2(n) more
+/// transactions, once. Connection errors end the attempt; the caller retries the whole batch,
+/// and rows written before are then skipped by the primary key.
+async fn write_isolating<'a>(
+    wh: &mut Warehouse,
+    rows: &[(&'a Pending, &'a Exposure)],
+) -> Result<(u64, Vec<(&'a Pending, String)>), WarehouseError> {
+    let mut inserted = 0;
+    let mut rejected = Vec::new();
+    let mut parts = vec![rows];
+    while let Some(part) = parts.pop() {
+        let only: Vec<&Exposure> = part.iter().map(|(_, e)| *e).collect();
+        match wh.write(&only).await {
+            Ok(n) => inserted += n,
+            Err(e) if e.rejects_data && part.len() == 1 => {
+                let (m, _) = part[0];
+                warn!(partition = m.partition, offset = m.offset, error = %e, "the warehouse rejects this row: sending it to the DLQ");
+                rejected.push((m, format!("the warehouse rejected the row: {e}")));
+            }
+            Err(e) if e.rejects_data => {
+                debug!(rows = part.len(), error = %e, "the warehouse rejects part of the batch: halving it");
+                let (first, second) = part.split_at(part.len() / 2);
+                parts.push(second);
+                parts.push(first);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((inserted, rejected))
+}
+
+/// Produces messages to the DLQ as they came, with why and where from, and waits for every
 /// acknowledgement.
 async fn send_dlq(
     producer: &FutureProducer,
-    items: &[Pending],
+    messages: &[(&Pending, &str)],
     topic: &str,
     dlq_topic: &str,
 ) -> Result<u64, String> {
     let mut sends = Vec::new();
-    for m in items {
-        let Item::Poison { key, value, error } = &m.item else {
-            continue;
-        };
+    for &(m, error) in messages {
+        let (key, value) = (&m.key, &m.value);
         let partition = m.partition.to_string();
         let offset = m.offset.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "error",
-                value: Some(error.as_str()),
+                value: Some(error),
             })
             .insert(Header {
                 key: "source.topic",

@@ -65,6 +65,7 @@ pub struct Metrics {
     pub batches: AtomicU64,
     pub messages: AtomicU64,
     pub dlq: AtomicU64,
+    pub rows_rejected: AtomicU64,
     pub warehouse_retries: AtomicU64,
     pub commit_errors: AtomicU64,
     pub rebalances: AtomicU64,
@@ -95,6 +96,7 @@ impl Metrics {
             batches: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             dlq: AtomicU64::new(0),
+            rows_rejected: AtomicU64::new(0),
             warehouse_retries: AtomicU64::new(0),
             commit_errors: AtomicU64::new(0),
             rebalances: AtomicU64::new(0),
@@ -213,8 +215,14 @@ impl Metrics {
         counter(
             &mut out,
             "exposure_consumer_dlq_total",
-            "Poison messages produced to the DLQ.",
+            "Messages produced to the DLQ: poison messages, and rows the warehouse rejected.",
             &self.dlq,
+        );
+        counter(
+            &mut out,
+            "exposure_consumer_rows_rejected_total",
+            "Rows the warehouse rejected (a data error, alone in their transaction), sent to the DLQ.",
+            &self.rows_rejected,
         );
         counter(
             &mut out,

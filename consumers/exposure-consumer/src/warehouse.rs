@@ -5,7 +5,8 @@ use std::time::Duration;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use warehouse_tls::{Database, MakeTlsConnector};
 
 use crate::dialect::{Dialect, Load};
 use crate::event::Exposure;
@@ -16,25 +17,36 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
-pub struct WarehouseError(pub String);
+pub struct WarehouseError {
+    pub message: String,
+    /// The server refused the rows themselves (SQLSTATE class 22, data exception, or 23,
+    /// integrity constraint violation): writing them again fails the same way.
+    pub rejects_data: bool,
+}
+
+impl WarehouseError {
+    fn new(message: impl Into<String>) -> WarehouseError {
+        WarehouseError {
+            message: message.into(),
+            rejects_data: false,
+        }
+    }
+}
 
 impl std::fmt::Display for WarehouseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl From<tokio_postgres::Error> for WarehouseError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // The server's message (and code) when there is one; the bare Display says only "db error".
-        match e.as_db_error() {
-            Some(db) => WarehouseError(format!(
-                "{}: {} ({})",
-                db.severity(),
-                db.message(),
-                db.code().code()
-            )),
-            None => WarehouseError(e.to_string()),
+        let rejects_data = e
+            .code()
+            .is_some_and(|c| matches!(&c.code()[..2], "22" | "23"));
+        WarehouseError {
+            message: warehouse_tls::describe(&e),
+            rejects_data,
         }
     }
 }
@@ -43,23 +55,28 @@ impl From<tokio_postgres::Error> for WarehouseError {
 /// per process.
 pub struct Warehouse {
     config: tokio_postgres::Config,
+    tls: MakeTlsConnector,
     dialect: Dialect,
     client: Option<Client>,
     schema_ready: bool,
 }
 
 impl Warehouse {
-    pub fn new(url: &str, dialect: Dialect) -> Result<Warehouse, WarehouseError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| WarehouseError(format!("DATABASE_URL: {e}")))?;
+    pub fn new(database: &Database, dialect: Dialect) -> Result<Warehouse, WarehouseError> {
+        let tls = database.tls().map_err(WarehouseError::new)?;
+        tracing::info!(tls = %database, "warehouse connection");
+        let mut config = database.config.clone();
         config
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .application_name("exposure-consumer");
+            .keepalives_idle(Duration::from_secs(30));
+        // DATABASE_URL may name the connection (`application_name=`); else it is ours.
+        if config.get_application_name().is_none() {
+            config.application_name("exposure-consumer");
+        }
         Ok(Warehouse {
             config,
+            tls,
             dialect,
             client: None,
             schema_ready: false,
@@ -72,9 +89,9 @@ impl Warehouse {
         }
         if self.client.is_none() {
             let (client, connection) =
-                tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
+                tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(self.tls.clone()))
                     .await
-                    .map_err(|_| WarehouseError("connecting timed out".into()))??;
+                    .map_err(|_| WarehouseError::new("connecting timed out"))??;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "warehouse connection ended");
@@ -198,7 +215,7 @@ async fn bounded<T>(
 ) -> Result<T, WarehouseError> {
     match tokio::time::timeout(STATEMENT_TIMEOUT, fut).await {
         Ok(r) => r,
-        Err(_) => Err(WarehouseError(format!(
+        Err(_) => Err(WarehouseError::new(format!(
             "no answer within {}s",
             STATEMENT_TIMEOUT.as_secs()
         ))),
@@ -206,7 +223,7 @@ async fn bounded<T>(
 }
 
 fn disconnected() -> WarehouseError {
-    WarehouseError("not connected".into())
+    WarehouseError::new("not connected")
 }
 
 fn row(e: &Exposure) -> [&(dyn ToSql + Sync); 7] {
