@@ -315,10 +315,10 @@ fn platforms(list: Option<Vec<String>>, fp: &mut FileProblems) -> Vec<Platform> 
     let Some(list) = list else {
         return Platform::ALL.to_vec();
     };
-    let names = Platform::ALL.map(Platform::as_str).join("\", \"");
+    let names = Platform::ALL.map(Platform::as_str).join("\" or \"");
     if list.is_empty() {
         fp.push("platforms", "is empty").help = Some(format!(
-            "remove it to deploy everywhere, or list some of \"{names}\""
+            "remove it to deploy everywhere, or list \"{names}\" or both"
         ));
     }
     let mut out = Vec::new();

@@ -556,13 +556,20 @@ async fn exposure_consumer_chaos_sigkill_loses_and_duplicates_nothing() {
         (n + dups) as f64 / produce_took.as_secs_f64()
     );
 
+    // Five kills, each a random 0–0.6 s after the running consumer's first rows reached the
+    // warehouse: mid-stream, whatever the consumer's speed.
     let mut rng = Rng::new();
     let t = Instant::now();
     let mut kills = 0;
     let mut consumer = case.spawn(free_port());
     while kills < 5 {
-        // Let it run 1–5 s, then SIGKILL it mid-batch, and restart.
-        std::thread::sleep(Duration::from_millis(1_000 + rng.below(4_000)));
+        let before = case.rows();
+        wait_for(
+            "the restarted consumer to write",
+            Duration::from_secs(120),
+            || (case.rows() > before).then_some(()),
+        );
+        std::thread::sleep(Duration::from_millis(rng.below(600)));
         if case.rows() >= n as i64 {
             break;
         }
