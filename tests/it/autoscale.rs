@@ -31,22 +31,26 @@ pub async fn metric_names(cfg: &aws_config::SdkConfig, service: &str) -> Vec<Str
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_backlog_raises_the_desired_count_and_a_dead_broker_changes_nothing() {
-    let sb = Sandbox::new();
+/// Adds a worker `w-…` to `sb` that scales 1..6 on its group, with a backlog in that group:
+/// 6 partitions × 400 messages, nothing consumed, 2400 messages of lag, more than one
+/// replica's share while rates are unknown (1000 messages per replica). `declare_topic` also
+/// declares the topic in its manifest. Returns the worker's name.
+pub async fn worker_with_backlog(sb: &Sandbox, declare_topic: bool) -> String {
     let consumer = format!("w-{}", &sb.project[3..sb.project.len().min(11)]);
     let topic = format!("{}-events", sb.project);
     let group = format!("{}-group", sb.project);
+    let declared = if declare_topic {
+        format!("[[topic]]\nname = \"{topic}\"\npartitions = 6\nreplication = 1\n")
+    } else {
+        String::new()
+    };
     sb.fixture.consumer(
         &consumer,
         &format!(
             "kind = \"worker\"\n[kafka]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\n\
-             [[topic]]\nname = \"{topic}\"\npartitions = 6\nreplication = 1\n\
-             [scaling]\nmin = 1\nmax = 6\nmax_lag_seconds = 30\n"
+             {declared}[scaling]\nmin = 1\nmax = 6\nmax_lag_seconds = 30\n"
         ),
     );
-    // 6 partitions × 400 messages, nothing consumed: 2400 messages of lag, more than one
-    // replica's share while rates are unknown (1000 messages per replica).
     backlog(
         &sb.var("KAFKA_BOOTSTRAP"),
         &topic,
@@ -56,6 +60,13 @@ async fn a_backlog_raises_the_desired_count_and_a_dead_broker_changes_nothing() 
         &[Some(0); 6],
     )
     .await;
+    consumer
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_raises_the_desired_count_and_a_dead_broker_changes_nothing() {
+    let sb = Sandbox::new();
+    let consumer = worker_with_backlog(&sb, true).await;
 
     let env = sb.env();
     let cfg = sb.aws_config(&env).await;

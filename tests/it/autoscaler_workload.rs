@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::autoscale::metric_names;
-use crate::lag::backlog;
+use crate::autoscale::{metric_names, worker_with_backlog};
 use crate::support::{assert_ok, repo_root, stack_env, text, Sandbox};
 use crate::workloads::wait_for;
 
@@ -126,26 +125,7 @@ fn the_repository_autoscaler_renders_with_its_own_role_and_stays_off_the_local_p
 async fn the_autoscaler_deploys_as_a_workload_and_scales_from_its_own_container() {
     let sb = Sandbox::new();
     copy_autoscaler_sources(sb.root());
-    let consumer = format!("w-{}", &sb.project[3..sb.project.len().min(11)]);
-    let topic = format!("{}-events", sb.project);
-    let group = format!("{}-group", sb.project);
-    sb.fixture.consumer(
-        &consumer,
-        &format!(
-            "kind = \"worker\"\n[kafka]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\n\
-             [scaling]\nmin = 1\nmax = 6\nmax_lag_seconds = 30\n"
-        ),
-    );
-    // 2400 messages of lag: more than one replica's share while rates are unknown.
-    backlog(
-        &sb.var("KAFKA_BOOTSTRAP"),
-        &topic,
-        6,
-        400,
-        &group,
-        &[Some(0); 6],
-    )
-    .await;
+    let consumer = worker_with_backlog(&sb, false).await;
 
     // The daemon's image is built here: the first build on a machine compiles shoal in
     // Docker (about 15 minutes on 2 cores); later ones reuse the dependency layer.
