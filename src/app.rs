@@ -241,7 +241,7 @@ impl Ctx {
     /// environment.
     fn fleet_for(&self, env: &Environment) -> Result<Fleet> {
         self.fleet()?
-            .for_env(&self.project.root, env, &|k| std::env::var(k).ok())
+            .for_env(env, &|k| std::env::var(k).ok())
             .map_err(Error::Invalid)
     }
 

@@ -34,7 +34,6 @@ impl Fleet {
     /// workload's unset variables at once.
     pub fn for_env(
         &self,
-        root: &Path,
         env: &Environment,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Fleet, Problems> {
@@ -47,7 +46,7 @@ impl Fleet {
                 elsewhere.push(c.name.clone());
                 continue;
             }
-            match c.for_deploy(root, lookup) {
+            match c.for_deploy(lookup) {
                 Ok(c) => consumers.push(c),
                 Err(p) => problems.0.extend(p.0),
             }

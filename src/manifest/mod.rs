@@ -280,10 +280,10 @@ impl Consumer {
     /// its own to the workload.
     pub fn for_deploy(
         &self,
-        root: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Consumer, Problems> {
-        let text = std::fs::read_to_string(root.join(&self.manifest)).unwrap_or_default();
+        // Read again only to put line numbers on the problems.
+        let text = std::fs::read_to_string(self.dir.join(CONSUMER_FILE)).unwrap_or_default();
         let mut fp = FileProblems::new(&self.manifest, &text);
         let mut out = self.clone();
         for (key, value) in &mut out.env {

@@ -96,6 +96,13 @@ pub(super) fn consumer(
     let (cpu, memory) = cpu_memory(file.cpu, file.memory, fp);
     let build = build(root, dir, file.build.unwrap_or_default(), fp);
     let env = env_table("env", file.env.unwrap_or_default(), fp);
+    // Expanded at deploy time (Consumer::for_deploy); here only the syntax is checked.
+    for (key, value) in &env {
+        if let Err(why) = interp::expand(value, &|_| Some("set".into())) {
+            fp.push(format!("env.{}", quote_key(key)), why).help =
+                Some("write ${VAR} or ${VAR:-default}, and $$ for a literal $".into());
+        }
+    }
     let secrets = secrets(file.secrets.unwrap_or_default(), &env, fp);
     let kafka = file.kafka.map(|k| kafka(k, fp));
     let topics = file
@@ -299,12 +306,6 @@ fn env_table(
         } else if RESERVED_ENV.contains(&key.as_str()) {
             fp.push(path, format!("{key} is set by shoal")).help =
                 Some(format!("remove it; shoal sets {}", RESERVED_ENV.join(", ")));
-        } else if let Err(why) = (section == "env")
-            .then(|| interp::expand(&table[key], &|_| Some("set".into())))
-            .transpose()
-        {
-            fp.push(path, why).help =
-                Some("write ${VAR} or ${VAR:-default}, and $$ for a literal $".into());
         }
     }
     table

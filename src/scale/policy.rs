@@ -410,13 +410,14 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
                 }
             };
             // The useful count just below the fewest that keep up: the lower end of a duty
-            // cycle, the only count that cannot keep up a scale-in may go to.
+            // cycle, the only count that cannot keep up a scale-in may go to (none when the
+            // duty cycle is off).
             let duty_low = candidates
                 .iter()
                 .position(|&n| sustainable(n))
                 .and_then(|i| i.checked_sub(1))
                 .map(|i| candidates[i])
-                .filter(|&n| n > 0);
+                .filter(|&n| cfg.duty_cycle && n > 0);
             // n keeps every partition's lag within the budget until the next tick's
             // decision could take effect. A scale-in to the count below the fewest that keep
             // up spends the lag budget instead (a duty cycle between two useful counts): it is
@@ -432,11 +433,7 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
                     let c = rate / f64::from(share[i]);
                     let a = arrival[i];
                     if n < current && a > cfg.target_utilisation * c {
-                        if !cfg.duty_cycle
-                            || duty_low != Some(n)
-                            || pending_for > 0.0
-                            || serving < current
-                        {
+                        if duty_low != Some(n) || pending_for > 0.0 || serving < current {
                             return false;
                         }
                         let at_scale_in =

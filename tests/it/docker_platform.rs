@@ -582,19 +582,10 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
     // topics, group and scaling made the test's own.
     let consumers = crate::support::repo_root().join("consumers");
     for folder in ["exposure-consumer", "warehouse-tls"] {
-        let from = consumers.join(folder);
-        for entry in walkdir::WalkDir::new(&from)
-            .into_iter()
-            .filter_map(Result::ok)
-        {
-            let rel = entry.path().strip_prefix(&from).expect("under the folder");
-            if entry.file_type().is_file() && !rel.starts_with("target") {
-                let text = std::fs::read(entry.path()).expect("read");
-                let to = l.root().join("consumers").join(folder).join(rel);
-                std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-                std::fs::write(to, text).expect("write");
-            }
-        }
+        crate::support::copy_tree(
+            &consumers.join(folder),
+            &l.root().join("consumers").join(folder),
+        );
     }
     let manifest = l.root().join("consumers/exposure-consumer/consumer.toml");
     let text = std::fs::read_to_string(&manifest).expect("manifest");

@@ -513,10 +513,7 @@ fn consumer_env_expands_for_a_deploy_and_task_role_takes_the_account() {
     let fleet = discover::discover(f.root()).expect("static checks skip ${B}");
     let env = project.environment("sandbox").expect("sandbox");
 
-    let problems = fleet
-        .for_env(f.root(), &env, &|_| None)
-        .expect_err("B unset")
-        .0;
+    let problems = fleet.for_env(&env, &|_| None).expect_err("B unset").0;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].key, "env.B");
     assert_eq!(problems[0].line, Some(5));
@@ -526,7 +523,7 @@ fn consumer_env_expands_for_a_deploy_and_task_role_takes_the_account() {
     );
 
     let deployed = fleet
-        .for_env(f.root(), &env, &|k| (k == "B").then(|| "two".to_string()))
+        .for_env(&env, &|k| (k == "B").then(|| "two".to_string()))
         .expect("B set");
     let names: Vec<&str> = deployed.consumers.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["c"], "d deploys to docker only");
@@ -545,7 +542,7 @@ fn consumer_env_expands_for_a_deploy_and_task_role_takes_the_account() {
     );
     let local = project.environment("local").expect("local");
     let names: Vec<String> = fleet
-        .for_env(f.root(), &local, &|k| (k == "B").then(|| "two".to_string()))
+        .for_env(&local, &|k| (k == "B").then(|| "two".to_string()))
         .expect("local")
         .consumers
         .into_iter()

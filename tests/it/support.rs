@@ -336,3 +336,64 @@ pub fn assert_ok(out: &std::process::Output) {
         text(&out.stderr)
     );
 }
+
+/// A container removed (with `docker rm -f`) when dropped.
+pub struct Container(pub String);
+
+impl Container {
+    /// `docker run -d` of `image` (with `command`, when not empty) on the host's network,
+    /// where the stack's loopback addresses work as they are (the local platform's own
+    /// networking is tested in `docker_platform`).
+    pub fn run(name: &str, image: &str, env: &[(&str, String)], command: &[String]) -> Container {
+        let mut cmd = std::process::Command::new("docker");
+        cmd.args(["run", "-d", "--name", name, "--network", "host"]);
+        for (k, v) in env {
+            cmd.args(["-e", &format!("{k}={v}")]);
+        }
+        let out = cmd.arg(image).args(command).output().expect("docker run");
+        assert!(
+            out.status.success(),
+            "docker run {image}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Container(name.to_string())
+    }
+
+    /// What it wrote to stdout and stderr.
+    pub fn logs(&self) -> String {
+        let out = std::process::Command::new("docker")
+            .args(["logs", &self.0])
+            .output()
+            .expect("docker logs");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
+
+/// Copies the folder `from` into `to` (created), leaving out `target` folders.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != "target")
+        .filter_map(Result::ok)
+    {
+        let rel = entry.path().strip_prefix(from).expect("under the folder");
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).expect("mkdir");
+        } else {
+            std::fs::copy(entry.path(), &dest).expect("copy");
+        }
+    }
+}

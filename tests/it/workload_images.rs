@@ -9,48 +9,8 @@ use std::time::Duration;
 use shoal::discover::{self, context};
 use shoal::image::{Destination, Engine, ImageJob, Outcome, Pipeline, Progress};
 
-use crate::support::{repo_root, stack_env};
+use crate::support::{repo_root, stack_env, Container};
 use crate::workloads::{create_topic, free_port, http, post_json, psql, wait_for};
-
-/// A container removed (with `docker rm -f`) when dropped.
-struct Container(String);
-
-impl Container {
-    /// `docker run -d` on the host's network, where the stack's loopback addresses work as
-    /// they are (the local platform's own networking is tested in `docker_platform`).
-    fn run(name: &str, image: &str, env: &[(&str, String)]) -> Container {
-        let mut cmd = Command::new("docker");
-        cmd.args(["run", "-d", "--name", name, "--network", "host"]);
-        for (k, v) in env {
-            cmd.args(["-e", &format!("{k}={v}")]);
-        }
-        let out = cmd.arg(image).output().expect("docker run");
-        assert!(
-            out.status.success(),
-            "docker run {image}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Container(name.to_string())
-    }
-
-    fn logs(&self) -> String {
-        let out = Command::new("docker")
-            .args(["logs", "--tail", "30", &self.0])
-            .output()
-            .expect("docker logs");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
-    }
-}
 
 /// Builds the repository's two workload images with shoal's pipeline (local engine, no push)
 /// and returns their references, API first.
@@ -119,6 +79,7 @@ async fn both_images_build_and_carry_events_to_the_warehouse() {
             ("DATABASE_URL", database.clone()),
             ("PORT", api_port.to_string()),
         ],
+        &[],
     );
     let consumer = Container::run(
         &format!("shoal-test-consumer-{id}"),
@@ -131,6 +92,7 @@ async fn both_images_build_and_carry_events_to_the_warehouse() {
             ("DATABASE_URL", database.clone()),
             ("PORT", free_port().to_string()),
         ],
+        &[],
     );
     let addr = format!("127.0.0.1:{api_port}");
     wait_for(

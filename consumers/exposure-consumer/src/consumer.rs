@@ -546,8 +546,6 @@ async fn flush(
                 .await
                 .map_err(|e| e.to_string())?;
             if !rejected.is_empty() {
-                let rejected: Vec<(&Pending, &str)> =
-                    rejected.iter().map(|(m, why)| (*m, why.as_str())).collect();
                 let sent = send_dlq(&producer, &rejected, &topic, &dlq_topic).await?;
                 metrics.dlq.fetch_add(sent, Relaxed);
                 metrics.rows_rejected.fetch_add(sent, Relaxed);
@@ -608,9 +606,7 @@ async fn write_isolating<'a>(
         match wh.write(&only).await {
             Ok(n) => inserted += n,
             Err(e) if e.rejects_data && part.len() == 1 => {
-                let (m, _) = part[0];
-                warn!(partition = m.partition, offset = m.offset, error = %e, "the warehouse rejects this row: sending it to the DLQ");
-                rejected.push((m, format!("the warehouse rejected the row: {e}")));
+                rejected.push((part[0].0, format!("the warehouse rejected the row: {e}")));
             }
             Err(e) if e.rejects_data => {
                 debug!(rows = part.len(), error = %e, "the warehouse rejects part of the batch: halving it");
@@ -628,13 +624,13 @@ async fn write_isolating<'a>(
 /// acknowledgement.
 async fn send_dlq(
     producer: &FutureProducer,
-    messages: &[(&Pending, &str)],
+    messages: &[(&Pending, impl AsRef<str>)],
     topic: &str,
     dlq_topic: &str,
 ) -> Result<u64, String> {
     let mut sends = Vec::new();
-    for &(m, error) in messages {
-        let (key, value) = (&m.key, &m.value);
+    for (m, error) in messages {
+        let error = error.as_ref();
         let partition = m.partition.to_string();
         let offset = m.offset.to_string();
         let headers = OwnedHeaders::new()
@@ -655,13 +651,13 @@ async fn send_dlq(
                 value: Some(offset.as_str()),
             });
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
-        if let Some(k) = key {
+        if let Some(k) = &m.key {
             record = record.key(k.as_slice());
         }
-        if let Some(v) = value {
+        if let Some(v) = &m.value {
             record = record.payload(v.as_slice());
         }
-        warn!(partition = m.partition, offset = m.offset, %error, "poison message: sending it to the DLQ");
+        warn!(partition = m.partition, offset = m.offset, %error, "sending the message to the DLQ");
         sends.push(producer.send(record, Duration::from_secs(30)));
     }
     let n = sends.len();
@@ -669,7 +665,7 @@ async fn send_dlq(
         r.map_err(|(e, _)| format!("producing to the DLQ {dlq_topic}: {e}"))?;
     }
     if n > 0 {
-        info!(messages = n, "poison messages acknowledged by the DLQ");
+        info!(messages = n, "messages acknowledged by the DLQ");
     }
     Ok(n as u64)
 }
