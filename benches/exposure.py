@@ -7,7 +7,8 @@ Python design (benches/baseline/), side by side in one run, on the same broker a
 3. End to end: p95 from API accept to visible row while oha posts 10k events/s.
 
 Arguments come from the environment: KAFKA_BOOTSTRAP, DATABASE_URL (the local stack's),
-RUST_API and RUST_CONSUMER (release binaries), PYTHON (the baseline venv's python), OHA.
+RUST_API and RUST_CONSUMER (release binaries), PYTHON (the baseline venv's python), OHA,
+BROKER_BENCH (benches/broker.rs, built by `cargo bench --no-run`).
 Figures go to stdout; docs/benchmarks.md records them.
 """
 
@@ -30,6 +31,7 @@ PYTHON = os.environ["PYTHON"]
 OHA = os.environ["OHA"]
 RUST_API = os.environ["RUST_API"]
 RUST_CONSUMER = os.environ["RUST_CONSUMER"]
+BROKER_BENCH = os.environ["BROKER_BENCH"]
 RUN = uuid.uuid4().hex[:8]
 SINK_EVENTS = int(os.environ.get("SINK_EVENTS", "100000"))
 RATES = [int(r) for r in os.environ.get("API_RATES", "500,1000,2000,5000,10000").split(",")]
@@ -159,6 +161,15 @@ def bench_api():
                 )
         finally:
             stop(proc)
+    # The floor under both: librdkafka producing straight to the broker at the same rates,
+    # with the API's producer settings, each message waiting for its ack as a 202 does.
+    topic = f"bench-api-broker-{RUN}"
+    create_topic(topic)
+    seconds = int(DURATION.rstrip("s"))
+    for rate in RATES:
+        r = broker("ack", topic, RATE=rate, SECONDS=seconds)
+        print(f"{'acks only':8} {rate:>10} {r['acked_per_s']:>10.0f} {r['acked_per_s']:>10.0f} "
+              f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['failed']:>7}")
     rust, python = results[("rust", 0)], results[("python", 0)]
     print(f"max throughput ratio rust/python: {rust['ok_rps'] / max(python['ok_rps'], 1):.1f}x")
     best = max((r for (n, rate), r in results.items() if n == "rust" and rate and r["p99_ms"] <= 10),
@@ -166,6 +177,13 @@ def bench_api():
     if best:
         print(f"highest fixed rate the Rust API held at p99 <= 10 ms: {best['ok_rps']:.0f}/s "
               f"({best['ok_rps'] / max(python['ok_rps'], 1):.1f}x the baseline's max)")
+
+
+def broker(mode, topic, **env):
+    """benches/broker.rs: the broker's read ceiling or its produce-ack latency."""
+    env = {**os.environ, "MODE": mode, "TOPIC": topic, **{k: str(v) for k, v in env.items()}}
+    out = subprocess.run([BROKER_BENCH], env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def produce(topic, n, experiment):
@@ -253,7 +271,16 @@ def bench_sink():
     rates[COPY] = n / (time.time() - t0)
     os.unlink(path)
     print(f"{COPY:12} {rates[COPY]:>10.0f} rows/s")
-    print(f"from the first row: rust/python: {rates['rust'] / rates['python']:.1f}x; rust/{COPY}: {100 * rates['rust'] / rates[COPY]:.0f} %")
+    # The broker's read ceiling: librdkafka reading the same number of events and discarding
+    # them. No sink on this broker can be faster.
+    topic = f"bench-sink-ceiling-{RUN}"
+    create_topic(topic)
+    produce(topic, n, topic)
+    ceiling = broker("read", topic, EVENTS=n)
+    rates["read"] = ceiling["rows_per_s_from_first"]
+    print(f"{'read only':12} {ceiling['rows_per_s']:>10.0f} rows/s from start, {rates['read']:>10.0f} rows/s from the first message (librdkafka, discarding)")
+    print(f"from the first row: rust/python: {rates['rust'] / rates['python']:.1f}x; rust/{COPY}: {100 * rates['rust'] / rates[COPY]:.0f} %; "
+          f"rust/read only: {100 * rates['rust'] / rates['read']:.0f} %; python/read only: {100 * rates['python'] / rates['read']:.0f} %")
 
 
 def bench_e2e():

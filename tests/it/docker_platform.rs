@@ -578,10 +578,10 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
     let experiment = format!("{}-exp", l.project);
     let database = crate::workloads::database_url();
 
-    // The workload's folder as it ships (and the crate it shares with exposure-api), with its
+    // The workload's folder as it ships (and the crates it shares with exposure-api), with its
     // topics, group and scaling made the test's own.
     let consumers = crate::support::repo_root().join("consumers");
-    for folder in ["exposure-consumer", "warehouse-tls"] {
+    for folder in ["exposure-consumer", "warehouse-tls", "msk-iam"] {
         crate::support::copy_tree(
             &consumers.join(folder),
             &l.root().join("consumers").join(folder),
@@ -611,53 +611,72 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
     assert_ok(&out);
     assert_eq!(l.running().len(), 1);
 
-    // A backlog of valid events, faster than one replica drains it.
+    // A backlog of valid events, more than one replica drains before the autoscaler looks.
     let n = 30_000;
     let bootstrap = l
         .vars
         .get("KAFKA_BOOTSTRAP")
         .cloned()
         .unwrap_or_else(|| "127.0.0.1:9092".into());
-    {
-        use rdkafka::producer::{FutureProducer, FutureRecord};
-        let producer: FutureProducer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "20")
-            .create()
-            .expect("producer");
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    let produce = |events: std::ops::Range<usize>| {
         let now = "2026-11-22T00:00:00Z";
-        let mut pending = Vec::new();
-        for i in 0..n {
-            let value = serde_json::json!({
-                "exposure_id": format!("{experiment}-{i}"),
-                "ds_user_id": format!("user-{}", i % 97),
-                "experiment_id": experiment,
-                "variation_id": "control",
-                "attributes": {"i": i},
-                "source": "docker_platform test",
-                "timestamp": now,
-                "accepted_at": now,
+        let pending: Vec<_> = events
+            .map(|i| {
+                let value = serde_json::json!({
+                    "exposure_id": format!("{experiment}-{i}"),
+                    "ds_user_id": format!("user-{}", i % 97),
+                    "experiment_id": experiment,
+                    "variation_id": "control",
+                    "attributes": {"i": i},
+                    "source": "docker_platform test",
+                    "timestamp": now,
+                    "accepted_at": now,
+                })
+                .to_string();
+                let key = format!("user-{}", i % 97);
+                let (producer, topic) = (producer.clone(), topic.clone());
+                tokio::spawn(async move {
+                    producer
+                        .send(
+                            FutureRecord::to(&topic).key(&key).payload(&value),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|(e, _)| e)
+                })
             })
-            .to_string();
-            let key = format!("user-{}", i % 97);
-            let producer = producer.clone();
-            let topic = topic.clone();
-            pending.push(tokio::spawn(async move {
-                producer
-                    .send(
-                        FutureRecord::to(&topic).key(&key).payload(&value),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| e)
-            }));
+            .collect();
+        async move {
+            for p in pending {
+                p.await.expect("join").expect("produced");
+            }
         }
-        for p in pending {
-            p.await.expect("join").expect("produced");
-        }
-    }
+    };
+    let rows = format!(
+        "SELECT count(*), count(DISTINCT exposure_id) FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"
+    );
+    // First a few events on every partition, so that the group has committed offsets: lag is
+    // counted from them (a partition the group never committed on is not lag, see
+    // src/kafka/lag.rs).
+    let warm_up = 600;
+    produce(0..warm_up).await;
+    crate::workloads::wait_for("the warm-up events", Duration::from_secs(120), || {
+        (crate::workloads::psql(&rows) == format!("{warm_up}|{warm_up}")).then_some(())
+    });
+    // One replica drains events about as fast as they are produced here, so it is paused while
+    // the backlog is made, and the autoscaler sees all of it.
+    let (replica, _, _) = l.running().into_iter().next().expect("a replica");
+    docker(&["pause", &replica]);
+    produce(warm_up..n).await;
+    docker(&["unpause", &replica]);
 
     let out = l.shoal(&["autoscale", "--env", "local", "--once", "-o", "json"]);
     assert_ok(&out);
@@ -668,14 +687,11 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
         "exposure-consumer scaled out: {scaled} running; {ticks}"
     );
 
-    let count = format!(
-        "SELECT count(*), count(DISTINCT exposure_id) FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"
-    );
     let seen = crate::workloads::wait_for(
         "every event in the warehouse",
         Duration::from_secs(300),
         || {
-            let row = crate::workloads::psql(&count);
+            let row = crate::workloads::psql(&rows);
             (row == format!("{n}|{n}")).then_some(row)
         },
     );

@@ -26,5 +26,6 @@ mod scale;
 mod support;
 mod topics;
 mod workflows;
+mod workload_iam;
 mod workload_images;
 mod workloads;

@@ -19,6 +19,8 @@ pub struct Settings {
     pub jwt_secret: Option<String>,
     /// librdkafka properties from `RDKAFKA_<NAME>` variables: (variable, property, value).
     pub rdkafka: Vec<(String, String, String)>,
+    /// `KAFKA_AUTH=iam`: MSK IAM, with the region tokens are signed for.
+    pub iam: Option<msk_iam::IamSettings>,
 }
 
 /// A setting that cannot be used: the variable and what is wrong with it.
@@ -101,6 +103,8 @@ impl Settings {
         if let Some((var, _, _)) = rdkafka.iter().find(|(_, p, _)| p.is_empty()) {
             return Err(err(var, "names no librdkafka property"));
         }
+        let iam = msk_iam::IamSettings::from_vars(|k| vars.get(k).map(String::as_str))
+            .map_err(|p| err(&p.var, p.problem))?;
         Ok(Settings {
             kafka_bootstrap,
             database,
@@ -112,6 +116,7 @@ impl Settings {
             api_keys,
             jwt_secret,
             rdkafka,
+            iam,
         })
     }
 

@@ -71,15 +71,22 @@ fn run() -> Result<(), (u8, String)> {
     let settings = Settings::from_env().map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     producer::check_rdkafka_settings(&settings)
         .map_err(|(var, e)| (EXIT_CONFIG, format!("{var}: {e}")))?;
+    // Before anything else: a task without credentials for MSK IAM stops here, and says so.
+    let iam = settings
+        .iam
+        .as_ref()
+        .map(msk_iam::Signer::start)
+        .transpose()
+        .map_err(|e| (EXIT_CONFIG, e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| (1, format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(settings))
+    runtime.block_on(serve(settings, iam))
 }
 
-async fn serve(settings: Settings) -> Result<(), (u8, String)> {
-    let kafka = producer::Kafka::new(&settings).map_err(|e| {
+async fn serve(settings: Settings, iam: Option<msk_iam::Signer>) -> Result<(), (u8, String)> {
+    let kafka = producer::Kafka::new(&settings, iam.clone()).map_err(|e| {
         (
             EXIT_CONFIG,
             format!("KAFKA_BOOTSTRAP/RDKAFKA_*: cannot create the producer: {e}"),
@@ -95,7 +102,7 @@ async fn serve(settings: Settings) -> Result<(), (u8, String)> {
     let state = Arc::new(http::AppState {
         kafka,
         warehouse,
-        metrics: metrics::Metrics::default(),
+        metrics: metrics::Metrics::new(iam),
         auth: auth::Auth::new(settings.api_keys.clone(), settings.jwt_secret.as_deref()),
         max_batch: settings.max_batch,
         openapi: http::openapi_json(),

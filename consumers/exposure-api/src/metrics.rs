@@ -21,9 +21,18 @@ pub struct Metrics {
     buckets: [AtomicU64; BUCKETS.len()],
     produce_count: AtomicU64,
     produce_sum_micros: AtomicU64,
+    /// With `KAFKA_AUTH=iam`, the token signer, whose counts are rendered too.
+    iam: Option<msk_iam::Signer>,
 }
 
 impl Metrics {
+    pub fn new(iam: Option<msk_iam::Signer>) -> Metrics {
+        Metrics {
+            iam,
+            ..Metrics::default()
+        }
+    }
+
     pub fn request(&self, route: &str, method: &str, status: u16) {
         let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry((route.to_string(), method.to_string(), status))
@@ -130,6 +139,7 @@ impl Metrics {
             self.produce_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "exposure_api_produce_duration_seconds_count {total}");
+        out.push_str(&msk_iam::prometheus(self.iam.as_ref(), "exposure_api"));
         out
     }
 }
@@ -146,7 +156,7 @@ mod tests {
 
     #[test]
     fn renders_counters_and_a_cumulative_histogram() {
-        let m = Metrics::default();
+        let m = Metrics::new(None);
         m.request("/exposure", "POST", 202);
         m.request("/exposure", "POST", 202);
         m.accepted(2);

@@ -43,6 +43,7 @@ pub struct Kafka {
     health: Mutex<Option<(Instant, bool)>>,
     last_replaced: std::sync::Mutex<Option<Instant>>,
     brokers_lost_at: Arc<std::sync::Mutex<Option<Instant>>>,
+    iam: Option<msk_iam::Signer>,
 }
 
 /// The producer's librdkafka settings.
@@ -61,6 +62,9 @@ pub fn client_config(s: &Settings) -> ClientConfig {
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "1000")
         .set("socket.keepalive.enable", "true");
+    if let Some(iam) = &s.iam {
+        iam.apply(&mut c);
+    }
     for (_, prop, value) in &s.rdkafka {
         c.set(prop, value);
     }
@@ -80,16 +84,19 @@ pub fn check_rdkafka_settings(s: &Settings) -> Result<(), (String, String)> {
 }
 
 impl Kafka {
-    pub fn new(s: &Settings) -> Result<Kafka, KafkaError> {
+    /// `iam`: the token signer, with `KAFKA_AUTH=iam`.
+    pub fn new(s: &Settings, iam: Option<msk_iam::Signer>) -> Result<Kafka, KafkaError> {
         let config = client_config(s);
         let brokers_lost_at = Arc::new(std::sync::Mutex::new(None));
         let producer: FutureProducer<Quiet> = config.create_with_context(Quiet {
             last: Default::default(),
             brokers_lost_at: brokers_lost_at.clone(),
+            iam: iam.clone(),
         })?;
         Ok(Kafka {
             config,
             brokers_lost_at,
+            iam,
             producer: RwLock::new(Arc::new(producer)),
             topic: s.topic.clone(),
             timeout: s.produce_timeout,
@@ -102,6 +109,7 @@ impl Kafka {
         Quiet {
             last: Default::default(),
             brokers_lost_at: self.brokers_lost_at.clone(),
+            iam: self.iam.clone(),
         }
     }
 
@@ -287,6 +295,8 @@ pub struct Quiet {
     last: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
     /// When librdkafka last said it lost its brokers (shared with [`Kafka`]).
     brokers_lost_at: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// With `KAFKA_AUTH=iam`, what makes librdkafka's OAUTHBEARER tokens.
+    iam: Option<msk_iam::Signer>,
 }
 
 impl Quiet {
@@ -303,6 +313,9 @@ impl Quiet {
 }
 
 impl ClientContext for Quiet {
+    // librdkafka asks for a token only when the client uses OAUTHBEARER (`KAFKA_AUTH=iam`).
+    msk_iam::answer_token_requests!(iam);
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let serious = (level as i32) <= (RDKafkaLogLevel::Warning as i32);
         if serious && self.loud(fac) {

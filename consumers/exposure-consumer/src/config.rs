@@ -22,6 +22,8 @@ pub struct Settings {
     pub port: u16,
     /// `RDKAFKA_<NAME>` variables as librdkafka properties (`<name>` lowercased, `_` → `.`).
     pub rdkafka: BTreeMap<String, String>,
+    /// `KAFKA_AUTH=iam`: MSK IAM, with the region tokens are signed for.
+    pub iam: Option<msk_iam::IamSettings>,
 }
 
 /// A setting that is missing or cannot be used.
@@ -110,6 +112,8 @@ impl Settings {
         if let Some(k) = rdkafka.keys().find(|k| k.is_empty()) {
             return Err(err(&format!("RDKAFKA_{k}"), "names no librdkafka property"));
         }
+        let iam = msk_iam::IamSettings::from_vars(|k| env.get(k).map(String::as_str))
+            .map_err(|p| err(&p.var, p.problem))?;
         Ok(Settings {
             kafka_bootstrap,
             database,
@@ -121,6 +125,7 @@ impl Settings {
             dialect,
             port,
             rdkafka,
+            iam,
         })
     }
 }
@@ -130,6 +135,7 @@ fn is_ours(k: &str) -> bool {
         || matches!(
             k,
             "KAFKA_BOOTSTRAP"
+                | "KAFKA_AUTH"
                 | "DATABASE_URL"
                 | "DATABASE_CA_FILE"
                 | "KAFKA_GROUP"

@@ -70,9 +70,13 @@ struct Shared {
 struct Ctx {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
+    /// With `KAFKA_AUTH=iam`, what makes librdkafka's OAUTHBEARER tokens.
+    iam: Option<msk_iam::Signer>,
 }
 
 impl ClientContext for Ctx {
+    msk_iam::answer_token_requests!(iam);
+
     fn stats(&self, stats: Statistics) {
         if let Some(topic) = stats.topics.get(&self.shared.topic) {
             for (p, s) in &topic.partitions {
@@ -160,6 +164,9 @@ enum Outcome {
     Failed,
 }
 
+/// The DLQ's producer: rdkafka's defaults, and MSK IAM tokens when asked.
+type DlqProducer = FutureProducer<msk_iam::IamContext>;
+
 type Flush = Pin<Box<dyn Future<Output = (Warehouse, Outcome)>>>;
 
 fn consumer_config(s: &Settings) -> ClientConfig {
@@ -172,6 +179,9 @@ fn consumer_config(s: &Settings) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000");
+    if let Some(iam) = &s.iam {
+        iam.apply(&mut c);
+    }
     for (k, v) in &s.rdkafka {
         c.set(k, v);
     }
@@ -199,6 +209,9 @@ fn producer_config(s: &Settings) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000");
+    if let Some(iam) = &s.iam {
+        iam.apply(&mut c);
+    }
     // The same connection settings (security protocol, SASL, ...) as the consumer; the
     // consumer's own properties are left out (librdkafka would warn about each).
     for (k, v) in s.rdkafka.iter().filter(|(k, _)| !consumer_only(k)) {
@@ -231,8 +244,10 @@ fn consumer_only(property: &str) -> bool {
 }
 
 /// Runs until `shutdown` turns true, then finishes the batch at hand, commits and closes.
+/// `iam`: the token signer, with `KAFKA_AUTH=iam`.
 pub async fn run(
     settings: Settings,
+    iam: Option<msk_iam::Signer>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
@@ -244,12 +259,13 @@ pub async fn run(
     let ctx = Ctx {
         shared: shared.clone(),
         metrics: metrics.clone(),
+        iam: iam.clone(),
     };
     let consumer: StreamConsumer<Ctx> = consumer_config(&settings)
         .create_with_context(ctx)
         .map_err(|e| format!("creating the Kafka consumer: {e}"))?;
-    let producer: FutureProducer = producer_config(&settings)
-        .create()
+    let producer: DlqProducer = producer_config(&settings)
+        .create_with_context(msk_iam::IamContext(iam))
         .map_err(|e| format!("creating the DLQ producer: {e}"))?;
     consumer
         .subscribe(&[settings.topic.as_str()])
@@ -497,7 +513,7 @@ async fn ping(mut wh: Warehouse, metrics: Arc<Metrics>) -> (Warehouse, Outcome) 
 /// transaction; retried with backoff until both succeed.
 async fn flush(
     mut wh: Warehouse,
-    producer: FutureProducer,
+    producer: DlqProducer,
     items: Vec<Pending>,
     first_at: Instant,
     metrics: Arc<Metrics>,
@@ -623,7 +639,7 @@ async fn write_isolating<'a>(
 /// Produces messages to the DLQ as they came, with why and where from, and waits for every
 /// acknowledgement.
 async fn send_dlq(
-    producer: &FutureProducer,
+    producer: &DlqProducer,
     messages: &[(&Pending, impl AsRef<str>)],
     topic: &str,
     dlq_topic: &str,

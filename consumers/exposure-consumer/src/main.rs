@@ -29,6 +29,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before anything else: a task without credentials for MSK IAM stops here, and says so.
+    let iam = match settings
+        .iam
+        .as_ref()
+        .map(msk_iam::Signer::start)
+        .transpose()
+    {
+        Ok(iam) => iam,
+        Err(e) => {
+            eprintln!("exposure-consumer: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -40,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, iam)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("exposure-consumer: {e}");
@@ -49,8 +62,10 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(settings: config::Settings) -> Result<(), String> {
-    let metrics = Arc::new(metrics::Metrics::new());
+async fn run(settings: config::Settings, iam: Option<msk_iam::Signer>) -> Result<(), String> {
+    let mut metrics = metrics::Metrics::new();
+    metrics.iam = iam.clone();
+    let metrics = Arc::new(metrics);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.port))
         .await
         .map_err(|e| format!("PORT: cannot listen on {}: {e}", settings.port))?;
@@ -66,7 +81,7 @@ async fn run(settings: config::Settings) -> Result<(), String> {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
-    consumer::run(settings, metrics, stop_rx).await
+    consumer::run(settings, iam, metrics, stop_rx).await
 }
 
 async fn wait_for_signal() {

@@ -80,6 +80,8 @@ pub struct Metrics {
     warehouse_seen: AtomicU64,
     loop_ms: AtomicU64,
     pub last_warehouse_error: Mutex<Option<String>>,
+    /// With `KAFKA_AUTH=iam`, the token signer, whose counts are rendered too.
+    pub iam: Option<msk_iam::Signer>,
 }
 
 impl Default for Metrics {
@@ -109,6 +111,7 @@ impl Metrics {
             warehouse_seen: AtomicU64::new(0),
             loop_ms: AtomicU64::new(0),
             last_warehouse_error: Mutex::new(None),
+            iam: None,
         }
     }
 
@@ -274,6 +277,7 @@ impl Metrics {
                 }
             }
         }
+        out.push_str(&msk_iam::prometheus(self.iam.as_ref(), "exposure_consumer"));
         out
     }
 }

@@ -1,0 +1,170 @@
+//! What the local broker allows, for the exposure benchmarks (`scripts/bench exposure`),
+//! measured with librdkafka, the library both exposure workloads use:
+//!
+//! - `MODE=read`: how fast a consumer reads a prefilled topic when it does nothing with the
+//!   messages. No sink on this broker can be faster, so the sink's rows/s is also reported as
+//!   a share of this.
+//! - `MODE=ack`: the latency of acknowledged produces at a fixed rate, with exposure-api's
+//!   producer settings and one key (as oha's single body sends). Every 202 of the API waits for
+//!   one such ack, so the API's latency cannot be lower.
+//!
+//! Environment: `KAFKA_BOOTSTRAP`, `TOPIC`; for `read` `EVENTS` (how many messages the topic
+//! holds); for `ack` `RATE` (per second) and `SECONDS`. `RDKAFKA_<NAME>` variables set
+//! librdkafka properties, as the workloads read them. Prints one JSON line.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+
+/// Longest a read may take before it is called off.
+const READ_LIMIT: Duration = Duration::from_secs(300);
+/// An exposure event of the API's size.
+const PAYLOAD: &str = r#"{"exposure_id":"5b0b3c1e-8f55-4a43-9d0e-6c1f6f4f2b7a","ds_user_id":"bench-user","experiment_id":"bench-experiment","variation_id":"treatment","ts":"2026-11-29T12:00:00.000Z","attributes":{"country":"NL","plan":"pro"},"source":"bench","accepted_at":"2026-11-29T12:00:00.000Z"}"#;
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("broker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("broker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn var(k: &str) -> Result<String, String> {
+    std::env::var(k).map_err(|_| format!("{k} is required"))
+}
+
+fn number<T: std::str::FromStr>(k: &str) -> Result<T, String> {
+    var(k)?.parse().map_err(|_| format!("{k}: not a number"))
+}
+
+/// `bootstrap.servers`, then the `RDKAFKA_*` overrides.
+fn config(base: &[(&str, &str)]) -> Result<ClientConfig, String> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", var("KAFKA_BOOTSTRAP")?);
+    for (k, v) in base {
+        c.set(*k, *v);
+    }
+    for (k, v) in std::env::vars() {
+        if let Some(name) = k.strip_prefix("RDKAFKA_") {
+            c.set(name.to_ascii_lowercase().replace('_', "."), v);
+        }
+    }
+    Ok(c)
+}
+
+async fn run() -> Result<String, String> {
+    let topic = var("TOPIC")?;
+    match var("MODE")?.as_str() {
+        "read" => read(&topic, number("EVENTS")?),
+        "ack" => ack(&topic, number("RATE")?, number("SECONDS")?).await,
+        other => Err(format!("MODE: {other:?} is not read or ack")),
+    }
+}
+
+fn read(topic: &str, events: u64) -> Result<String, String> {
+    let group = format!("broker-bench-{}", std::process::id());
+    let consumer: BaseConsumer = config(&[
+        ("group.id", &group),
+        ("auto.offset.reset", "earliest"),
+        ("enable.auto.commit", "false"),
+        ("enable.partition.eof", "false"),
+    ])?
+    .create()
+    .map_err(|e| e.to_string())?;
+    consumer.subscribe(&[topic]).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut first = None;
+    let mut read = 0u64;
+    while read < events {
+        if start.elapsed() > READ_LIMIT {
+            return Err(format!(
+                "read {read} of {events} in {}s",
+                READ_LIMIT.as_secs()
+            ));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => {
+                read += 1;
+                first.get_or_insert_with(Instant::now);
+            }
+            Some(Err(e)) => return Err(format!("consume: {e}")),
+            None => {}
+        }
+    }
+    let total = start.elapsed().as_secs_f64();
+    let from_first = first.map_or(total, |f| f.elapsed().as_secs_f64());
+    Ok(format!(
+        "{{\"messages\": {read}, \"rows_per_s\": {:.0}, \"rows_per_s_from_first\": {:.0}}}",
+        read as f64 / total,
+        read.saturating_sub(1) as f64 / from_first.max(1e-9)
+    ))
+}
+
+async fn ack(topic: &str, rate: u32, seconds: u32) -> Result<String, String> {
+    // exposure-api's producer settings (consumers/exposure-api/src/producer.rs).
+    let producer: FutureProducer = config(&[
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("compression.type", "lz4"),
+        ("linger.ms", "5"),
+        ("message.timeout.ms", "5000"),
+    ])?
+    .create()
+    .map_err(|e| e.to_string())?;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sends = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for _ in 0..u64::from(rate) * u64::from(seconds) {
+        tick.tick().await;
+        let (producer, topic) = (producer.clone(), topic.to_string());
+        sends.spawn(async move {
+            let t = Instant::now();
+            producer
+                .send(
+                    FutureRecord::to(&topic).key("bench-user").payload(PAYLOAD),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map(|_| t.elapsed())
+        });
+    }
+    let mut acked = Vec::new();
+    let mut failed = 0u64;
+    while let Some(done) = sends.join_next().await {
+        match done {
+            Ok(Ok(latency)) => acked.push(latency.as_secs_f64() * 1e3),
+            _ => failed += 1,
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    acked.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        acked
+            .get(((acked.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok(format!(
+        "{{\"acked\": {}, \"failed\": {failed}, \"acked_per_s\": {:.0}, \"p50_ms\": {:.1}, \"p99_ms\": {:.1}}}",
+        acked.len(),
+        acked.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.99)
+    ))
+}
