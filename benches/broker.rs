@@ -126,6 +126,14 @@ async fn ack(topic: &str, rate: u32, seconds: u32) -> Result<String, String> {
     ])?
     .create()
     .map_err(|e| e.to_string())?;
+    // Connected, with its producer id, before timing starts (the API's runs get a warm-up too).
+    producer
+        .send(
+            FutureRecord::to(topic).key("bench-user").payload(PAYLOAD),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| format!("warm-up produce: {e}"))?;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sends = tokio::task::JoinSet::new();
