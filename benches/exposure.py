@@ -182,7 +182,7 @@ def bench_api():
 def broker(mode, topic, **env):
     """benches/broker.rs: the broker's read ceiling or its produce-ack latency."""
     env = {**os.environ, "MODE": mode, "TOPIC": topic, **{k: str(v) for k, v in env.items()}}
-    out = subprocess.run([BROKER_BENCH], env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run([BROKER_BENCH, "--bench"], env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
