@@ -244,7 +244,7 @@ fn pull_hint(detail: &str) -> &'static str {
         "manifest unknown",
     ];
     if pulling.iter().any(|p| detail.contains(p)) {
-        "\n  help: a FROM image is not on this machine and could not be pulled; build it locally first (scripts/stack builds shoal/debian:bookworm) or use FROM scratch"
+        "\n  help: a FROM image is not on this machine and could not be pulled; build it locally first (scripts/stack builds stand-ins for debian:bookworm-slim and rust:1.95-bookworm) or use FROM scratch"
     } else {
         ""
     }

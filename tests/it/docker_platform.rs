@@ -1,9 +1,9 @@
-//! The docker platform against the machine's real Docker Engine, the local base image
-//! `shoal/debian:bookworm` and the stack's tansu: deploys, no-op deploys, rolling
+//! The docker platform against the machine's real Docker Engine, the local stack's stand-in
+//! for `debian:bookworm-slim` and the stack's tansu: deploys, no-op deploys, rolling
 //! replacement, rollback of a crashing revision, and the autoscaler on real lag.
 //!
 //! The workload is `tests/fixtures/docker/webserver.rs`, a std-only HTTP server compiled here
-//! with `rustc -O` and copied into an image `FROM shoal/debian:bookworm` (nothing is pulled).
+//! with `rustc -O` and copied into an image `FROM debian:bookworm-slim` (nothing is pulled).
 //! Containers are checked with the `docker` CLI, a client independent of shoal's bollard.
 //!
 //! Each test has its own project (`it-<random>`) and its own API port range, and a guard
@@ -29,7 +29,7 @@ kafka = { bootstrap = ["${KAFKA_BOOTSTRAP:-127.0.0.1:9092}"] }
 "#;
 
 const DOCKERFILE: &str =
-    "FROM shoal/debian:bookworm\nCOPY webserver /webserver\nCMD [\"/webserver\"]\n";
+    "FROM debian:bookworm-slim\nCOPY webserver /webserver\nCMD [\"/webserver\"]\n";
 
 /// The fixture server, compiled once per test run.
 fn webserver() -> &'static Path {

@@ -468,7 +468,7 @@ async fn failing_dockerfiles_show_the_step_and_name_the_consumer() {
         .stack
         .get("SHOAL_BASE_IMAGE")
         .cloned()
-        .unwrap_or_else(|| "shoal/debian:bookworm".into());
+        .unwrap_or_else(|| "debian:bookworm-slim".into());
     sb.consumer(
         "runs-false",
         &format!("FROM {base}\nRUN echo about to fail && false\n"),

@@ -4,6 +4,7 @@
 
 mod autoscale;
 mod autoscaler_workload;
+mod base_images;
 mod cli;
 mod context_hash;
 mod deploy;

@@ -171,12 +171,12 @@ impl Drop for LocalCleanup {
 }
 
 /// A scaffolded worker deploys as it is, to the local platform and to ECS. Its Dockerfile
-/// builds here (from the local builder image; nothing is pulled). Locally, the deploy creates
-/// its topic and starts its container, whose consumer group then commits through what is
-/// produced to the topic. On the sandbox its image is pushed to the registry and it runs as a
-/// Fargate service on moto, in a cluster of this test's own (service names are unique per
-/// cluster, and the worker's name is fixed, so that its image's dependency layer is cached
-/// from one run to the next).
+/// builds here (from the local stack's stand-ins for its public images; nothing is pulled).
+/// Locally, the deploy creates its topic and starts its container, whose consumer group then
+/// commits through what is produced to the topic. On the sandbox its image is pushed to the
+/// registry and it runs as a Fargate service on moto, in a cluster of this test's own (service
+/// names are unique per cluster, and the worker's name is fixed, so that its image's
+/// dependency layer is cached from one run to the next).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_worker_deploys_as_it_is_locally_and_to_ecs() {
     use rdkafka::producer::{FutureProducer, FutureRecord};

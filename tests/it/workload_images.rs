@@ -1,7 +1,8 @@
 //! The exposure workloads as they ship: both Docker images built from the repository's own
-//! `consumers/` by shoal's image pipeline on the real Docker Engine (from the local base and
-//! builder images: nothing is pulled), then run as containers, started with the `docker` CLI
-//! as an independent client, against the local stack's broker and PostgreSQL.
+//! `consumers/` by shoal's image pipeline on the real Docker Engine (from the local stack's
+//! stand-ins for rust:1.95-bookworm and debian:bookworm-slim: nothing is pulled), then run as
+//! containers, started with the `docker` CLI as an independent client, against the local
+//! stack's broker and PostgreSQL.
 
 use std::process::Command;
 use std::time::Duration;
