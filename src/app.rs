@@ -53,7 +53,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }),
         Command::Status => ctx.platform(|p| p.status()),
         Command::Down => ctx.platform(|p| p.down()),
-        Command::Dashboard => ctx.ecs(crate::deploy::commands::dashboard),
+        Command::Dashboard => ctx.ecs(crate::platform::ecs::put_dashboard),
         Command::Lag { consumer, sample } => {
             let env = ctx.env()?;
             let fleet = ctx.fleet_for(&env)?;
@@ -74,9 +74,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 },
             )
         }),
-        Command::Rollback { consumer, timeout } => {
-            ctx.ecs(|c| crate::deploy::commands::rollback(c, &consumer, wait(timeout)))
-        }
+        Command::Rollback { consumer, timeout } => ctx.ecs(|c| {
+            crate::platform::ecs::rollback(
+                c,
+                &consumer,
+                crate::platform::Wait::with_timeout(timeout),
+            )
+        }),
         Command::Topics(args) => {
             let env = ctx.env()?;
             let fleet = match args.command {
@@ -131,14 +135,6 @@ fn simulate(args: &SimulateArgs, output: Output) -> Result<i32> {
         Output::Text => report::out(&result.to_text(&trace, &setup)),
     }
     Ok(exit::OK)
-}
-
-/// The rollout wait of `deploy` and `rollback`: this timeout, looking every ten seconds.
-fn wait(timeout: std::time::Duration) -> crate::platform::ecs::Wait {
-    crate::platform::ecs::Wait {
-        timeout,
-        poll: std::time::Duration::from_secs(10).min(timeout),
-    }
 }
 
 /// `shoal new`: writes the consumer folder and says what to do next.
@@ -439,10 +435,7 @@ impl Ctx {
     }
 
     /// Runs an ECS-only command (rollback, dashboard) with everything resolved.
-    fn ecs(
-        &self,
-        command: impl FnOnce(&crate::deploy::commands::Ctx<'_>) -> Result<i32>,
-    ) -> Result<i32> {
+    fn ecs(&self, command: impl FnOnce(&crate::deploy::Ctx<'_>) -> Result<i32>) -> Result<i32> {
         let env = self.env()?;
         if env.platform != Platform::Ecs {
             return Err(Error::Usage(format!(
@@ -460,21 +453,21 @@ impl Ctx {
         command: impl FnOnce(&dyn crate::platform::Platform) -> Result<i32>,
     ) -> Result<i32> {
         self.resolved(|c| match c.env.platform {
-            Platform::Ecs => command(&crate::deploy::commands::Ecs(c)),
-            Platform::Docker => command(&crate::deploy::docker::Docker(c)),
+            Platform::Ecs => command(&crate::platform::ecs::Ecs(c)),
+            Platform::Docker => command(&crate::platform::docker::Docker(c)),
         })
     }
 
     /// Runs a command with the environment, fleet, hashes and template resolved.
     fn resolved(
         &self,
-        command: impl FnOnce(&crate::deploy::commands::Ctx<'_>) -> Result<i32>,
+        command: impl FnOnce(&crate::deploy::Ctx<'_>) -> Result<i32>,
     ) -> Result<i32> {
         let env = self.env()?;
         let fleet = self.fleet_for(&env)?;
         let hashes = self.hashes(&fleet)?;
         let renderer = Renderer::for_project(&self.project.root)?;
-        command(&crate::deploy::commands::Ctx {
+        command(&crate::deploy::Ctx {
             root: &self.project.root,
             project: &self.project.name,
             env: &env,

@@ -14,7 +14,6 @@ pub mod cloudwatch;
 pub mod ecr;
 pub mod logs;
 pub mod msk;
-pub mod taskdef;
 
 use std::fmt;
 
@@ -27,8 +26,6 @@ use aws_sdk_ecs::error::{
 use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
 
 use crate::manifest::Environment;
-
-pub use taskdef::{ConvertError, Registered};
 
 /// The shared configuration of every AWS client for one environment: its region, profile and
 /// endpoint override applied to the SDK's defaults. Add to it (credentials, retries) through
@@ -139,9 +136,10 @@ pub enum AwsError {
         operation: &'static str,
         problem: String,
     },
-    /// A task definition that cannot be turned into a RegisterTaskDefinition request.
+    /// A request shoal would not send, such as a task definition that cannot be turned into
+    /// a RegisterTaskDefinition request; the cause names what is wrong.
     #[error(transparent)]
-    TaskDefinition(#[from] ConvertError),
+    Request(Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn unreachable_help(emulator: bool) -> &'static str {

@@ -1,13 +1,15 @@
-//! `shoal plan` and `shoal deploy` on the ECS platform: read what exists, compute the plan,
-//! then apply it step by step. Every step is idempotent, so a deploy that was interrupted
-//! converges when it runs again.
+//! The deploy pipeline both platforms share: the resolved settings a command works on
+//! ([`Ctx`], [`Inputs`]), the step runner ([`step!`]), the images and topics steps, and the
+//! report (the step summary, JSON, the GitHub job summary). Each platform's wing
+//! (`platform/ecs`, `platform/docker`) plans and applies its own resources with these:
 //!
 //! ```text
-//! read live (ECR, Logs, task definitions, services) ─┐
-//! manifests → desired (rendered, normalised) ────────┴─► plan ─► repositories ─► log groups
-//!   ─► images (build + push what is missing) ─► task definitions (register what changed)
-//!   ─► services (create / update) ─► wait for every rollout ─► prune (with --prune)
+//! manifests → desired ─┐
+//! live state ──────────┴─► plan ─► (platform resources) ─► images ─► topics
+//!   ─► (platform workloads) ─► wait for every rollout ─► prune (with --prune) ─► report
 //! ```
+//!
+//! Every step is idempotent, so a deploy that was interrupted converges when it runs again.
 
 /// Runs one apply step (`$body` gives `Result<(detail, value), DeployError>`), timing it,
 /// logging it and recording it in `$summary`; on failure it returns `Err((summary, error))`
@@ -15,45 +17,45 @@
 macro_rules! step {
     ($summary:ident, $name:expr, $body:expr) => {{
         let started = std::time::Instant::now();
-        let result: std::result::Result<(String, _), DeployError> = $body;
+        let result: std::result::Result<(String, _), $crate::deploy::DeployError> = $body;
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok((detail, value)) => {
                 tracing::info!(step = $name, seconds, %detail, "done");
-                $summary.steps.push(Step::ok($name, detail, seconds));
+                $summary
+                    .steps
+                    .push($crate::deploy::Step::ok($name, detail, seconds));
                 value
             }
             Err(e) => {
-                $summary.steps.push(Step::failed($name, e.to_string(), seconds));
+                $summary
+                    .steps
+                    .push($crate::deploy::Step::failed($name, e.to_string(), seconds));
                 return Err(($summary, e));
             }
         }
     }};
 }
+pub(crate) use step;
 
-pub mod commands;
-pub mod docker;
-mod live;
+mod report;
+mod settings;
 mod summary;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
 use futures_util::future::join_all;
-use serde_json::Value;
-use tracing::info;
 
-pub use live::{read, LiveState};
+pub use report::{append, print_status, report_deploy};
+pub use settings::Ctx;
 pub use summary::{Step, Summary};
 
-use crate::aws::{self, taskdef, AwsError};
+use crate::aws::AwsError;
 use crate::discover::context::ContextHash;
 use crate::discover::Fleet;
 use crate::image::{self, Destination, Engine, ImageJob, Pipeline, Progress};
 use crate::manifest::{Consumer, Environment};
-use crate::plan::{self, Kind, Plan, Resource};
-use crate::platform::ecs::{self, RolloutError, Wait};
-use crate::render::{family, RenderError, Renderer, Target};
+use crate::platform::RolloutError;
+use crate::render::{RenderError, Renderer, Target};
+use std::collections::BTreeMap;
 
 /// What a deploy can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -78,39 +80,6 @@ pub enum DeployError {
     },
 }
 
-/// How a deploy runs.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Delete services whose consumer folder was removed.
-    pub prune: bool,
-    /// Images built and pushed at once.
-    pub jobs: usize,
-    /// How long to wait for each rollout.
-    pub wait: Wait,
-}
-
-/// The clients of one environment, made once.
-#[derive(Debug, Clone)]
-pub struct Clients {
-    pub ecs: aws_sdk_ecs::Client,
-    pub ecr: aws_sdk_ecr::Client,
-    pub logs: aws_sdk_cloudwatchlogs::Client,
-}
-
-impl Clients {
-    pub async fn new(env: &Environment) -> Clients {
-        Self::from_config(&aws::sdk_config(env).await)
-    }
-
-    pub fn from_config(cfg: &aws_config::SdkConfig) -> Clients {
-        Clients {
-            ecs: aws::ecs(cfg),
-            ecr: aws::ecr(cfg),
-            logs: aws::logs(cfg),
-        }
-    }
-}
-
 /// Everything the plan is computed from.
 pub struct Inputs<'a> {
     /// The project root (for the git revision label of images).
@@ -126,7 +95,7 @@ pub struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    fn target(&self) -> Target<'_> {
+    pub fn target(&self) -> Target<'_> {
         Target {
             project: self.project,
             env: self.env,
@@ -134,74 +103,12 @@ impl Inputs<'_> {
         }
     }
 
-    fn tags(&self) -> BTreeMap<String, String> {
+    pub fn tags(&self) -> BTreeMap<String, String> {
         self.hashes
             .iter()
             .map(|(k, h)| (k.clone(), h.tag().to_string()))
             .collect()
     }
-}
-
-/// The desired resources of an ECS deploy before live state is known: task definitions
-/// normalised (so they compare with what ECS returns), topics left to `shoal topics`.
-pub fn desired(inputs: &Inputs<'_>) -> Result<Vec<Resource>, RenderError> {
-    let tags = inputs.tags();
-    let all = plan::desired(&plan::DesiredInputs {
-        target: inputs.target(),
-        fleet: inputs.fleet,
-        renderer: inputs.renderer,
-        tags: &tags,
-    })?;
-    Ok(all
-        .into_iter()
-        .filter(|r| r.kind != Kind::Topic)
-        .map(|mut r| {
-            if r.kind == Kind::TaskDefinition {
-                r.spec = taskdef::normalize(&r.spec);
-            }
-            r
-        })
-        .collect())
-}
-
-/// Makes desired services comparable with live ones: each keeps the desired count the
-/// autoscaler (or a person) set, within the manifest's bounds; and where the live answer
-/// has no deployment configuration (moto gives none), it is not compared.
-pub fn keep_live_counts(desired: &mut [Resource], fleet: &Fleet, live: &LiveState) {
-    for r in desired.iter_mut().filter(|r| r.kind == Kind::Service) {
-        let (Some(c), Some(svc)) = (fleet.get(&r.name), live.services.get(&r.name)) else {
-            continue;
-        };
-        r.spec["desiredCount"] = Value::from(kept_count(c, svc.desired_count()));
-        if svc.deployment_configuration().is_none() {
-            if let Some(o) = r.spec.as_object_mut() {
-                o.remove("deploymentConfiguration");
-            }
-        }
-    }
-}
-
-/// The tag on a service that records what shoal deployed to it: the hash of the normalised
-/// task definition and the revision registered for it, `<hash>@<family>:<revision>`. When
-/// it still matches, the plan needs no DescribeTaskDefinition for that service.
-pub const SPEC_TAG: &str = "shoal:spec";
-
-/// The short hash of a normalised task definition.
-pub fn spec_hash(normalized: &Value) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(crate::render::canonical(normalized).to_string().as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The value of the `shoal:spec` tag for a task definition hash and its ARN.
-pub fn spec_tag(hash: &str, task_definition_arn: &str) -> String {
-    format!(
-        "{hash}@{}",
-        crate::platform::rollout::revision(task_definition_arn)
-    )
 }
 
 /// The brokers workloads connect to: the `bootstrap` list as given, or for an MSK cluster the
@@ -228,34 +135,8 @@ pub fn kept_count(consumer: &Consumer, live: i32) -> i32 {
     kept as i32
 }
 
-/// Reads live state and computes the plan.
-pub async fn plan(
-    clients: &Clients,
-    inputs: &Inputs<'_>,
-) -> Result<(Plan, Vec<Resource>, LiveState), DeployError> {
-    let mut desired = desired(inputs)?;
-    let known: BTreeMap<String, &Value> = desired
-        .iter()
-        .filter(|r| r.kind == Kind::TaskDefinition)
-        .map(|r| (r.name.clone(), &r.spec))
-        .collect();
-    let mut live = live::read(clients, inputs.env, inputs.project, inputs.fleet, &known).await?;
-    keep_live_counts(&mut desired, inputs.fleet, &live);
-    let mut plan = plan::diff(&desired, &live.resources);
-    live.topics = plan_topics(inputs).await?;
-    if let Some(tp) = &live.topics {
-        tp.check()?;
-        // Creates and changes only: on a broker that other projects share, every topic this
-        // fleet does not declare would show as unmanaged; `shoal topics plan` lists them.
-        plan.create.extend(tp.plan.create.iter().cloned());
-        plan.change.extend(tp.plan.change.iter().cloned());
-        plan.unchanged += tp.plan.unchanged;
-    }
-    Ok((plan, desired, live))
-}
-
 /// The topic plan, when the fleet declares topics and the environment names its brokers.
-async fn plan_topics(
+pub async fn plan_topics(
     inputs: &Inputs<'_>,
 ) -> Result<Option<crate::kafka::topics::TopicPlan>, DeployError> {
     use crate::manifest::KafkaAccess;
@@ -273,153 +154,8 @@ async fn plan_topics(
     }
 }
 
-/// Applies a plan. Returns the summary of what was done, step by step.
-pub async fn apply(
-    clients: &Clients,
-    inputs: &Inputs<'_>,
-    the_plan: &Plan,
-    desired: &[Resource],
-    live: &LiveState,
-    options: &Options,
-) -> Result<Summary, (Summary, DeployError)> {
-    let mut summary = Summary::default();
-    let env = inputs.env;
-    let changed: BTreeSet<(Kind, &str)> = the_plan
-        .create
-        .iter()
-        .chain(&the_plan.change)
-        .map(|i| (i.kind, i.name.as_str()))
-        .collect();
-
-    step!(summary, "repositories", {
-        let wanted: Vec<String> = the_plan
-            .create
-            .iter()
-            .filter(|i| i.kind == Kind::EcrRepository)
-            .map(|i| i.name.clone())
-            .collect();
-        if wanted.is_empty() {
-            Ok(("0 created".to_string(), ()))
-        } else {
-            aws::ecr::ensure_repositories(&clients.ecr, &wanted, env.keep_images)
-                .await
-                .map(|e| (format!("{} created", e.created.len()), ()))
-                .map_err(DeployError::from)
-        }
-    });
-
-    step!(summary, "log groups", {
-        let mut made = 0;
-        let mut result = Ok(());
-        for r in desired.iter().filter(|r| r.kind == Kind::LogGroup) {
-            if !changed.contains(&(Kind::LogGroup, r.name.as_str())) {
-                continue;
-            }
-            made += 1;
-            let current = live.log_groups.get(&r.name).copied();
-            if let Err(e) = aws::logs::ensure(
-                &clients.logs,
-                &r.name,
-                env.log_retention_days as i32,
-                current,
-            )
-            .await
-            {
-                result = Err(DeployError::from(e));
-                break;
-            }
-        }
-        result.map(|()| (format!("{made} created or changed"), ()))
-    });
-
-    let images = step!(
-        summary,
-        "images",
-        build_images(clients, inputs, &changed, options).await
-    );
-    summary.images = images
-        .outcomes()
-        .map(|(c, o)| (c.to_string(), o.clone()))
-        .collect();
-
-    step!(
-        summary,
-        "topics",
-        apply_topics(env, live.topics.as_ref()).await
-    );
-
-    let arns = step!(summary, "task definitions", {
-        register_changed(clients, inputs, &changed, live).await
-    });
-
-    let rollouts = step!(summary, "services", {
-        apply_services(clients, inputs, desired, &changed, live, &arns).await
-    });
-
-    step!(summary, "rollouts", {
-        wait_all(rollouts.iter().map(|(service, arn)| {
-            ecs::wait_rollout(&clients.ecs, &env.cluster, service, arn, options.wait)
-        }))
-        .await
-    });
-
-    step!(summary, "prune", {
-        let mut deleted = Vec::new();
-        let mut result = Ok(());
-        for item in the_plan.delete.iter().filter(|i| i.kind == Kind::Service) {
-            if !options.prune {
-                continue;
-            }
-            match ecs::delete(&clients.ecs, &env.cluster, &item.name).await {
-                Ok(()) => deleted.push(item.name.clone()),
-                Err(source) => {
-                    result = Err(DeployError::Service {
-                        consumer: item.name.clone(),
-                        source,
-                    });
-                    break;
-                }
-            }
-        }
-        let kept = the_plan.delete.len() - deleted.len();
-        result.map(|()| {
-            let detail = match (deleted.len(), kept) {
-                (0, 0) => "nothing to delete".to_string(),
-                (d, 0) => format!("{d} deleted"),
-                (d, k) => format!("{d} deleted, {k} kept (pass --prune to delete)"),
-            };
-            (detail, ())
-        })
-    });
-    summary.services = rollouts.into_iter().map(|(s, _)| s).collect();
-    Ok(summary)
-}
-
-/// Builds and pushes every image that the registry lacks.
-async fn build_images(
-    clients: &Clients,
-    inputs: &Inputs<'_>,
-    changed: &BTreeSet<(Kind, &str)>,
-    options: &Options,
-) -> Result<(String, image::Report), DeployError> {
-    let env = inputs.env;
-    // An image is only new when its task definition is: the tag is in the definition, and
-    // a definition is registered only after its image was pushed.
-    let jobs = image_jobs(inputs, |c| {
-        changed.contains(&(
-            Kind::TaskDefinition,
-            family(inputs.project, &c.name).as_str(),
-        ))
-    });
-    if jobs.is_empty() {
-        return Ok(nothing_built());
-    }
-    let destination = Destination::for_environment(env, clients.ecr.clone()).await?;
-    run_image_jobs(inputs, jobs, destination, options.jobs, "built and pushed").await
-}
-
 /// Waits for every rollout at once; the step fails with every rollout that did.
-pub(crate) async fn wait_all<T>(
+pub async fn wait_all<T>(
     waits: impl IntoIterator<Item = impl std::future::Future<Output = Result<T, RolloutError>>>,
 ) -> Result<(String, ()), DeployError> {
     let results = join_all(waits).await;
@@ -433,7 +169,7 @@ pub(crate) async fn wait_all<T>(
 }
 
 /// The image jobs of the consumers `keep` picks (those with a content hash).
-pub(crate) fn image_jobs(inputs: &Inputs<'_>, keep: impl Fn(&Consumer) -> bool) -> Vec<ImageJob> {
+pub fn image_jobs(inputs: &Inputs<'_>, keep: impl Fn(&Consumer) -> bool) -> Vec<ImageJob> {
     inputs
         .fleet
         .consumers
@@ -446,7 +182,7 @@ pub(crate) fn image_jobs(inputs: &Inputs<'_>, keep: impl Fn(&Consumer) -> bool) 
         .collect()
 }
 
-fn nothing_built() -> (String, image::Report) {
+pub fn nothing_built() -> (String, image::Report) {
     let report = image::Report {
         results: Vec::new(),
     };
@@ -455,7 +191,7 @@ fn nothing_built() -> (String, image::Report) {
 
 /// Builds (and, to a registry, pushes) these images, on either platform; the step's detail
 /// says what a built image became (`built_means`) and how many were already there.
-pub(crate) async fn run_image_jobs(
+pub async fn run_image_jobs(
     inputs: &Inputs<'_>,
     jobs: Vec<ImageJob>,
     destination: Destination,
@@ -491,37 +227,8 @@ pub(crate) async fn run_image_jobs(
     }
 }
 
-/// Registers the task definitions that changed; returns every consumer's task definition ARN
-/// to run (new or live).
-async fn register_changed(
-    clients: &Clients,
-    inputs: &Inputs<'_>,
-    changed: &BTreeSet<(Kind, &str)>,
-    live: &LiveState,
-) -> Result<(String, BTreeMap<String, String>), DeployError> {
-    let tags = inputs.tags();
-    let target = inputs.target();
-    let mut arns = BTreeMap::new();
-    let mut registered = 0;
-    for c in &inputs.fleet.consumers {
-        let fam = family(inputs.project, &c.name);
-        if changed.contains(&(Kind::TaskDefinition, fam.as_str())) {
-            let tag = tags.get(&c.name).map(String::as_str).unwrap_or_default();
-            let image = plan::image_uri(inputs.env, inputs.project, &c.name, tag);
-            let rendered = inputs.renderer.render(&target, c, &image)?;
-            let r = taskdef::register(&clients.ecs, &rendered).await?;
-            info!(consumer = %c.name, revision = r.revision, "registered task definition");
-            registered += 1;
-            arns.insert(c.name.clone(), r.arn);
-        } else if let Some(arn) = live.task_definition_arns.get(&fam) {
-            arns.insert(c.name.clone(), arn.clone());
-        }
-    }
-    Ok((format!("{registered} registered"), arns))
-}
-
 /// The topics step of both platforms: applies the topic plan's steps, if any.
-async fn apply_topics(
+pub async fn apply_topics(
     env: &Environment,
     topics: Option<&crate::kafka::topics::TopicPlan>,
 ) -> Result<(String, ()), DeployError> {
@@ -532,94 +239,3 @@ async fn apply_topics(
     let done = crate::kafka::topics::apply(&admin, &tp.steps).await?;
     Ok((format!("{} applied: {}", done.len(), done.join("; ")), ()))
 }
-
-/// Creates missing services and updates changed ones; returns `(service, task definition)`
-/// for every rollout to wait for.
-async fn apply_services(
-    clients: &Clients,
-    inputs: &Inputs<'_>,
-    desired: &[Resource],
-    changed: &BTreeSet<(Kind, &str)>,
-    live: &LiveState,
-    arns: &BTreeMap<String, String>,
-) -> Result<(String, Vec<(String, String)>), DeployError> {
-    let env = inputs.env;
-    let of_kind = |kind: Kind| -> BTreeMap<&str, &Value> {
-        desired
-            .iter()
-            .filter(|r| r.kind == kind)
-            .map(|r| (r.name.as_str(), &r.spec))
-            .collect()
-    };
-    let desired_scaling = of_kind(Kind::Scaling);
-    let desired_td = of_kind(Kind::TaskDefinition);
-    let mut rollouts = Vec::new();
-    let (mut created, mut updated) = (0, 0);
-    for c in &inputs.fleet.consumers {
-        let Some(arn) = arns.get(&c.name) else {
-            continue;
-        };
-        let err = |source| DeployError::Service {
-            consumer: c.name.clone(),
-            source,
-        };
-        let fam = family(inputs.project, &c.name);
-        let td_changed = changed.contains(&(Kind::TaskDefinition, fam.as_str()));
-        let svc_changed = changed.contains(&(Kind::Service, c.name.as_str()));
-        let spec = desired_td
-            .get(fam.as_str())
-            .map(|v| spec_tag(&spec_hash(v), arn))
-            .unwrap_or_default();
-        let scaling = desired_scaling.get(c.name.as_str()).map(|v| v.to_string());
-        match live.services.get(&c.name) {
-            None => {
-                let mut tags = vec![(SPEC_TAG, spec)];
-                tags.extend(scaling.map(|s| (live::SCALING_TAG, s)));
-                ecs::create(
-                    &clients.ecs,
-                    env,
-                    inputs.project,
-                    &c.name,
-                    arn,
-                    c.initial_count() as i32,
-                    &tags,
-                )
-                .await
-                .map_err(err)?;
-                created += 1;
-                rollouts.push((c.name.clone(), arn.clone()));
-            }
-            Some(svc) => {
-                if td_changed || svc_changed {
-                    let count = kept_count(c, svc.desired_count());
-                    let new_count = (count != svc.desired_count()).then_some(count);
-                    ecs::update(&clients.ecs, env, &c.name, arn, new_count)
-                        .await
-                        .map_err(err)?;
-                    updated += 1;
-                    rollouts.push((c.name.clone(), arn.clone()));
-                }
-                let service_arn = svc.service_arn().unwrap_or_default();
-                if ecs::tag(svc, SPEC_TAG) != Some(spec.as_str()) {
-                    live::tag_service(&clients.ecs, service_arn, SPEC_TAG, spec)
-                        .await
-                        .map_err(err)?;
-                }
-                if let Some(s) = scaling {
-                    if changed.contains(&(Kind::Scaling, c.name.as_str())) {
-                        live::tag_service(&clients.ecs, service_arn, live::SCALING_TAG, s)
-                            .await
-                            .map_err(err)?;
-                    }
-                }
-            }
-        }
-    }
-    Ok((format!("{created} created, {updated} updated"), rollouts))
-}
-
-/// The default rollout wait: ten minutes, looking every ten seconds.
-pub const DEFAULT_WAIT: Wait = Wait {
-    timeout: Duration::from_secs(600),
-    poll: Duration::from_secs(10),
-};

@@ -14,7 +14,30 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{Connection, KafkaError, ShoalContext};
 use crate::manifest::Environment;
-use crate::scale::policy::{Observation, PartitionRead};
+
+/// One partition's offsets as read at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PartitionRead {
+    /// The log end offset (the offset the next produced message will get).
+    pub end_offset: i64,
+    /// The group's committed offset; `None` when the group has never committed on this
+    /// partition, which the group's reset policy handles: it is not lag.
+    pub committed_offset: Option<i64>,
+    /// When the offsets were read, in seconds on the same clock as [`Observation::at`].
+    pub read_at: f64,
+}
+
+/// Everything one tick read about a consumer group on one topic.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Observation {
+    /// When the tick ran, in seconds (any monotonic origin).
+    pub at: f64,
+    /// Partitions in partition order (index = partition number).
+    pub partitions: Vec<PartitionRead>,
+    /// Members of the consumer group that own partitions, when known. Used to measure the
+    /// per-replica rate (only members whose partitions were all busy count).
+    pub consumers: Option<u32>,
+}
 
 /// Reads lag for groups of one environment: one client per group (rdkafka reads committed
 /// offsets only for a consumer's own `group.id`), made on first use and kept.

@@ -121,13 +121,6 @@ pub fn bootstrap(env: &Environment) -> Result<String, KafkaError> {
     }
 }
 
-/// The client configuration for an environment with a fixed `bootstrap` list (plaintext).
-/// An MSK environment needs [`connect_config`] instead.
-pub fn client_config(env: &Environment) -> Result<ClientConfig, KafkaError> {
-    let servers = bootstrap(env)?;
-    Ok(Resolved::plaintext(servers).client_config())
-}
-
 /// Where an environment's brokers are and how to authenticate to them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -327,7 +320,7 @@ mod tests {
             "a:9092".into(),
             "b:9092".into(),
         ]));
-        let c = client_config(&e).expect("config");
+        let c = Resolved::plaintext(bootstrap(&e).expect("a list")).client_config();
         assert_eq!(c.get("bootstrap.servers"), Some("a:9092,b:9092"));
     }
 
@@ -338,9 +331,9 @@ mod tests {
             auth: KafkaAuth::Iam,
             scram_secret_arn: None,
         });
-        let err = client_config(&e).expect_err("needs AWS");
+        let err = bootstrap(&e).expect_err("needs AWS");
         assert!(matches!(err, KafkaError::MskUnresolved { .. }));
-        let none = client_config(&env(KafkaAccess::None)).expect_err("none");
+        let none = bootstrap(&env(KafkaAccess::None)).expect_err("none");
         assert!(none.to_string().contains("no Kafka configured"));
     }
 

@@ -1,15 +1,22 @@
-//! Where workloads run. `ecs` holds the ECS service calls and `rollout` the reading of a
-//! rollout's state; `docker` runs the same workloads as containers on the local Docker
-//! Engine. [`Platform`] is what a command needs from either: a deploy is the same pipeline on
-//! both (discover → build → push → topics → apply → wait) and differs only in where the
-//! workloads end up, how live state is read and how a rollout is watched.
+//! Where workloads run: one wing per platform, each a folder that holds everything that
+//! platform needs (live reads, apply, rollout, status and the autoscaler's hands).
+//!
+//! - `ecs`: ECS Fargate services, task definitions, ECR and CloudWatch Logs.
+//! - `docker`: the same workloads as containers on the local Docker Engine.
+//!
+//! The shared pipeline (`deploy`) and the autoscaler (`scale`) know a platform only through
+//! what this module defines: [`Platform`] for the commands, [`Scale`] for desired counts,
+//! and [`RolloutError`] and [`Wait`] for rollouts. Adding a platform is one new folder here
+//! and one match arm where the environment picks its platform (`app`).
 
 pub mod docker;
 pub mod ecs;
-pub mod rollout;
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
+use crate::aws::AwsError;
 use crate::error::Result;
 
 /// How `deploy` runs, whatever the platform.
@@ -25,8 +32,6 @@ pub struct DeployOptions {
 
 /// The commands that depend on where workloads run. Each returns the exit code.
 pub trait Platform {
-    /// The platform's name as `shoal.toml` spells it.
-    fn name(&self) -> &'static str;
     /// Reads live state, prints what a deploy would do.
     fn plan(&self) -> Result<i32>;
     /// Plans, prints, applies and waits for every rollout.
@@ -35,4 +40,110 @@ pub trait Platform {
     fn status(&self) -> Result<i32>;
     /// Removes every workload of the project in the environment.
     fn down(&self) -> Result<i32>;
+}
+
+/// Reads and sets desired counts.
+pub trait Scale: Sync {
+    fn current(
+        &self,
+        service: &str,
+    ) -> impl Future<Output = std::result::Result<u32, String>> + Send;
+
+    /// The counts of several services at once (the first tick reads them all); services
+    /// that cannot be read are left out. By default one [`Scale::current`] each.
+    fn current_many(
+        &self,
+        services: &[String],
+    ) -> impl Future<Output = BTreeMap<String, u32>> + Send {
+        async move {
+            let mut out = BTreeMap::new();
+            for s in services {
+                if let Ok(n) = self.current(s).await {
+                    out.insert(s.clone(), n);
+                }
+            }
+            out
+        }
+    }
+
+    fn set(
+        &self,
+        service: &str,
+        count: u32,
+    ) -> impl Future<Output = std::result::Result<(), String>> + Send;
+}
+
+/// A rollout that did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("service {service}: {reason}{}", events_text(.events))]
+    Failed {
+        service: String,
+        reason: String,
+        events: Vec<String>,
+    },
+    #[error("service {service}: the rollout did not complete within {seconds} s; last state: {state}{}", events_text(.events))]
+    TimedOut {
+        service: String,
+        seconds: u64,
+        state: String,
+        events: Vec<String>,
+    },
+    #[error("service {service}: {source}")]
+    Aws {
+        service: String,
+        #[source]
+        source: AwsError,
+    },
+    #[error("service {service} is gone (deleted while shoal waited for its rollout)")]
+    Gone { service: String },
+    /// The docker platform: a new container failed its health check or exited.
+    #[error("service {service}: container {container}: {reason}{}", logs_text(.logs))]
+    Container {
+        service: String,
+        container: String,
+        reason: String,
+        logs: Vec<String>,
+    },
+}
+
+fn logs_text(logs: &[String]) -> String {
+    if logs.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n  the container's last log lines:");
+    for l in logs {
+        s.push_str("\n  | ");
+        s.push_str(l);
+    }
+    s
+}
+
+fn events_text(events: &[String]) -> String {
+    if events.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\n  ECS's last service events:");
+    for e in events {
+        s.push_str("\n  - ");
+        s.push_str(e);
+    }
+    s
+}
+
+/// How long to wait and how often to look.
+#[derive(Debug, Clone, Copy)]
+pub struct Wait {
+    pub timeout: Duration,
+    pub poll: Duration,
+}
+
+impl Wait {
+    /// This timeout, looking every ten seconds (or sooner, for a shorter timeout).
+    pub fn with_timeout(timeout: Duration) -> Wait {
+        Wait {
+            timeout,
+            poll: Duration::from_secs(10).min(timeout),
+        }
+    }
 }

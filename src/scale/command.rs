@@ -8,14 +8,13 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
-use super::daemon::{
-    Autoscaler, CloudWatchMetrics, EcsServices, Outcome, Publish, ReadLag, Scale, Target,
-};
+use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target};
 use super::policy::{Config, Observation};
 use crate::discover::Fleet;
 use crate::error::{exit, Error, Result};
 use crate::kafka::lag::LagReader;
 use crate::manifest::Environment;
+use crate::platform::Scale;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -101,7 +100,7 @@ pub fn run(
         match env.platform {
             crate::manifest::Platform::Ecs => {
                 let cfg = crate::aws::sdk_config(env).await;
-                let scale = EcsServices {
+                let scale = crate::platform::ecs::EcsServices {
                     client: crate::aws::ecs(&cfg),
                     cluster: env.cluster.clone(),
                 };

@@ -3,8 +3,9 @@
 //! One tick is `observe → decide → act`; failures never scale: a lag read that fails is a
 //! tick with no data, which the policy answers with "no change" (fail static).
 //!
-//! The three sides are traits so the loop runs against Kafka and ECS in production and the
-//! local platform later, with the same decisions.
+//! The three sides are traits so the loop runs with the same decisions against Kafka and
+//! either platform: [`ReadLag`] here, [`Scale`] in `platform` (ECS services or local
+//! containers), [`Publish`] here (CloudWatch, or nothing on the docker platform).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,6 +14,7 @@ use tracing::{info, warn};
 
 use super::policy::{decide, Config, Decision, Observation, State};
 use crate::aws::cloudwatch::{Metric, Unit};
+use crate::platform::Scale;
 
 /// One consumer the autoscaler looks after.
 #[derive(Debug, Clone)]
@@ -33,30 +35,6 @@ pub trait ReadLag {
         group: &str,
         topic: &str,
     ) -> impl Future<Output = Result<Observation, String>> + Send;
-}
-
-/// Reads and sets desired counts.
-pub trait Scale: Sync {
-    fn current(&self, service: &str) -> impl Future<Output = Result<u32, String>> + Send;
-
-    /// The counts of several services at once (the first tick reads them all); services
-    /// that cannot be read are left out. By default one [`Scale::current`] each.
-    fn current_many(
-        &self,
-        services: &[String],
-    ) -> impl Future<Output = BTreeMap<String, u32>> + Send {
-        async move {
-            let mut out = BTreeMap::new();
-            for s in services {
-                if let Ok(n) = self.current(s).await {
-                    out.insert(s.clone(), n);
-                }
-            }
-            out
-        }
-    }
-
-    fn set(&self, service: &str, count: u32) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// Publishes metrics.
@@ -195,52 +173,6 @@ impl Autoscaler {
             }
         }
         outcomes
-    }
-}
-
-/// Desired counts on ECS.
-#[derive(Debug, Clone)]
-pub struct EcsServices {
-    pub client: aws_sdk_ecs::Client,
-    pub cluster: String,
-}
-
-impl Scale for EcsServices {
-    async fn current(&self, service: &str) -> Result<u32, String> {
-        let found =
-            crate::platform::ecs::describe(&self.client, &self.cluster, &[service.to_string()])
-                .await
-                .map_err(|e| e.to_string())?;
-        found
-            .first()
-            .map(|s| s.desired_count().max(0) as u32)
-            .ok_or_else(|| format!("no service {service} in cluster {}", self.cluster))
-    }
-
-    /// One DescribeServices per ten services.
-    async fn current_many(&self, services: &[String]) -> BTreeMap<String, u32> {
-        match crate::platform::ecs::describe(&self.client, &self.cluster, services).await {
-            Ok(found) => found
-                .iter()
-                .filter_map(|s| {
-                    Some((
-                        s.service_name()?.to_string(),
-                        s.desired_count().max(0) as u32,
-                    ))
-                })
-                .collect(),
-            Err(e) => {
-                warn!(error = %e, "cannot read the desired counts");
-                BTreeMap::new()
-            }
-        }
-    }
-
-    async fn set(&self, service: &str, count: u32) -> Result<(), String> {
-        let count = i32::try_from(count).map_err(|e| e.to_string())?;
-        crate::platform::ecs::set_desired_count(&self.client, &self.cluster, service, count)
-            .await
-            .map_err(|e| e.to_string())
     }
 }
 

@@ -3,7 +3,6 @@
 
 pub mod command;
 pub mod daemon;
-pub mod dashboard;
 pub mod keda;
 pub mod plot;
 pub mod policy;

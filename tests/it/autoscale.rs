@@ -79,7 +79,7 @@ async fn a_backlog_raises_the_desired_count_and_a_dead_broker_changes_nothing() 
         "memory": "512",
         "containerDefinitions": [{"name": consumer, "image": "scratch"}]
     });
-    let arn = shoal::aws::taskdef::register(&ecs, &td)
+    let arn = shoal::platform::ecs::taskdef::register(&ecs, &td)
         .await
         .expect("register")
         .arn;

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal::deploy::{self, Clients, Inputs, Options};
+use shoal::deploy::{Inputs, Summary};
 use shoal::discover::context;
 use shoal::image::Outcome;
 use shoal::plan::{Kind, Plan};
-use shoal::platform::ecs::Wait;
+use shoal::platform::ecs::{self, Clients, Options};
+use shoal::platform::Wait;
 use shoal::render::Renderer;
 
 use crate::support::{registry_tags, Sandbox};
@@ -61,7 +62,7 @@ impl Fleet {
     }
 
     /// Plans, then applies; returns the plan and the summary.
-    async fn deploy(&self, prune: bool) -> (Plan, deploy::Summary) {
+    async fn deploy(&self, prune: bool) -> (Plan, Summary) {
         let env = self.sb.env();
         let fleet = self.sb.fleet();
         let hashes: BTreeMap<_, _> = fleet
@@ -80,7 +81,7 @@ impl Fleet {
             bootstrap: env.kafka.static_bootstrap(),
         };
         let clients = self.clients().await;
-        let (plan, desired, live) = deploy::plan(&clients, &inputs).await.expect("plan");
+        let (plan, desired, live) = ecs::plan(&clients, &inputs).await.expect("plan");
         let options = Options {
             prune,
             jobs: 2,
@@ -89,13 +90,13 @@ impl Fleet {
                 poll: Duration::from_millis(200),
             },
         };
-        let summary = deploy::apply(&clients, &inputs, &plan, &desired, &live, &options)
+        let summary = ecs::apply(&clients, &inputs, &plan, &desired, &live, &options)
             .await
             .unwrap_or_else(|(s, e)| panic!("deploy failed: {e}\n{}", s.text()));
         (plan, summary)
     }
 
-    fn step<'s>(summary: &'s deploy::Summary, name: &str) -> &'s str {
+    fn step<'s>(summary: &'s Summary, name: &str) -> &'s str {
         &summary
             .steps
             .iter()
@@ -107,7 +108,7 @@ impl Fleet {
     async fn desired_count(&self, service: &str) -> Option<i32> {
         let clients = self.clients().await;
         let env = self.sb.env();
-        shoal::platform::ecs::describe(&clients.ecs, &env.cluster, &[service.to_string()])
+        ecs::describe(&clients.ecs, &env.cluster, &[service.to_string()])
             .await
             .expect("describe")
             .first()
@@ -225,7 +226,7 @@ async fn a_desired_count_set_outside_shoal_survives_a_deploy() {
     let clients = f.clients().await;
     let cluster = f.sb.env().cluster;
     for (service, count) in [(&f.scaled, 3), (&f.plain, 5)] {
-        shoal::platform::ecs::set_desired_count(&clients.ecs, &cluster, service, count)
+        ecs::set_desired_count(&clients.ecs, &cluster, service, count)
             .await
             .expect("scale");
     }
@@ -242,7 +243,7 @@ async fn a_desired_count_set_outside_shoal_survives_a_deploy() {
     assert_eq!(f.desired_count(&f.plain).await, Some(5));
 
     // Above the manifest's max, the count is brought back within bounds.
-    shoal::platform::ecs::set_desired_count(&clients.ecs, &cluster, &f.scaled, 9)
+    ecs::set_desired_count(&clients.ecs, &cluster, &f.scaled, 9)
         .await
         .expect("scale");
     let (plan, _) = f.deploy(false).await;

@@ -13,10 +13,11 @@
 //! never collide with an earlier run against the same moto.
 
 use serde_json::Value;
-use shoal::aws::{self, taskdef, AwsError};
+use shoal::aws::{self, AwsError};
 use shoal::discover::Fleet;
 use shoal::manifest::{Consumer, Environment, Project};
 use shoal::plan::{field_diff, image_uri};
+use shoal::platform::ecs::taskdef;
 use shoal::render::{Renderer, Target};
 
 use crate::support::{self, API, WORKER};
@@ -267,7 +268,10 @@ async fn unsupported_key_in_a_custom_template_is_named_before_any_call() {
     let err = taskdef::register(&s.client, &rendered)
         .await
         .expect_err("linuxParameters is not converted");
-    assert!(matches!(err, AwsError::TaskDefinition(_)), "{err:?}");
+    assert!(
+        matches!(&err, AwsError::Request(e) if e.downcast_ref::<taskdef::ConvertError>().is_some()),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         format!(

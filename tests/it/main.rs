@@ -2,6 +2,7 @@
 //! stack (moto, the registry, tansu, PostgreSQL) read its addresses from `.stack/env`,
 //! written by `scripts/stack up`.
 
+mod architecture;
 mod autoscale;
 mod autoscaler_workload;
 mod base_images;

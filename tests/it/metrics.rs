@@ -56,7 +56,7 @@ async fn published_metrics_read_back_by_service() {
 /// The autoscaler's ECS side on moto: it reads a service's desired count and sets it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
-    use shoal::scale::daemon::{EcsServices, Scale};
+    use shoal::platform::{ecs::EcsServices, Scale};
 
     let sb = Sandbox::new();
     let env = sb.env();
@@ -71,7 +71,7 @@ async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
         "memory": "512",
         "containerDefinitions": [{"name": "scaled", "image": "scratch"}]
     });
-    let registered = shoal::aws::taskdef::register(&client, &td)
+    let registered = shoal::platform::ecs::taskdef::register(&client, &td)
         .await
         .expect("register");
     let service = format!("{}-scaled", sb.project);

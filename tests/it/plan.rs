@@ -98,5 +98,9 @@ fn dashboard_body_snapshot() {
     let project = Project::load(f.root()).expect("valid");
     let env = project.environment("sandbox").expect("valid env");
     let fleet = discover::discover(f.root()).expect("valid fleet");
-    insta::assert_json_snapshot!(shoal::scale::dashboard::body(&project.name, &env, &fleet));
+    insta::assert_json_snapshot!(shoal::platform::ecs::dashboard::body(
+        &project.name,
+        &env,
+        &fleet
+    ));
 }

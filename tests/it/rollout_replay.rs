@@ -11,7 +11,8 @@ use aws_smithy_runtime_api::http::{Request, Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use serde_json::{json, Value};
 
-use shoal::platform::ecs::{wait_rollout, RolloutError, Wait};
+use shoal::platform::ecs::wait_rollout;
+use shoal::platform::{RolloutError, Wait};
 
 const OLD: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/shop-orders:7";
 const NEW: &str = "arn:aws:ecs:us-east-1:123456789012:task-definition/shop-orders:8";

@@ -1,84 +1,19 @@
 //! The ECS commands: `plan` with live state, `deploy`, `status` and `rollback`.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Value};
 
-use super::{Clients, DeployError, Inputs, Options};
+use super::{rollout, Clients, Options};
 use crate::cli::Output;
-use crate::discover::context::ContextHash;
-use crate::discover::Fleet;
+use crate::deploy::{print_status, report_deploy, Ctx};
 use crate::error::{block_on, exit, Error, Result};
-use crate::manifest::Environment;
 use crate::plan;
-use crate::platform::{ecs, rollout};
-use crate::render::Renderer;
+use crate::platform::ecs;
 use crate::report;
-
-/// What the ECS commands work on.
-pub struct Ctx<'a> {
-    pub root: &'a std::path::Path,
-    pub project: &'a str,
-    pub env: &'a Environment,
-    pub fleet: &'a Fleet,
-    pub hashes: &'a BTreeMap<String, ContextHash>,
-    pub renderer: &'a Renderer,
-    pub output: Output,
-}
-
-impl Ctx<'_> {
-    /// The plan's inputs, with the workloads' brokers looked up (MSK: two AWS calls).
-    pub(super) async fn inputs(&self) -> Result<Inputs<'_>> {
-        Ok(Inputs {
-            root: self.root,
-            project: self.project,
-            env: self.env,
-            fleet: self.fleet,
-            renderer: self.renderer,
-            hashes: self.hashes,
-            bootstrap: super::workload_bootstrap(self.env).await?,
-        })
-    }
-
-    fn heading(&self, verb: &str) -> String {
-        self.heading_at(verb, &format!("ecs, cluster {}", self.env.cluster))
-    }
-
-    /// A plan's heading: what, where (`place`), and which workloads this platform leaves out.
-    pub(super) fn heading_at(&self, verb: &str, place: &str) -> String {
-        let mut heading = format!(
-            "{verb} for project {} in environment {} ({place})",
-            self.project, self.env.name
-        );
-        if !self.fleet.elsewhere.is_empty() {
-            heading.push_str(&format!(
-                "; left out on {} by their `platforms`: {}",
-                self.env.platform.as_str(),
-                self.fleet.elsewhere.join(", ")
-            ));
-        }
-        heading
-    }
-}
-
-impl From<DeployError> for Error {
-    fn from(e: DeployError) -> Error {
-        match e {
-            DeployError::Rollouts(_) => Error::Rollout(e.to_string()),
-            DeployError::Render(r) => Error::Render(r),
-            other => Error::Failed(other.to_string()),
-        }
-    }
-}
 
 /// The ECS platform's commands on a resolved context.
 pub struct Ecs<'a>(pub &'a Ctx<'a>);
 
 impl crate::platform::Platform for Ecs<'_> {
-    fn name(&self) -> &'static str {
-        "ecs"
-    }
-
     fn plan(&self) -> Result<i32> {
         plan(self.0)
     }
@@ -89,10 +24,7 @@ impl crate::platform::Platform for Ecs<'_> {
             &Options {
                 prune: options.prune,
                 jobs: options.jobs,
-                wait: ecs::Wait {
-                    timeout: options.timeout,
-                    poll: std::time::Duration::from_secs(10).min(options.timeout),
-                },
+                wait: crate::platform::Wait::with_timeout(options.timeout),
             },
         )
     }
@@ -107,6 +39,11 @@ impl crate::platform::Platform for Ecs<'_> {
             self.0.env.name, self.0.env.name
         )))
     }
+}
+
+/// A plan's heading on ECS: what, and which cluster.
+fn heading(ctx: &Ctx<'_>, verb: &str) -> String {
+    ctx.heading_at(verb, &format!("ecs, cluster {}", ctx.env.cluster))
 }
 
 /// `shoal plan` on ECS: desired against live.
@@ -128,7 +65,7 @@ fn print_plan(ctx: &Ctx<'_>, the_plan: &plan::Plan, verb: &str) {
     if ctx.output == Output::Json {
         return;
     }
-    report::out(&plan::print_text(the_plan, &ctx.heading(verb)));
+    report::out(&plan::print_text(the_plan, &heading(ctx, verb)));
 }
 
 /// `shoal deploy` on ECS: plan, print, apply, wait, summarise.
@@ -144,55 +81,8 @@ pub fn deploy(ctx: &Ctx<'_>, options: &Options) -> Result<i32> {
             Err((s, e)) => (s, Some(e)),
         };
         summary.aws_calls = crate::aws::calls();
-        report_deploy(ctx, &the_plan, &summary, failure, None)
+        report_deploy(ctx, &the_plan, &summary, failure)
     })?
-}
-
-/// The end of a deploy on either platform: the GitHub job summary when
-/// `GITHUB_STEP_SUMMARY` is set, the steps (text) or plan and summary (JSON), and the exit
-/// code. `platform` is named in the JSON when given.
-pub(super) fn report_deploy(
-    ctx: &Ctx<'_>,
-    the_plan: &plan::Plan,
-    summary: &super::Summary,
-    failure: Option<DeployError>,
-    platform: Option<&str>,
-) -> Result<i32> {
-    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        let md = summary.markdown(ctx.project, &ctx.env.name, the_plan);
-        append(&path, &md);
-    }
-    if ctx.output == Output::Json {
-        let mut v = json!({
-            "project": ctx.project,
-            "environment": ctx.env.name,
-            "plan": plan::to_json(the_plan, ctx.project, &ctx.env.name),
-            "summary": summary,
-            "ok": failure.is_none(),
-        });
-        if let (Some(p), Value::Object(m)) = (platform, &mut v) {
-            m.insert("platform".into(), Value::from(p));
-        }
-        report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        report::outln(&format!("\nDeploy steps:\n{}", summary.text()));
-    }
-    match failure {
-        None => Ok(exit::OK),
-        Some(e) => Err(Error::from(e)),
-    }
-}
-
-pub(super) fn append(path: &std::ffi::OsStr, text: &str) {
-    use std::io::Write;
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()));
-    if let Err(e) = written {
-        tracing::warn!(path = %std::path::Path::new(path).display(), error = %e, "cannot write the GitHub job summary");
-    }
 }
 
 /// One row of `shoal status`.
@@ -218,7 +108,7 @@ pub fn status(ctx: &Ctx<'_>) -> Result<i32> {
         let mut rows = Vec::new();
         for s in &services {
             let td = s.task_definition().unwrap_or_default();
-            let image = crate::aws::taskdef::describe(&clients.ecs, td)
+            let image = super::taskdef::describe(&clients.ecs, td)
                 .await
                 .map_err(|e| Error::Failed(e.to_string()))?
                 .and_then(|v| {
@@ -282,7 +172,7 @@ pub fn status(ctx: &Ctx<'_>) -> Result<i32> {
 }
 
 /// `shoal rollback CONSUMER`: the service goes back to the revision before its current one.
-pub fn rollback(ctx: &Ctx<'_>, consumer: &str, wait: ecs::Wait) -> Result<i32> {
+pub fn rollback(ctx: &Ctx<'_>, consumer: &str, wait: crate::platform::Wait) -> Result<i32> {
     block_on(async {
         let clients = Clients::new(ctx.env).await;
         let services = ecs::describe(&clients.ecs, &ctx.env.cluster, &[consumer.to_string()])
@@ -360,12 +250,12 @@ async fn previous_revision(
     Ok(None)
 }
 
-/// `shoal dashboard`: PutDashboard with the body from [`crate::scale::dashboard`].
-pub fn dashboard(ctx: &Ctx<'_>) -> Result<i32> {
+/// `shoal dashboard`: PutDashboard with the body from [`super::dashboard`].
+pub fn put_dashboard(ctx: &Ctx<'_>) -> Result<i32> {
     block_on(async {
         let cfg = crate::aws::sdk_config(ctx.env).await;
-        let name = crate::scale::dashboard::name(ctx.project, ctx.env);
-        let body = crate::scale::dashboard::body(ctx.project, ctx.env, ctx.fleet);
+        let name = super::dashboard::name(ctx.project, ctx.env);
+        let body = super::dashboard::body(ctx.project, ctx.env, ctx.fleet);
         crate::aws::cloudwatch::put_dashboard(
             &crate::aws::cloudwatch(&cfg),
             &name,
@@ -381,25 +271,4 @@ pub fn dashboard(ctx: &Ctx<'_>) -> Result<i32> {
         }
         Ok(exit::OK)
     })?
-}
-
-/// Prints `shoal status` on either platform: `header` with the rows as `services` for JSON,
-/// the `empty` line when there are none, else a table of `cells` under `headers`.
-pub(super) fn print_status<R: serde::Serialize>(
-    output: Output,
-    mut header: Value,
-    rows: &[R],
-    empty: &str,
-    headers: &[&str],
-    cells: impl Fn(&R) -> Vec<String>,
-) {
-    if output == Output::Json {
-        header["services"] = json!(rows);
-        report::outln(&serde_json::to_string_pretty(&header).unwrap_or_default());
-    } else if rows.is_empty() {
-        report::outln(empty);
-    } else {
-        let cells: Vec<Vec<String>> = rows.iter().map(cells).collect();
-        report::out(&report::table(headers, &cells));
-    }
 }

@@ -1,7 +1,7 @@
 //! ECS services: read them in batches, create and update them, wait for their rollouts, and
 //! scale down and delete the ones whose consumer folder is gone.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
@@ -14,6 +14,7 @@ use tracing::{debug, info};
 use super::rollout::{self, Progress};
 use crate::aws::AwsError;
 use crate::manifest::Environment;
+use crate::platform::{RolloutError, Wait};
 
 /// DescribeServices takes at most this many services per call.
 pub const DESCRIBE_BATCH: usize = 10;
@@ -258,71 +259,6 @@ pub async fn delete(client: &Client, cluster: &str, name: &str) -> Result<(), Aw
         .await
         .map_err(|e| AwsError::from_sdk("ECS", "DeleteService", e))?;
     Ok(())
-}
-
-/// A rollout that did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum RolloutError {
-    #[error("service {service}: {reason}{}", events_text(.events))]
-    Failed {
-        service: String,
-        reason: String,
-        events: Vec<String>,
-    },
-    #[error("service {service}: the rollout did not complete within {seconds} s; last state: {state}{}", events_text(.events))]
-    TimedOut {
-        service: String,
-        seconds: u64,
-        state: String,
-        events: Vec<String>,
-    },
-    #[error("service {service}: {source}")]
-    Aws {
-        service: String,
-        #[source]
-        source: AwsError,
-    },
-    #[error("service {service} is gone (deleted while shoal waited for its rollout)")]
-    Gone { service: String },
-    /// The docker platform: a new container failed its health check or exited.
-    #[error("service {service}: container {container}: {reason}{}", logs_text(.logs))]
-    Container {
-        service: String,
-        container: String,
-        reason: String,
-        logs: Vec<String>,
-    },
-}
-
-fn logs_text(logs: &[String]) -> String {
-    if logs.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("\n  the container's last log lines:");
-    for l in logs {
-        s.push_str("\n  | ");
-        s.push_str(l);
-    }
-    s
-}
-
-fn events_text(events: &[String]) -> String {
-    if events.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("\n  ECS's last service events:");
-    for e in events {
-        s.push_str("\n  - ");
-        s.push_str(e);
-    }
-    s
-}
-
-/// How long to wait and how often to look.
-#[derive(Debug, Clone, Copy)]
-pub struct Wait {
-    pub timeout: Duration,
-    pub poll: Duration,
 }
 
 /// Waits until the deployment of `task_definition` completes. A rollback, a failed

@@ -18,17 +18,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::commands::Ctx;
-use super::{kept_count, DeployError, Inputs, Step, Summary};
+use super::{
+    self as engine, Container, DockerError, LiveSet, Ports, Secrets, Spec, Started, Template,
+};
 use crate::cli::Output;
+use crate::deploy::{kept_count, step, Ctx, DeployError, Inputs, Summary};
 use crate::error::{block_on, exit, Error, Result};
 use crate::image::{self, Destination};
 use crate::plan::{self, Kind, Live, Plan, Resource};
-use crate::platform::docker::{
-    self as engine, Container, DockerError, LiveSet, Ports, Secrets, Spec, Started, Template,
-};
-use crate::platform::ecs::RolloutError;
-use crate::platform::{DeployOptions, Platform};
+use crate::platform::{DeployOptions, Platform, RolloutError};
 use crate::render::Target;
 use crate::report;
 
@@ -60,7 +58,7 @@ struct State {
 
 impl Docker<'_> {
     fn heading(&self, verb: &str) -> String {
-        let network = crate::platform::docker::network_name(self.0.project, &self.0.env.name);
+        let network = engine::network_name(self.0.project, &self.0.env.name);
         self.0
             .heading_at(verb, &format!("docker, network {network}"))
     }
@@ -122,7 +120,7 @@ impl Docker<'_> {
             });
         }
         let mut the_plan = plan::diff(&desired, &live);
-        let topics = super::plan_topics(&inputs).await?;
+        let topics = crate::deploy::plan_topics(&inputs).await?;
         if let Some(tp) = &topics {
             tp.check().map_err(DeployError::from)?;
             the_plan.create.extend(tp.plan.create.iter().cloned());
@@ -152,10 +150,6 @@ impl Docker<'_> {
 }
 
 impl Platform for Docker<'_> {
-    fn name(&self) -> &'static str {
-        "docker"
-    }
-
     fn plan(&self) -> Result<i32> {
         block_on(async {
             let docker = engine::connect().await?;
@@ -184,7 +178,7 @@ impl Platform for Docker<'_> {
                 Ok(s) => (s, None),
                 Err((s, e)) => (s, Some(e)),
             };
-            super::commands::report_deploy(ctx, &state.plan, &summary, failure, Some("docker"))
+            crate::deploy::report_deploy(ctx, &state.plan, &summary, failure)
         })?
     }
 
@@ -194,7 +188,7 @@ impl Platform for Docker<'_> {
             let docker = engine::connect().await?;
             let containers = engine::list(&docker, ctx.project, &ctx.env.name).await?;
             let rows = status_rows(&containers);
-            super::commands::print_status(
+            crate::deploy::print_status(
                 ctx.output,
                 json!({ "project": ctx.project, "environment": ctx.env.name, "platform": "docker" }),
                 &rows,
@@ -348,7 +342,7 @@ async fn apply(
     step!(
         summary,
         "topics",
-        super::apply_topics(inputs.env, state.topics.as_ref()).await
+        crate::deploy::apply_topics(inputs.env, state.topics.as_ref()).await
     );
 
     let rolling = step!(summary, "containers", {
@@ -368,7 +362,7 @@ async fn apply(
             .await;
             finish(docker, r, waited).await
         });
-        super::wait_all(waits).await
+        crate::deploy::wait_all(waits).await
     });
 
     step!(summary, "prune", {
@@ -410,8 +404,8 @@ async fn build_images(
     changed: &BTreeSet<&str>,
     options: &DeployOptions,
 ) -> std::result::Result<(String, image::Report), DeployError> {
-    let jobs = super::image_jobs(inputs, |c| changed.contains(c.name.as_str()));
-    super::run_image_jobs(
+    let jobs = crate::deploy::image_jobs(inputs, |c| changed.contains(c.name.as_str()));
+    crate::deploy::run_image_jobs(
         inputs,
         jobs,
         Destination::Local,

@@ -8,8 +8,9 @@ use aws_sdk_ecs::types::{Service, Tag};
 use futures_util::future::try_join_all;
 use serde_json::{json, Value};
 
+use super::taskdef;
 use super::Clients;
-use crate::aws::{self, taskdef, AwsError};
+use crate::aws::{self, AwsError};
 use crate::discover::Fleet;
 use crate::manifest::Environment;
 use crate::plan::{self, Kind, Live, Resource};

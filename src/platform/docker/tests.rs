@@ -1,0 +1,132 @@
+//! The docker platform's pure parts: grouping, specs, ports and secrets.
+
+use super::*;
+use crate::manifest::Consumer;
+use std::collections::BTreeMap;
+
+fn c(consumer: &str, rev: &str, replica: u32, state: &str, created: i64) -> Container {
+    Container {
+        id: format!("{consumer}-{rev}-{replica}"),
+        name: String::new(),
+        consumer: consumer.into(),
+        revision: rev.into(),
+        replica,
+        port: None,
+        state: state.into(),
+        created,
+        spec: None,
+    }
+}
+
+#[test]
+fn the_current_revision_is_the_one_with_most_running_containers() {
+    let all = vec![
+        c("a", "old", 0, "running", 1),
+        c("a", "old", 1, "running", 1),
+        c("a", "new", 0, "restarting", 5),
+        c("b", "x", 0, "exited", 1),
+    ];
+    let sets = live_sets(&all);
+    assert_eq!(sets["a"].revision, "old");
+    assert_eq!(sets["a"].desired(), 2);
+    assert_eq!(sets["a"].others.len(), 1);
+    assert_eq!(sets["b"].running(), 0);
+    assert_eq!(sets["b"].desired(), 1);
+}
+
+#[test]
+fn loopback_hosts_become_the_host_name_in_containers() {
+    let cases = [
+        (
+            "postgres://shoal:shoal@127.0.0.1:5432/shoal",
+            "postgres://shoal:shoal@host.docker.internal:5432/shoal",
+        ),
+        (
+            "127.0.0.1:9092,localhost:9093",
+            "host.docker.internal:9092,host.docker.internal:9093",
+        ),
+        ("http://localhost/x", "http://host.docker.internal/x"),
+        ("localhost", "host.docker.internal"),
+        ("127.0.0.10:5", "127.0.0.10:5"),
+        ("mylocalhost:1", "mylocalhost:1"),
+        ("localhost.example.com:1", "localhost.example.com:1"),
+        (
+            "b-1.kafka.amazonaws.com:9098",
+            "b-1.kafka.amazonaws.com:9098",
+        ),
+        ("host.docker.internal:9092", "host.docker.internal:9092"),
+    ];
+    for (given, want) in cases {
+        assert_eq!(in_container(given), want, "{given}");
+    }
+}
+
+#[test]
+fn free_replica_numbers_fill_gaps() {
+    let all = vec![c("a", "r", 0, "running", 1), c("a", "r", 2, "running", 1)];
+    assert_eq!(free_replicas(&all, 3), vec![1, 3, 4]);
+}
+
+fn api_consumer(extra: &str) -> Consumer {
+    let root = tempfile::tempdir().expect("temp dir");
+    let dir = root.path().join("consumers/web");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").expect("write");
+    let text = format!("kind = \"api\"\n[api]\nport = 8080\nhealth_path = \"/h\"\n{extra}");
+    Consumer::parse(root.path(), &dir, &text).expect("valid manifest")
+}
+
+fn env_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_revision_ignores_the_count_and_port_and_hides_secret_values() {
+    let c = api_consumer("[secrets]\nTOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/t\"\n");
+    let mut secrets = Secrets::default();
+    secrets.shared.insert("TOKEN".into(), "s3cret".into());
+    let env = env_of(&[("PORT", "8080"), ("A", "1")]);
+    let one = Spec::new(&c, "img:1".into(), env.clone(), &secrets, 1).expect("spec");
+    let two = Spec::new(&c, "img:1".into(), env.clone(), &secrets, 3).expect("spec");
+    assert_eq!(one.revision, two.revision);
+    assert!(!one.env.iter().any(|e| e.starts_with("PORT=")));
+    assert!(one.env.contains(&"TOKEN=s3cret".to_string()));
+    assert!(!one.spec.to_string().contains("s3cret"));
+    secrets.shared.insert("TOKEN".into(), "other".into());
+    let rotated = Spec::new(&c, "img:1".into(), env, &secrets, 1).expect("spec");
+    assert_ne!(
+        one.revision, rotated.revision,
+        "a new secret value is a new revision"
+    );
+}
+
+#[test]
+fn a_missing_secret_names_the_file_and_the_key() {
+    let c = api_consumer("[secrets]\nTOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/t\"\n");
+    let secrets = Secrets {
+        file: ".shoal/secrets.local.toml".into(),
+        ..Secrets::default()
+    };
+    let err =
+        Spec::new(&c, "img:1".into(), BTreeMap::new(), &secrets, 1).expect_err("missing secret");
+    let text = err.to_string();
+    assert!(
+        text.contains("TOKEN") && text.contains(".shoal/secrets.local.toml"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_consumer_table_overrides_a_shared_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, "A = \"1\"\nB = \"2\"\n[w]\nA = \"3\"\n").expect("write");
+    let s = Secrets::load(&path, dir.path()).expect("loads");
+    assert_eq!(s.get("w", "A"), Some("3"));
+    assert_eq!(s.get("v", "A"), Some("1"));
+    assert_eq!(s.get("w", "B"), Some("2"));
+    assert_eq!(s.get("w", "C"), None);
+}

@@ -1,0 +1,31 @@
+//! The ECS platform: Fargate services and their task definitions, ECR repositories and
+//! CloudWatch log groups. Everything ECS-specific lives in this folder:
+//!
+//! - `apply`: the plan (desired against live) and the deploy's steps;
+//! - `live`: reading what exists;
+//! - `service`: services (describe, create, update, delete) and the rollout wait;
+//! - `rollout`: reading a deployment's state;
+//! - `taskdef`: task definitions to and from the SDK's types, and their normal form;
+//! - `commands`: `plan`, `deploy`, `status`, `rollback` and `dashboard` on ECS;
+//! - `scale`: the autoscaler's hands on ECS desired counts;
+//! - `dashboard`: the CloudWatch dashboard of the autoscaler's metrics.
+
+mod apply;
+mod commands;
+pub mod dashboard;
+mod live;
+pub mod rollout;
+mod scale;
+mod service;
+pub mod taskdef;
+
+pub use apply::{
+    apply, desired, keep_live_counts, plan, spec_hash, spec_tag, Clients, Options, SPEC_TAG,
+};
+pub use commands::{put_dashboard, rollback, Ecs};
+pub use live::{read, LiveState};
+pub use scale::EcsServices;
+pub use service::{
+    create, delete, describe, live_spec, project_services, set_desired_count, tag, update,
+    wait_rollout, CONSUMER_TAG, DESCRIBE_BATCH, PROJECT_TAG,
+};
