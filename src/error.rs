@@ -35,6 +35,9 @@ pub enum Error {
     /// A rollout that rolled back, failed or timed out.
     #[error("{0}")]
     Rollout(String),
+    /// A command's failure, its cause kept whole.
+    #[error(transparent)]
+    Cause(Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn count(n: usize) -> String {
@@ -51,7 +54,7 @@ impl Error {
             Error::Invalid(_) | Error::Render(_) => exit::INVALID,
             Error::Usage(_) => exit::USAGE,
             Error::Drift(_) => exit::DRIFT,
-            Error::Context { .. } | Error::Failed(_) => exit::FAILED,
+            Error::Context { .. } | Error::Failed(_) | Error::Cause(_) => exit::FAILED,
             Error::Rollout(_) => exit::ROLLOUT,
         }
     }
@@ -73,15 +76,6 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Runs a command's async body on a runtime of its own (one per command).
-pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    Ok(rt.block_on(f))
-}
 
 /// The innermost message of an error's source chain ("Connection refused (os error 111)").
 pub fn innermost(err: &(dyn std::error::Error + 'static)) -> String {

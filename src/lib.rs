@@ -1,8 +1,9 @@
 //! shoal: deploy and autoscale a fleet of Kafka consumer workloads on AWS ECS Fargate.
 //!
-//! The binary is a thin wrapper around [`run`]: parse the command line, run the command,
-//! turn the outcome into an exit code. Modules point downwards only: `app` uses `plan`,
-//! which uses `render` and `discover`, which use `manifest`.
+//! The binary is a thin wrapper around [`run`]: parse the command line, start the one async
+//! runtime, run the command, turn the outcome into an exit code. Modules point downwards
+//! only; the README's "The module map" gives the layers, and tests/it/architecture.rs
+//! checks them.
 
 pub mod app;
 pub mod aws;
@@ -46,7 +47,19 @@ where
     };
     report::init_logging(cli.verbose);
     let output = cli.output;
-    match app::run(cli) {
+    // The one async runtime: every command runs on it.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let e = Error::Failed(format!("cannot start the async runtime: {e}"));
+            report::error(&e, output);
+            return e.exit_code();
+        }
+    };
+    match runtime.block_on(app::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             report::error(&e, output);

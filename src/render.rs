@@ -292,6 +292,22 @@ pub fn to_pretty(value: &Value) -> String {
     s
 }
 
+/// A short content hash: the first 8 bytes of SHA-256, as 16 hex digits. Both platforms name
+/// what they deployed with it (a task definition's `shoal:spec` tag, a container's revision).
+pub fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The [`short_hash`] of a JSON value in its [`canonical`] form, so key order never matters.
+pub fn spec_hash(value: &Value) -> String {
+    short_hash(&canonical(value).to_string())
+}
+
 /// The same JSON with every object's keys in sorted order, whatever order the template (or
 /// serde_json's `preserve_order`, which a dependency may switch on) left them in.
 pub fn canonical(value: &Value) -> Value {

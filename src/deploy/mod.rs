@@ -38,13 +38,14 @@ macro_rules! step {
 }
 pub(crate) use step;
 
-mod report;
 mod settings;
 mod summary;
 
+use std::future::Future;
+use std::time::Duration;
+
 use futures_util::future::join_all;
 
-pub use report::{append, print_status, report_deploy};
 pub use settings::Ctx;
 pub use summary::{Step, Summary};
 
@@ -53,9 +54,74 @@ use crate::discover::context::ContextHash;
 use crate::discover::Fleet;
 use crate::image::{self, Destination, Engine, ImageJob, Pipeline, Progress};
 use crate::manifest::{Consumer, Environment};
+use crate::plan::Plan;
 use crate::platform::RolloutError;
 use crate::render::{RenderError, Renderer, Target};
 use std::collections::BTreeMap;
+
+/// How `deploy` runs, whatever the platform.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployOptions {
+    /// Delete the workloads of removed consumer folders.
+    pub prune: bool,
+    /// Images built (and pushed) at once.
+    pub jobs: usize,
+    /// How long to wait for each rollout.
+    pub timeout: Duration,
+}
+
+/// What a deploy did: the plan it applied, its steps, and what failed, if anything (the
+/// steps that ran are reported either way).
+#[derive(Debug)]
+pub struct Deployed {
+    pub plan: Plan,
+    pub summary: Summary,
+    pub failure: Option<DeployError>,
+}
+
+/// One workload in `shoal status`, the same shape on every platform.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusRow {
+    pub consumer: String,
+    pub desired: u32,
+    pub running: u32,
+    /// Starting, where the platform tells (ECS's pending count).
+    pub pending: Option<u32>,
+    pub revision: String,
+    pub image_tag: String,
+    /// The rollout's state: ECS's `rolloutState`, or on docker steady, degraded or rolling.
+    pub rollout: String,
+    /// The platform's last event about the workload, where it keeps one (ECS).
+    pub last_event: Option<String>,
+    /// Host ports of the running replicas (docker APIs).
+    pub ports: Vec<u16>,
+    /// The replicas themselves, where the platform lists them (docker containers).
+    pub containers: Vec<serde_json::Value>,
+}
+
+/// The commands that depend on where workloads run. They return values; `app` renders
+/// them as text or JSON, the same shapes for every platform.
+pub trait Platform {
+    /// Where the workloads go, for headings: `ecs, cluster …` or `docker, network …`.
+    fn place(&self) -> String;
+
+    /// Reads live state and computes the plan.
+    fn plan(&self) -> impl Future<Output = Result<Plan, DeployError>>;
+
+    /// Plans, hands the plan to `planned` before anything changes (so it can be shown),
+    /// applies it and waits for every rollout.
+    fn deploy(
+        &self,
+        options: &DeployOptions,
+        planned: &mut dyn FnMut(&Plan),
+    ) -> impl Future<Output = Result<Deployed, DeployError>>;
+
+    /// A row per workload.
+    fn status(&self) -> impl Future<Output = Result<Vec<StatusRow>, DeployError>>;
+
+    /// Removes every workload of the project in the environment; returns what was removed.
+    fn down(&self) -> impl Future<Output = Result<Vec<String>, DeployError>>;
+}
 
 /// What a deploy can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +136,20 @@ pub enum DeployError {
     Rollouts(Vec<RolloutError>),
     #[error("topics: {0}")]
     Topics(#[from] crate::kafka::KafkaError),
-    #[error("{0}")]
-    Docker(String),
+    /// A platform's own failure (the Docker Engine's, say), with its cause.
+    #[error(transparent)]
+    Platform(Box<dyn std::error::Error + Send + Sync>),
+    /// The command does not apply to this environment's platform.
+    #[error("{what}")]
+    Unsupported { what: String },
+    #[error("no service {service:?} in cluster {cluster}; `shoal status --env {env}` lists them")]
+    NoSuchService {
+        service: String,
+        cluster: String,
+        env: String,
+    },
+    #[error("{service} runs {revision}, and there is no earlier active revision to return to")]
+    NoEarlierRevision { service: String, revision: String },
     #[error("{consumer}: {source}")]
     Service {
         consumer: String,

@@ -492,6 +492,13 @@ fn first_line(e: &ImageError) -> String {
         .to_string()
 }
 
+/// The tag of an image reference (`host:port/repo:tag` → `tag`), when it has one; a port
+/// in the registry host is not a tag.
+pub fn tag_of(reference: &str) -> Option<&str> {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    last.rsplit_once(':').map(|(_, tag)| tag)
+}
+
 /// The git commit checked out in `root` (`git rev-parse HEAD`), when there is one.
 pub fn git_revision(root: &Path) -> Option<String> {
     let out = std::process::Command::new("git")

@@ -46,12 +46,6 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects to an environment's brokers; an MSK cluster is resolved first (see
-    /// [`super::connect_config_blocking`]). In async code, prefer [`Admin::open`].
-    pub fn connect(env: &Environment) -> Result<Admin, KafkaError> {
-        Admin::with(&super::connect_config_blocking(env)?)
-    }
-
     /// Resolves an environment's brokers ([`super::connect_config`]) and connects.
     pub async fn open(env: &Environment) -> Result<Admin, KafkaError> {
         Admin::with(&super::connect_config(env).await?)

@@ -52,15 +52,6 @@ pub struct LagReader {
 type Client = BaseConsumer<ShoalContext>;
 
 impl LagReader {
-    /// A reader for an environment's brokers; an MSK cluster is resolved first (see
-    /// [`super::connect_config_blocking`]). In async code, prefer [`LagReader::open`].
-    pub fn new(env: &Environment, timeout: Duration) -> Result<LagReader, KafkaError> {
-        Ok(LagReader::with(
-            super::connect_config_blocking(env)?,
-            timeout,
-        ))
-    }
-
     /// Resolves an environment's brokers ([`super::connect_config`]) and makes a reader.
     pub async fn open(env: &Environment, timeout: Duration) -> Result<LagReader, KafkaError> {
         Ok(LagReader::with(super::connect_config(env).await?, timeout))

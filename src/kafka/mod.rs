@@ -97,15 +97,6 @@ fn apply_failed(done: &[String], failed: &[String]) -> String {
     out
 }
 
-impl From<KafkaError> for crate::Error {
-    fn from(e: KafkaError) -> crate::Error {
-        match e {
-            KafkaError::NeedsYes { .. } => crate::Error::Usage(e.to_string()),
-            other => crate::Error::Failed(other.to_string()),
-        }
-    }
-}
-
 /// The broker list of an environment with a fixed `bootstrap` list, as librdkafka's
 /// `bootstrap.servers`. An MSK environment needs [`resolve`] (AWS calls) instead.
 pub fn bootstrap(env: &Environment) -> Result<String, KafkaError> {
@@ -272,32 +263,6 @@ pub async fn connect_config(env: &Environment) -> Result<Connection, KafkaError>
     Ok(Connection::new(resolved, cfg.as_ref()))
 }
 
-/// [`connect_config`] for synchronous callers: no runtime is needed for a `bootstrap` list;
-/// an MSK environment is resolved on a runtime of its own (or, inside a multi-threaded
-/// runtime, on the current one).
-pub fn connect_config_blocking(env: &Environment) -> Result<Connection, KafkaError> {
-    if !matches!(env.kafka, KafkaAccess::Msk { .. }) {
-        return Ok(Connection::new(Resolved::plaintext(bootstrap(env)?), None));
-    }
-    let fail = |message: String| KafkaError::Client {
-        bootstrap: "(MSK)".into(),
-        message,
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| h.block_on(connect_config(env)))
-        }
-        Ok(_) => Err(fail(
-            "an MSK cluster cannot be resolved from a single-threaded async runtime; use kafka::connect_config".into(),
-        )),
-        Err(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?
-            .block_on(connect_config(env)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,10 +302,10 @@ mod tests {
         assert!(none.to_string().contains("no Kafka configured"));
     }
 
-    #[test]
-    fn bootstrap_resolves_to_plaintext_without_aws() {
+    #[tokio::test]
+    async fn bootstrap_resolves_to_plaintext_without_aws() {
         let e = env(KafkaAccess::Bootstrap(vec!["a:9092".into()]));
-        let c = connect_config_blocking(&e).expect("no AWS call");
+        let c = connect_config(&e).await.expect("no AWS call");
         assert_eq!(c.resolved, Resolved::plaintext("a:9092".into()));
         assert_eq!(c.config.get("security.protocol"), Some("PLAINTEXT"));
         assert!(!c.context.is_iam());

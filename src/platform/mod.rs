@@ -4,10 +4,10 @@
 //! - `ecs`: ECS Fargate services, task definitions, ECR and CloudWatch Logs.
 //! - `docker`: the same workloads as containers on the local Docker Engine.
 //!
-//! The shared pipeline (`deploy`) and the autoscaler (`scale`) know a platform only through
-//! what this module defines: [`Platform`] for the commands, [`Scale`] for desired counts,
-//! and [`RolloutError`] and [`Wait`] for rollouts. Adding a platform is one new folder here
-//! and one match arm where the environment picks its platform (`app`).
+//! What every platform shares lives here: [`Scale`] (the autoscaler's hands on desired
+//! counts), [`RolloutError`] and [`Wait`]. The commands a platform answers are the
+//! `deploy::Platform` trait, which each wing implements. Adding a platform is one new folder
+//! here and one match arm where the environment picks its platform (`app`).
 
 pub mod docker;
 pub mod ecs;
@@ -17,30 +17,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::aws::AwsError;
-use crate::error::Result;
-
-/// How `deploy` runs, whatever the platform.
-#[derive(Debug, Clone, Copy)]
-pub struct DeployOptions {
-    /// Delete the workloads of removed consumer folders.
-    pub prune: bool,
-    /// Images built (and pushed) at once.
-    pub jobs: usize,
-    /// How long to wait for each rollout.
-    pub timeout: Duration,
-}
-
-/// The commands that depend on where workloads run. Each returns the exit code.
-pub trait Platform {
-    /// Reads live state, prints what a deploy would do.
-    fn plan(&self) -> Result<i32>;
-    /// Plans, prints, applies and waits for every rollout.
-    fn deploy(&self, options: &DeployOptions) -> Result<i32>;
-    /// A row per workload: desired and running counts, revision, rollout state.
-    fn status(&self) -> Result<i32>;
-    /// Removes every workload of the project in the environment.
-    fn down(&self) -> Result<i32>;
-}
 
 /// Reads and sets desired counts.
 pub trait Scale: Sync {

@@ -76,14 +76,14 @@ impl Publish for NoPublish {
 /// Runs the daemon until it is stopped (or for one tick with `once`). On ECS it sets
 /// services' desired counts and publishes to CloudWatch; on docker it adds and removes
 /// containers and publishes nothing (the figures are on `/metrics`).
-pub fn run(
+pub async fn run(
     project: &str,
     env: &Environment,
     fleet: &Fleet,
     output: crate::cli::Output,
     opts: &Options,
 ) -> Result<i32> {
-    crate::error::block_on(async {
+    {
         let mut targets = targets(fleet, opts.interval);
         if targets.is_empty() {
             return Err(Error::Usage(
@@ -119,7 +119,7 @@ pub fn run(
                 run_loop(project, targets, &lag, &scale, &NoPublish, output, opts).await
             }
         }
-    })?
+    }
 }
 
 async fn run_loop<S: Scale, P: Publish>(
@@ -289,13 +289,15 @@ pub struct LagRow {
 }
 
 /// Reads each group twice, `sample` apart, and describes every partition.
-pub fn lag_rows(
+pub async fn lag_rows(
     env: &Environment,
     fleet: &Fleet,
     only: Option<&str>,
     sample: Duration,
 ) -> Result<Vec<LagRow>> {
-    let reader = LagReader::new(env, Duration::from_secs(10)).map_err(Error::from)?;
+    let reader = LagReader::open(env, Duration::from_secs(10))
+        .await
+        .map_err(Error::from)?;
     let chosen: Vec<_> = fleet
         .consumers
         .iter()
@@ -312,13 +314,15 @@ pub fn lag_rows(
         let mut out = Vec::new();
         for (_, k) in &chosen {
             for t in &k.topics {
-                out.push(reader.read(&k.group, t).map_err(Error::from)?);
+                // rdkafka's reads block; this command has nothing else to run meanwhile.
+                let read = tokio::task::block_in_place(|| reader.read(&k.group, t));
+                out.push(read.map_err(Error::from)?);
             }
         }
         Ok(out)
     };
     let first = read_all()?;
-    std::thread::sleep(sample);
+    tokio::time::sleep(sample).await;
     let second = read_all()?;
     let mut rows = Vec::new();
     let mut i = 0;
@@ -364,14 +368,14 @@ pub fn lag_rows(
 }
 
 /// `shoal lag`: the rows as a table or JSON.
-pub fn lag(
+pub async fn lag(
     env: &Environment,
     fleet: &Fleet,
     only: Option<&str>,
     sample: Duration,
     output: crate::cli::Output,
 ) -> Result<i32> {
-    let rows = lag_rows(env, fleet, only, sample)?;
+    let rows = lag_rows(env, fleet, only, sample).await?;
     if output == crate::cli::Output::Json {
         crate::report::outln(&serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(exit::OK);

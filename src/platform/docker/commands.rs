@@ -15,33 +15,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use super::{
     self as engine, Container, DockerError, LiveSet, Ports, Secrets, Spec, Started, Template,
 };
-use crate::cli::Output;
-use crate::deploy::{kept_count, step, Ctx, DeployError, Inputs, Summary};
-use crate::error::{block_on, exit, Error, Result};
+use crate::deploy::{
+    kept_count, step, Ctx, DeployError, DeployOptions, Deployed, Inputs, Platform, StatusRow,
+    Summary,
+};
 use crate::image::{self, Destination};
 use crate::plan::{self, Kind, Live, Plan, Resource};
-use crate::platform::{DeployOptions, Platform, RolloutError};
+use crate::platform::RolloutError;
 use crate::render::Target;
-use crate::report;
 
 /// The docker platform's commands on a resolved context.
 pub struct Docker<'a>(pub &'a Ctx<'a>);
 
-impl From<DockerError> for Error {
-    fn from(e: DockerError) -> Error {
-        Error::Failed(e.to_string())
-    }
-}
-
 impl From<DockerError> for DeployError {
     fn from(e: DockerError) -> DeployError {
-        DeployError::Docker(e.to_string())
+        DeployError::Platform(Box::new(e))
     }
 }
 
@@ -57,18 +51,12 @@ struct State {
 }
 
 impl Docker<'_> {
-    fn heading(&self, verb: &str) -> String {
-        let network = engine::network_name(self.0.project, &self.0.env.name);
-        self.0
-            .heading_at(verb, &format!("docker, network {network}"))
-    }
-
     /// The desired spec of every consumer: counts kept from live within the scaling bounds.
     fn specs(
         &self,
         inputs: &Inputs<'_>,
         sets: &BTreeMap<String, LiveSet>,
-    ) -> std::result::Result<Vec<Spec>, DockerError> {
+    ) -> Result<Vec<Spec>, DockerError> {
         let ctx = self.0;
         let secrets = Secrets::load(&engine::secrets_path(ctx.root, &ctx.env.name), ctx.root)?;
         let target = Target {
@@ -90,7 +78,7 @@ impl Docker<'_> {
         Ok(out)
     }
 
-    async fn state(&self, docker: &bollard::Docker) -> Result<(State, Inputs<'_>)> {
+    async fn state(&self, docker: &bollard::Docker) -> Result<(State, Inputs<'_>), DeployError> {
         let ctx = self.0;
         let inputs = ctx.inputs().await?;
         let containers = engine::list(docker, ctx.project, &ctx.env.name).await?;
@@ -122,7 +110,7 @@ impl Docker<'_> {
         let mut the_plan = plan::diff(&desired, &live);
         let topics = crate::deploy::plan_topics(&inputs).await?;
         if let Some(tp) = &topics {
-            tp.check().map_err(DeployError::from)?;
+            tp.check()?;
             the_plan.create.extend(tp.plan.create.iter().cloned());
             the_plan.change.extend(tp.plan.change.iter().cloned());
             the_plan.unchanged += tp.plan.unchanged;
@@ -140,132 +128,56 @@ impl Docker<'_> {
             inputs,
         ))
     }
-
-    fn print_plan(&self, the_plan: &Plan, verb: &str) {
-        if self.0.output == Output::Json {
-            return;
-        }
-        report::out(&plan::print_text(the_plan, &self.heading(verb)));
-    }
 }
 
 impl Platform for Docker<'_> {
-    fn plan(&self) -> Result<i32> {
-        block_on(async {
-            let docker = engine::connect().await?;
-            let (state, _) = self.state(&docker).await?;
-            if self.0.output == Output::Json {
-                let mut v = plan::to_json(&state.plan, self.0.project, &self.0.env.name);
-                if let Value::Object(m) = &mut v {
-                    m.insert("platform".into(), Value::from("docker"));
-                    m.insert("live_state".into(), Value::from("read"));
-                }
-                report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
-            } else {
-                self.print_plan(&state.plan, "Plan");
-            }
-            Ok(exit::OK)
-        })?
+    fn place(&self) -> String {
+        format!(
+            "docker, network {}",
+            engine::network_name(self.0.project, &self.0.env.name)
+        )
     }
 
-    fn deploy(&self, options: &DeployOptions) -> Result<i32> {
-        let ctx = self.0;
-        block_on(async {
-            let docker = engine::connect().await?;
-            let (state, inputs) = self.state(&docker).await?;
-            self.print_plan(&state.plan, "Deploy");
-            let (summary, failure) = match apply(&docker, &inputs, &state, options).await {
-                Ok(s) => (s, None),
-                Err((s, e)) => (s, Some(e)),
-            };
-            crate::deploy::report_deploy(ctx, &state.plan, &summary, failure)
-        })?
+    async fn plan(&self) -> Result<Plan, DeployError> {
+        let docker = engine::connect().await?;
+        let (state, _) = self.state(&docker).await?;
+        Ok(state.plan)
     }
 
-    fn status(&self) -> Result<i32> {
-        let ctx = self.0;
-        block_on(async {
-            let docker = engine::connect().await?;
-            let containers = engine::list(&docker, ctx.project, &ctx.env.name).await?;
-            let rows = status_rows(&containers);
-            crate::deploy::print_status(
-                ctx.output,
-                json!({ "project": ctx.project, "environment": ctx.env.name, "platform": "docker" }),
-                &rows,
-                &format!(
-                    "No containers of project {} in environment {}; run `shoal deploy --env {}`.",
-                    ctx.project, ctx.env.name, ctx.env.name
-                ),
-                &[
-                    "CONSUMER",
-                    "DESIRED/RUN",
-                    "REVISION",
-                    "IMAGE TAG",
-                    "PORTS",
-                    "STATE",
-                ],
-                |r| {
-                    vec![
-                        r.consumer.clone(),
-                        format!("{}/{}", r.desired, r.running),
-                        r.revision.clone(),
-                        r.image_tag.clone(),
-                        if r.ports.is_empty() {
-                            "-".to_string()
-                        } else {
-                            r.ports
-                                .iter()
-                                .map(u16::to_string)
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        },
-                        r.rollout.clone(),
-                    ]
-                },
-            );
-            Ok(exit::OK)
-        })?
+    async fn deploy(
+        &self,
+        options: &DeployOptions,
+        planned: &mut dyn FnMut(&Plan),
+    ) -> Result<Deployed, DeployError> {
+        let docker = engine::connect().await?;
+        let (state, inputs) = self.state(&docker).await?;
+        planned(&state.plan);
+        let (summary, failure) = match apply(&docker, &inputs, &state, options).await {
+            Ok(s) => (s, None),
+            Err((s, e)) => (s, Some(e)),
+        };
+        Ok(Deployed {
+            plan: state.plan,
+            summary,
+            failure,
+        })
     }
 
-    fn down(&self) -> Result<i32> {
+    async fn status(&self) -> Result<Vec<StatusRow>, DeployError> {
         let ctx = self.0;
-        block_on(async {
-            let docker = engine::connect().await?;
-            let removed = engine::down(&docker, ctx.project, &ctx.env.name).await?;
-            if ctx.output == Output::Json {
-                report::outln(
-                    &json!({"project": ctx.project, "environment": ctx.env.name, "removed": removed})
-                        .to_string(),
-                );
-            } else {
-                report::outln(&format!(
-                    "removed {} container(s) of project {} in environment {}",
-                    removed.len(),
-                    ctx.project,
-                    ctx.env.name
-                ));
-            }
-            Ok(exit::OK)
-        })?
+        let docker = engine::connect().await?;
+        let containers = engine::list(&docker, ctx.project, &ctx.env.name).await?;
+        Ok(status_rows(&containers))
+    }
+
+    async fn down(&self) -> Result<Vec<String>, DeployError> {
+        let ctx = self.0;
+        let docker = engine::connect().await?;
+        Ok(engine::down(&docker, ctx.project, &ctx.env.name).await?)
     }
 }
 
-/// One row of `shoal status` on docker.
-#[derive(Debug, serde::Serialize)]
-pub struct Row {
-    pub consumer: String,
-    pub revision: String,
-    pub desired: u32,
-    pub running: u32,
-    pub image_tag: String,
-    /// The ports of the running containers of the current revision (APIs).
-    pub ports: Vec<u16>,
-    /// steady, degraded (fewer running than desired) or rolling (other revisions too).
-    pub rollout: String,
-    pub containers: Vec<Container>,
-}
-
-fn status_rows(containers: &[Container]) -> Vec<Row> {
+fn status_rows(containers: &[Container]) -> Vec<StatusRow> {
     engine::live_sets(containers)
         .into_values()
         .map(|set| {
@@ -282,24 +194,27 @@ fn status_rows(containers: &[Container]) -> Vec<Row> {
             } else {
                 "steady"
             };
-            Row {
+            StatusRow {
                 consumer: set.consumer.clone(),
-                revision: set.revision.clone(),
                 desired: set.desired(),
                 running: set.running(),
-                image_tag: image
-                    .rsplit_once(':')
-                    .map(|(_, t)| t)
-                    .unwrap_or("-")
-                    .to_string(),
+                pending: None,
+                revision: set.revision.clone(),
+                image_tag: crate::image::tag_of(&image).unwrap_or("-").to_string(),
+                rollout: rollout.to_string(),
+                last_event: None,
                 ports: set
                     .current
                     .iter()
                     .filter(|c| c.running())
                     .filter_map(|c| c.port)
                     .collect(),
-                rollout: rollout.to_string(),
-                containers: set.current.iter().chain(&set.others).cloned().collect(),
+                containers: set
+                    .current
+                    .iter()
+                    .chain(&set.others)
+                    .map(|c| serde_json::to_value(c).unwrap_or_default())
+                    .collect(),
             }
         })
         .collect()

@@ -35,15 +35,6 @@ pub struct ApiCheck {
     pub health_path: String,
 }
 
-pub(super) fn digest(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 impl Spec {
     /// The spec of a consumer: `environment` is what ECS would get (manifest `[env]`,
     /// environment `vars`, `KAFKA_BOOTSTRAP`, ...), secrets come from the local file.
@@ -69,7 +60,10 @@ impl Spec {
                         key: key.clone(),
                         file: secrets.file.clone(),
                     })?;
-            secret_digests.insert(key.clone(), format!("sha256:{}", digest(value)));
+            secret_digests.insert(
+                key.clone(),
+                format!("sha256:{}", crate::render::short_hash(value)),
+            );
             environment.insert(key.clone(), value.to_string());
         }
         for value in environment.values_mut() {
@@ -97,7 +91,7 @@ impl Spec {
         if let Some(a) = &api {
             spec["api"] = json!({"port": a.port, "healthPath": a.health_path});
         }
-        let revision = digest(&crate::render::canonical(&spec).to_string());
+        let revision = crate::render::spec_hash(&spec);
         Ok(Spec {
             consumer: consumer.name.clone(),
             image,

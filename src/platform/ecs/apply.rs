@@ -106,16 +106,6 @@ pub fn keep_live_counts(desired: &mut [Resource], fleet: &Fleet, live: &LiveStat
 /// it still matches, the plan needs no DescribeTaskDefinition for that service.
 pub const SPEC_TAG: &str = "shoal:spec";
 
-/// The short hash of a normalised task definition.
-pub fn spec_hash(normalized: &Value) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(crate::render::canonical(normalized).to_string().as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The value of the `shoal:spec` tag for a task definition hash and its ARN.
 pub fn spec_tag(hash: &str, task_definition_arn: &str) -> String {
     format!("{hash}@{}", super::rollout::revision(task_definition_arn))
@@ -356,7 +346,7 @@ async fn apply_services(
         let svc_changed = changed.contains(&(Kind::Service, c.name.as_str()));
         let spec = desired_td
             .get(fam.as_str())
-            .map(|v| spec_tag(&spec_hash(v), arn))
+            .map(|v| spec_tag(&crate::render::spec_hash(v), arn))
             .unwrap_or_default();
         let scaling = desired_scaling.get(c.name.as_str()).map(|v| v.to_string());
         match live.services.get(&c.name) {

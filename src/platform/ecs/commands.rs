@@ -1,116 +1,63 @@
-//! The ECS commands: `plan` with live state, `deploy`, `status` and `rollback`.
-
-use serde_json::{json, Value};
+//! The ECS platform's commands: `plan` and `deploy` with live state, `status`, and the
+//! ECS-only `rollback` and `dashboard`. Each returns a value; `app` renders it.
 
 use super::{rollout, Clients, Options};
-use crate::cli::Output;
-use crate::deploy::{print_status, report_deploy, Ctx};
-use crate::error::{block_on, exit, Error, Result};
-use crate::plan;
-use crate::platform::ecs;
-use crate::report;
+use crate::deploy::{Ctx, DeployError, DeployOptions, Deployed, Platform, StatusRow};
+use crate::plan::Plan;
+use crate::platform::{ecs, Wait};
 
 /// The ECS platform's commands on a resolved context.
 pub struct Ecs<'a>(pub &'a Ctx<'a>);
 
-impl crate::platform::Platform for Ecs<'_> {
-    fn plan(&self) -> Result<i32> {
-        plan(self.0)
+impl Platform for Ecs<'_> {
+    fn place(&self) -> String {
+        format!("ecs, cluster {}", self.0.env.cluster)
     }
 
-    fn deploy(&self, options: &crate::platform::DeployOptions) -> Result<i32> {
-        deploy(
-            self.0,
-            &Options {
-                prune: options.prune,
-                jobs: options.jobs,
-                wait: crate::platform::Wait::with_timeout(options.timeout),
-            },
-        )
-    }
-
-    fn status(&self) -> Result<i32> {
-        status(self.0)
-    }
-
-    fn down(&self) -> Result<i32> {
-        Err(Error::Usage(format!(
-            "`shoal down` removes the containers of a docker environment; {} is on ecs: remove the consumer folders and run `shoal deploy --env {} --prune`",
-            self.0.env.name, self.0.env.name
-        )))
-    }
-}
-
-/// A plan's heading on ECS: what, and which cluster.
-fn heading(ctx: &Ctx<'_>, verb: &str) -> String {
-    ctx.heading_at(verb, &format!("ecs, cluster {}", ctx.env.cluster))
-}
-
-/// `shoal plan` on ECS: desired against live.
-pub fn plan(ctx: &Ctx<'_>) -> Result<i32> {
-    block_on(async {
+    async fn plan(&self) -> Result<Plan, DeployError> {
+        let ctx = self.0;
         let clients = Clients::new(ctx.env).await;
         let (the_plan, _, _) = super::plan(&clients, &ctx.inputs().await?).await?;
-        if ctx.output == Output::Json {
-            let v = plan::to_json(&the_plan, ctx.project, &ctx.env.name);
-            report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
-        } else {
-            print_plan(ctx, &the_plan, "Plan");
-        }
-        Ok(exit::OK)
-    })?
-}
-
-fn print_plan(ctx: &Ctx<'_>, the_plan: &plan::Plan, verb: &str) {
-    if ctx.output == Output::Json {
-        return;
+        Ok(the_plan)
     }
-    report::out(&plan::print_text(the_plan, &heading(ctx, verb)));
-}
 
-/// `shoal deploy` on ECS: plan, print, apply, wait, summarise.
-pub fn deploy(ctx: &Ctx<'_>, options: &Options) -> Result<i32> {
-    block_on(async {
+    async fn deploy(
+        &self,
+        options: &DeployOptions,
+        planned: &mut dyn FnMut(&Plan),
+    ) -> Result<Deployed, DeployError> {
+        let ctx = self.0;
+        let options = Options {
+            prune: options.prune,
+            jobs: options.jobs,
+            wait: Wait::with_timeout(options.timeout),
+        };
         let clients = Clients::new(ctx.env).await;
         let inputs = ctx.inputs().await?;
         let (the_plan, desired, live) = super::plan(&clients, &inputs).await?;
-        print_plan(ctx, &the_plan, "Deploy");
-        let result = super::apply(&clients, &inputs, &the_plan, &desired, &live, options).await;
+        planned(&the_plan);
+        let result = super::apply(&clients, &inputs, &the_plan, &desired, &live, &options).await;
         let (mut summary, failure) = match result {
             Ok(s) => (s, None),
             Err((s, e)) => (s, Some(e)),
         };
         summary.aws_calls = crate::aws::calls();
-        report_deploy(ctx, &the_plan, &summary, failure)
-    })?
-}
+        Ok(Deployed {
+            plan: the_plan,
+            summary,
+            failure,
+        })
+    }
 
-/// One row of `shoal status`.
-#[derive(Debug, serde::Serialize)]
-struct Row {
-    consumer: String,
-    desired: i32,
-    running: i32,
-    pending: i32,
-    revision: String,
-    image_tag: String,
-    rollout: String,
-    last_event: String,
-}
-
-/// `shoal status` on ECS: a row per service of the project.
-pub fn status(ctx: &Ctx<'_>) -> Result<i32> {
-    block_on(async {
+    async fn status(&self) -> Result<Vec<StatusRow>, DeployError> {
+        let ctx = self.0;
         let clients = Clients::new(ctx.env).await;
-        let services = ecs::project_services(&clients.ecs, &ctx.env.cluster, ctx.project)
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?;
+        let services = ecs::project_services(&clients.ecs, &ctx.env.cluster, ctx.project).await?;
         let mut rows = Vec::new();
         for s in &services {
             let td = s.task_definition().unwrap_or_default();
             let image = super::taskdef::describe(&clients.ecs, td)
-                .await
-                .map_err(|e| Error::Failed(e.to_string()))?
+                .await?
                 .and_then(|v| {
                     v["containerDefinitions"][0]["image"]
                         .as_str()
@@ -121,108 +68,82 @@ pub fn status(ctx: &Ctx<'_>) -> Result<i32> {
                 .deployments()
                 .iter()
                 .find(|d| d.status() == Some("PRIMARY"));
-            rows.push(Row {
+            rows.push(StatusRow {
                 consumer: s.service_name().unwrap_or_default().to_string(),
-                desired: s.desired_count(),
-                running: s.running_count(),
-                pending: s.pending_count(),
+                desired: s.desired_count().max(0) as u32,
+                running: s.running_count().max(0) as u32,
+                pending: Some(s.pending_count().max(0) as u32),
                 revision: rollout::revision(td).to_string(),
-                image_tag: image
-                    .rsplit_once(':')
-                    .map(|(_, t)| t)
-                    .unwrap_or("-")
-                    .to_string(),
+                image_tag: crate::image::tag_of(&image).unwrap_or("-").to_string(),
                 rollout: primary
                     .and_then(|d| d.rollout_state())
                     .map(|r| r.as_str().to_string())
                     .unwrap_or_else(|| "-".to_string()),
-                last_event: rollout::last_events(s, 1).pop().unwrap_or_default(),
+                last_event: rollout::last_events(s, 1).pop(),
+                ports: Vec::new(),
+                containers: Vec::new(),
             });
         }
         rows.sort_by(|a, b| a.consumer.cmp(&b.consumer));
-        print_status(
-            ctx.output,
-            json!({ "project": ctx.project, "environment": ctx.env.name }),
-            &rows,
-            &format!(
-                "No services of project {} in cluster {}; run `shoal deploy --env {}`.",
-                ctx.project, ctx.env.cluster, ctx.env.name
+        Ok(rows)
+    }
+
+    async fn down(&self) -> Result<Vec<String>, DeployError> {
+        let env = &self.0.env.name;
+        Err(DeployError::Unsupported {
+            what: format!(
+                "`shoal down` removes the containers of a docker environment; {env} is on ecs: remove the consumer folders and run `shoal deploy --env {env} --prune`"
             ),
-            &[
-                "CONSUMER",
-                "DESIRED/RUN/PEND",
-                "REVISION",
-                "IMAGE TAG",
-                "ROLLOUT",
-                "LAST EVENT",
-            ],
-            |r| {
-                vec![
-                    r.consumer.clone(),
-                    format!("{}/{}/{}", r.desired, r.running, r.pending),
-                    r.revision.clone(),
-                    r.image_tag.clone(),
-                    r.rollout.clone(),
-                    r.last_event.clone(),
-                ]
-            },
-        );
-        Ok(exit::OK)
-    })?
+        })
+    }
+}
+
+/// What `shoal rollback` did.
+#[derive(Debug, serde::Serialize)]
+pub struct RolledBack {
+    pub consumer: String,
+    pub from: String,
+    pub to: String,
 }
 
 /// `shoal rollback CONSUMER`: the service goes back to the revision before its current one.
-pub fn rollback(ctx: &Ctx<'_>, consumer: &str, wait: crate::platform::Wait) -> Result<i32> {
-    block_on(async {
-        let clients = Clients::new(ctx.env).await;
-        let services = ecs::describe(&clients.ecs, &ctx.env.cluster, &[consumer.to_string()])
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        let Some(service) = services.first() else {
-            return Err(Error::Usage(format!(
-                "no service {consumer:?} in cluster {}; `shoal status --env {}` lists them",
-                ctx.env.cluster, ctx.env.name
-            )));
-        };
-        let current = service.task_definition().unwrap_or_default().to_string();
-        let previous = previous_revision(&clients.ecs, &current)
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?
-            .ok_or_else(|| {
-                Error::Failed(format!(
-                    "{consumer} runs {}, and there is no earlier active revision to return to",
-                    rollout::revision(&current)
-                ))
-            })?;
-        ecs::update(&clients.ecs, ctx.env, consumer, &previous, None)
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?;
-        ecs::wait_rollout(&clients.ecs, &ctx.env.cluster, consumer, &previous, wait)
-            .await
-            .map_err(|e| Error::Rollout(e.to_string()))?;
-        let v: Value = json!({
-            "consumer": consumer,
-            "from": rollout::revision(&current),
-            "to": rollout::revision(&previous),
+pub async fn rollback(
+    ctx: &Ctx<'_>,
+    consumer: &str,
+    wait: Wait,
+) -> Result<RolledBack, DeployError> {
+    let clients = Clients::new(ctx.env).await;
+    let services = ecs::describe(&clients.ecs, &ctx.env.cluster, &[consumer.to_string()]).await?;
+    let Some(service) = services.first() else {
+        return Err(DeployError::NoSuchService {
+            service: consumer.to_string(),
+            cluster: ctx.env.cluster.clone(),
+            env: ctx.env.name.clone(),
         });
-        if ctx.output == Output::Json {
-            report::outln(&v.to_string());
-        } else {
-            report::outln(&format!(
-                "{consumer}: rolled back from {} to {}",
-                rollout::revision(&current),
-                rollout::revision(&previous)
-            ));
-        }
-        Ok(exit::OK)
-    })?
+    };
+    let current = service.task_definition().unwrap_or_default().to_string();
+    let previous = previous_revision(&clients.ecs, &current)
+        .await?
+        .ok_or_else(|| DeployError::NoEarlierRevision {
+            service: consumer.to_string(),
+            revision: rollout::revision(&current).to_string(),
+        })?;
+    ecs::update(&clients.ecs, ctx.env, consumer, &previous, None).await?;
+    ecs::wait_rollout(&clients.ecs, &ctx.env.cluster, consumer, &previous, wait)
+        .await
+        .map_err(|e| DeployError::Rollouts(vec![e]))?;
+    Ok(RolledBack {
+        consumer: consumer.to_string(),
+        from: rollout::revision(&current).to_string(),
+        to: rollout::revision(&previous).to_string(),
+    })
 }
 
 /// The newest active revision of the same family below `current`.
 async fn previous_revision(
     client: &aws_sdk_ecs::Client,
     current: &str,
-) -> std::result::Result<Option<String>, crate::aws::AwsError> {
+) -> Result<Option<String>, crate::aws::AwsError> {
     let rev = rollout::revision(current);
     let Some((family, number)) = rev.rsplit_once(':') else {
         return Ok(None);
@@ -250,25 +171,22 @@ async fn previous_revision(
     Ok(None)
 }
 
+/// What `shoal dashboard` put.
+#[derive(Debug, serde::Serialize)]
+pub struct Dashboard {
+    pub dashboard: String,
+    pub widgets: usize,
+}
+
 /// `shoal dashboard`: PutDashboard with the body from [`super::dashboard`].
-pub fn put_dashboard(ctx: &Ctx<'_>) -> Result<i32> {
-    block_on(async {
-        let cfg = crate::aws::sdk_config(ctx.env).await;
-        let name = super::dashboard::name(ctx.project, ctx.env);
-        let body = super::dashboard::body(ctx.project, ctx.env, ctx.fleet);
-        crate::aws::cloudwatch::put_dashboard(
-            &crate::aws::cloudwatch(&cfg),
-            &name,
-            &body.to_string(),
-        )
-        .await
-        .map_err(|e| Error::Failed(e.to_string()))?;
-        let widgets = body["widgets"].as_array().map_or(0, Vec::len);
-        if ctx.output == Output::Json {
-            report::outln(&json!({"dashboard": name, "widgets": widgets}).to_string());
-        } else {
-            report::outln(&format!("dashboard {name}: {widgets} graphs"));
-        }
-        Ok(exit::OK)
-    })?
+pub async fn put_dashboard(ctx: &Ctx<'_>) -> Result<Dashboard, DeployError> {
+    let cfg = crate::aws::sdk_config(ctx.env).await;
+    let name = super::dashboard::name(ctx.project, ctx.env);
+    let body = super::dashboard::body(ctx.project, ctx.env, ctx.fleet);
+    crate::aws::cloudwatch::put_dashboard(&crate::aws::cloudwatch(&cfg), &name, &body.to_string())
+        .await?;
+    Ok(Dashboard {
+        dashboard: name,
+        widgets: body["widgets"].as_array().map_or(0, Vec::len),
+    })
 }

@@ -105,7 +105,7 @@ pub async fn read(
         let recorded = by_name.get(c.name.as_str()).and_then(|svc| {
             let arn = svc.task_definition()?;
             let spec = desired.get(&fam)?;
-            let want = super::spec_tag(&super::spec_hash(spec), arn);
+            let want = super::spec_tag(&crate::render::spec_hash(spec), arn);
             (ecs::tag(svc, super::SPEC_TAG) == Some(want.as_str())).then_some((arn, *spec))
         });
         match recorded {

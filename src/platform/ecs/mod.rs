@@ -19,10 +19,8 @@ mod scale;
 mod service;
 pub mod taskdef;
 
-pub use apply::{
-    apply, desired, keep_live_counts, plan, spec_hash, spec_tag, Clients, Options, SPEC_TAG,
-};
-pub use commands::{put_dashboard, rollback, Ecs};
+pub use apply::{apply, desired, keep_live_counts, plan, spec_tag, Clients, Options, SPEC_TAG};
+pub use commands::{put_dashboard, rollback, Dashboard, Ecs, RolledBack};
 pub use live::{read, LiveState};
 pub use scale::EcsServices;
 pub use service::{

@@ -1,5 +1,8 @@
 //! Resolves the command line into settings (the project, the environment) and runs the
-//! command. Each command is a function from settings to an exit code.
+//! command. Commands below return values; this module and `output` alone print them.
+
+mod output;
+mod topics;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use serde_json::{json, Value};
 use tracing::info;
 
 use crate::cli::{Cli, Command, Output, RenderArgs, SimPolicy, SimulateArgs};
+use crate::deploy::{DeployError, DeployOptions, Platform as DeployPlatform};
 use crate::discover::{self, context, Fleet};
 use crate::error::{exit, Error, Result};
 use crate::manifest::{Environment, Platform, Project, PROJECT_FILE};
@@ -17,8 +21,8 @@ use crate::render::{self, Renderer, Target};
 use crate::report;
 use crate::scale::{self, sim};
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Runs a parsed command line. The binary runs it on its one tokio runtime.
+pub async fn run(cli: Cli) -> Result<i32> {
     if let Command::Completions { shell } = cli.command {
         let mut cmd = Cli::command();
         clap_complete::generate(shell, &mut cmd, "shoal", &mut std::io::stdout());
@@ -43,28 +47,35 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Discover => ctx.discover(),
         Command::Validate => ctx.validate(),
         Command::Render(args) => ctx.render(&args),
-        Command::Plan => ctx.platform(|p| p.plan()),
-        Command::Deploy(args) => ctx.platform(|p| {
-            p.deploy(&crate::platform::DeployOptions {
+        Command::Plan => ctx.on_platform(OnPlatform::Plan).await,
+        Command::Deploy(args) => {
+            ctx.on_platform(OnPlatform::Deploy(DeployOptions {
                 prune: args.prune,
                 jobs: args.jobs,
                 timeout: args.timeout,
-            })
-        }),
-        Command::Status => ctx.platform(|p| p.status()),
-        Command::Down => ctx.platform(|p| p.down()),
-        Command::Dashboard => ctx.ecs(crate::platform::ecs::put_dashboard),
+            }))
+            .await
+        }
+        Command::Status => ctx.on_platform(OnPlatform::Status).await,
+        Command::Down => ctx.on_platform(OnPlatform::Down).await,
+        Command::Dashboard => {
+            let r = ctx.resolve_ecs()?;
+            let put = crate::platform::ecs::put_dashboard(&r.ctx(&ctx.project)).await?;
+            output::dashboard(ctx.output, &put);
+            Ok(exit::OK)
+        }
         Command::Lag { consumer, sample } => {
             let env = ctx.env()?;
             let fleet = ctx.fleet_for(&env)?;
-            crate::scale::command::lag(&env, &fleet, consumer.as_deref(), sample, ctx.output)
+            crate::scale::command::lag(&env, &fleet, consumer.as_deref(), sample, ctx.output).await
         }
-        Command::Autoscale(args) => ctx.resolved(|c| {
+        Command::Autoscale(args) => {
+            let r = ctx.resolve()?;
             crate::scale::command::run(
-                c.project,
-                c.env,
-                c.fleet,
-                c.output,
+                &ctx.project.name,
+                &r.env,
+                &r.fleet,
+                ctx.output,
                 &crate::scale::command::Options {
                     once: args.once,
                     dry_run: args.dry_run,
@@ -73,30 +84,98 @@ pub fn run(cli: Cli) -> Result<i32> {
                     scale_in_window: args.scale_in_window,
                 },
             )
-        }),
-        Command::Rollback { consumer, timeout } => ctx.ecs(|c| {
-            crate::platform::ecs::rollback(
-                c,
+            .await
+        }
+        Command::Rollback { consumer, timeout } => {
+            let r = ctx.resolve_ecs()?;
+            let done = crate::platform::ecs::rollback(
+                &r.ctx(&ctx.project),
                 &consumer,
                 crate::platform::Wait::with_timeout(timeout),
             )
-        }),
+            .await?;
+            output::rolled_back(ctx.output, &done);
+            Ok(exit::OK)
+        }
         Command::Topics(args) => {
             let env = ctx.env()?;
             let fleet = match args.command {
                 crate::cli::TopicsCommand::Delete { .. } => None,
                 _ => Some(ctx.fleet_for(&env)?),
             };
-            crate::kafka::topics::command(
+            topics::command(
                 &args.command,
                 &ctx.project.name,
                 &env,
                 fleet.as_ref(),
                 ctx.output,
             )
+            .await
         }
         Command::Completions { .. } | Command::Simulate(_) => Ok(exit::OK),
     }
+}
+
+/// A command that runs on the environment's platform.
+enum OnPlatform {
+    Plan,
+    Deploy(DeployOptions),
+    Status,
+    Down,
+}
+
+/// Everything a platform command works on, resolved from the project and environment.
+struct Resolved {
+    env: Environment,
+    fleet: Fleet,
+    hashes: BTreeMap<String, context::ContextHash>,
+    renderer: Renderer,
+}
+
+impl Resolved {
+    fn ctx<'a>(&'a self, project: &'a Project) -> crate::deploy::Ctx<'a> {
+        crate::deploy::Ctx {
+            root: &project.root,
+            project: &project.name,
+            env: &self.env,
+            fleet: &self.fleet,
+            hashes: &self.hashes,
+            renderer: &self.renderer,
+        }
+    }
+}
+
+/// Runs one platform command on `p` and renders what it returns.
+async fn run_on<P: DeployPlatform>(
+    p: &P,
+    c: &crate::deploy::Ctx<'_>,
+    command: OnPlatform,
+    out: Output,
+) -> Result<i32> {
+    let place = p.place();
+    match command {
+        OnPlatform::Plan => {
+            let plan = p.plan().await?;
+            output::plan(out, c, &place, &plan);
+        }
+        OnPlatform::Deploy(options) => {
+            let mut show = |plan: &plan::Plan| output::plan_before_deploy(out, c, &place, plan);
+            let deployed = p.deploy(&options, &mut show).await?;
+            output::deployed(out, c, &deployed);
+            if let Some(e) = deployed.failure {
+                return Err(e.into());
+            }
+        }
+        OnPlatform::Status => {
+            let rows = p.status().await?;
+            output::status(out, c, &place, &rows);
+        }
+        OnPlatform::Down => {
+            let removed = p.down().await?;
+            output::down(out, c, &removed);
+        }
+    }
+    Ok(exit::OK)
 }
 
 /// `shoal simulate`: runs the policies over a trace; needs no project.
@@ -434,8 +513,23 @@ impl Ctx {
         Ok(exit::OK)
     }
 
-    /// Runs an ECS-only command (rollback, dashboard) with everything resolved.
-    fn ecs(&self, command: impl FnOnce(&crate::deploy::Ctx<'_>) -> Result<i32>) -> Result<i32> {
+    /// The environment, its fleet, their content hashes and the template, for a command
+    /// that needs all of them.
+    fn resolve(&self) -> Result<Resolved> {
+        let env = self.env()?;
+        let fleet = self.fleet_for(&env)?;
+        let hashes = self.hashes(&fleet)?;
+        let renderer = Renderer::for_project(&self.project.root)?;
+        Ok(Resolved {
+            env,
+            fleet,
+            hashes,
+            renderer,
+        })
+    }
+
+    /// [`Ctx::resolve`] for an ECS-only command (rollback, dashboard).
+    fn resolve_ecs(&self) -> Result<Resolved> {
         let env = self.env()?;
         if env.platform != Platform::Ecs {
             return Err(Error::Usage(format!(
@@ -444,38 +538,25 @@ impl Ctx {
                 env.platform.as_str()
             )));
         }
-        self.resolved(command)
+        self.resolve()
     }
 
-    /// Runs a command of the environment's platform (ecs or docker).
-    fn platform(
-        &self,
-        command: impl FnOnce(&dyn crate::platform::Platform) -> Result<i32>,
-    ) -> Result<i32> {
-        self.resolved(|c| match c.env.platform {
-            Platform::Ecs => command(&crate::platform::ecs::Ecs(c)),
-            Platform::Docker => command(&crate::platform::docker::Docker(c)),
-        })
-    }
-
-    /// Runs a command with the environment, fleet, hashes and template resolved.
-    fn resolved(
-        &self,
-        command: impl FnOnce(&crate::deploy::Ctx<'_>) -> Result<i32>,
-    ) -> Result<i32> {
-        let env = self.env()?;
-        let fleet = self.fleet_for(&env)?;
-        let hashes = self.hashes(&fleet)?;
-        let renderer = Renderer::for_project(&self.project.root)?;
-        command(&crate::deploy::Ctx {
-            root: &self.project.root,
-            project: &self.project.name,
-            env: &env,
-            fleet: &fleet,
-            hashes: &hashes,
-            renderer: &renderer,
-            output: self.output,
-        })
+    /// Runs a command on the environment's platform: the one place a platform is chosen.
+    async fn on_platform(&self, command: OnPlatform) -> Result<i32> {
+        let r = self.resolve()?;
+        let c = r.ctx(&self.project);
+        match r.env.platform {
+            Platform::Ecs => run_on(&crate::platform::ecs::Ecs(&c), &c, command, self.output).await,
+            Platform::Docker => {
+                run_on(
+                    &crate::platform::docker::Docker(&c),
+                    &c,
+                    command,
+                    self.output,
+                )
+                .await
+            }
+        }
     }
 }
 
@@ -514,5 +595,27 @@ fn check_renderings(dir: &Path, renderings: &[(String, Value)]) -> Result<i32> {
             dir.display(),
             differ.join(", ")
         )))
+    }
+}
+
+impl From<DeployError> for Error {
+    fn from(e: DeployError) -> Error {
+        match e {
+            DeployError::Rollouts(_) => Error::Rollout(e.to_string()),
+            DeployError::Render(r) => Error::Render(r),
+            DeployError::Unsupported { .. } | DeployError::NoSuchService { .. } => {
+                Error::Usage(e.to_string())
+            }
+            other => Error::Cause(Box::new(other)),
+        }
+    }
+}
+
+impl From<crate::kafka::KafkaError> for Error {
+    fn from(e: crate::kafka::KafkaError) -> Error {
+        match e {
+            crate::kafka::KafkaError::NeedsYes { .. } => Error::Usage(e.to_string()),
+            other => Error::Cause(Box::new(other)),
+        }
     }
 }

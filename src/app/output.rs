@@ -1,0 +1,180 @@
+//! What the platform commands print: text for people, JSON for programs, the same shapes on
+//! every platform, and the GitHub job summary when `GITHUB_STEP_SUMMARY` is set.
+
+use serde_json::{json, Value};
+
+use crate::cli::Output;
+use crate::deploy::{Ctx, Deployed, StatusRow};
+use crate::plan::{self, Plan};
+use crate::platform::ecs::{Dashboard, RolledBack};
+use crate::report;
+
+/// A plan's heading: what, where (`place`), and which workloads this platform leaves out.
+fn heading(c: &Ctx<'_>, verb: &str, place: &str) -> String {
+    let mut heading = format!(
+        "{verb} for project {} in environment {} ({place})",
+        c.project, c.env.name
+    );
+    if !c.fleet.elsewhere.is_empty() {
+        heading.push_str(&format!(
+            "; left out on {} by their `platforms`: {}",
+            c.env.platform.as_str(),
+            c.fleet.elsewhere.join(", ")
+        ));
+    }
+    heading
+}
+
+/// A plan as JSON: the plan's own form, with the platform it was read from.
+fn plan_json(c: &Ctx<'_>, the_plan: &Plan) -> Value {
+    let mut v = plan::to_json(the_plan, c.project, &c.env.name);
+    if let Value::Object(m) = &mut v {
+        m.insert("platform".into(), Value::from(c.env.platform.as_str()));
+        m.insert("live_state".into(), Value::from("read"));
+    }
+    v
+}
+
+fn pretty(v: &Value) {
+    report::outln(&serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// `shoal plan`.
+pub fn plan(out: Output, c: &Ctx<'_>, place: &str, the_plan: &Plan) {
+    match out {
+        Output::Json => pretty(&plan_json(c, the_plan)),
+        Output::Text => report::out(&plan::print_text(the_plan, &heading(c, "Plan", place))),
+    }
+}
+
+/// The plan a deploy is about to apply; as JSON it is part of the deploy's one document.
+pub fn plan_before_deploy(out: Output, c: &Ctx<'_>, place: &str, the_plan: &Plan) {
+    if out == Output::Text {
+        report::out(&plan::print_text(the_plan, &heading(c, "Deploy", place)));
+    }
+}
+
+/// The end of a deploy: the GitHub job summary, then the steps (text) or the plan and
+/// summary (JSON).
+pub fn deployed(out: Output, c: &Ctx<'_>, d: &Deployed) {
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        append(&path, &d.summary.markdown(c.project, &c.env.name, &d.plan));
+    }
+    match out {
+        Output::Json => pretty(&json!({
+            "project": c.project,
+            "environment": c.env.name,
+            "platform": c.env.platform.as_str(),
+            "plan": plan::to_json(&d.plan, c.project, &c.env.name),
+            "summary": d.summary,
+            "ok": d.failure.is_none(),
+        })),
+        Output::Text => report::outln(&format!("\nDeploy steps:\n{}", d.summary.text())),
+    }
+}
+
+fn append(path: &std::ffi::OsStr, text: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(path = %std::path::Path::new(path).display(), error = %e, "cannot write the GitHub job summary");
+    }
+}
+
+/// `shoal status`: a row per workload, as a table or as `services` in JSON.
+pub fn status(out: Output, c: &Ctx<'_>, place: &str, rows: &[StatusRow]) {
+    if out == Output::Json {
+        pretty(&json!({
+            "project": c.project,
+            "environment": c.env.name,
+            "platform": c.env.platform.as_str(),
+            "services": rows,
+        }));
+        return;
+    }
+    if rows.is_empty() {
+        report::outln(&format!(
+            "Nothing of project {} runs in environment {} ({place}); run `shoal deploy --env {}`.",
+            c.project, c.env.name, c.env.name
+        ));
+        return;
+    }
+    let dash = |s: String| if s.is_empty() { "-".to_string() } else { s };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.consumer.clone(),
+                match r.pending {
+                    Some(p) => format!("{}/{}/{p}", r.desired, r.running),
+                    None => format!("{}/{}/-", r.desired, r.running),
+                },
+                r.revision.clone(),
+                r.image_tag.clone(),
+                r.rollout.clone(),
+                dash(
+                    r.ports
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                dash(r.last_event.clone().unwrap_or_default()),
+            ]
+        })
+        .collect();
+    report::out(&report::table(
+        &[
+            "CONSUMER",
+            "DESIRED/RUN/PEND",
+            "REVISION",
+            "IMAGE TAG",
+            "ROLLOUT",
+            "PORTS",
+            "LAST EVENT",
+        ],
+        &cells,
+    ));
+}
+
+/// `shoal down`.
+pub fn down(out: Output, c: &Ctx<'_>, removed: &[String]) {
+    match out {
+        Output::Json => report::outln(
+            &json!({"project": c.project, "environment": c.env.name, "removed": removed})
+                .to_string(),
+        ),
+        Output::Text => report::outln(&format!(
+            "removed {} container(s) of project {} in environment {}",
+            removed.len(),
+            c.project,
+            c.env.name
+        )),
+    }
+}
+
+/// `shoal rollback`.
+pub fn rolled_back(out: Output, done: &RolledBack) {
+    match out {
+        Output::Json => report::outln(&json!(done).to_string()),
+        Output::Text => report::outln(&format!(
+            "{}: rolled back from {} to {}",
+            done.consumer, done.from, done.to
+        )),
+    }
+}
+
+/// `shoal dashboard`.
+pub fn dashboard(out: Output, put: &Dashboard) {
+    match out {
+        Output::Json => report::outln(&json!(put).to_string()),
+        Output::Text => report::outln(&format!(
+            "dashboard {}: {} graphs",
+            put.dashboard, put.widgets
+        )),
+    }
+}
