@@ -28,15 +28,17 @@ pub struct Options {
     pub scale_in_window: Duration,
 }
 
-/// The consumers with `[scaling]`, each on the first topic its group reads.
-pub fn targets(fleet: &Fleet, interval: Duration) -> Vec<Target> {
+/// The consumers with `[scaling]`, each on the first topic its group reads, with the policy
+/// ticking every `interval` and scaling in after `scale_in_window`.
+pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> Vec<Target> {
     fleet
         .consumers
         .iter()
         .filter_map(|c| {
             let (scaling, kafka) = (c.scaling?, c.kafka.as_ref()?);
-            let mut config = Config::new(scaling);
-            config.interval_seconds = interval.as_secs_f64();
+            let config = Config::new(scaling)
+                .with_interval_seconds(interval.as_secs_f64())
+                .with_scale_in_window_seconds(scale_in_window.as_secs_f64());
             Some(Target {
                 consumer: c.name.clone(),
                 service: c.name.clone(),
@@ -83,41 +85,36 @@ pub async fn run(
     output: crate::cli::Output,
     opts: &Options,
 ) -> Result<i32> {
-    {
-        let mut targets = targets(fleet, opts.interval);
-        if targets.is_empty() {
-            return Err(Error::Usage(
-                "no consumer has both [scaling] and [kafka]; nothing to autoscale".to_string(),
-            ));
+    let targets = targets(fleet, opts.interval, opts.scale_in_window);
+    if targets.is_empty() {
+        return Err(Error::Usage(
+            "no consumer has both [scaling] and [kafka]; nothing to autoscale".to_string(),
+        ));
+    }
+    let reader = LagReader::open(env, Duration::from_secs(10))
+        .await
+        .map_err(Error::from)?;
+    let lag = Lag(Arc::new(reader));
+    match env.platform {
+        crate::manifest::Platform::Ecs => {
+            let cfg = crate::aws::sdk_config(env).await;
+            let scale = crate::platform::ecs::EcsServices {
+                client: crate::aws::ecs(&cfg),
+                cluster: env.cluster.clone(),
+            };
+            let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
+            run_loop(project, targets, &lag, &scale, &metrics, output, opts).await
         }
-        for t in &mut targets {
-            t.config.scale_in_window_seconds = opts.scale_in_window.as_secs_f64();
-        }
-        let reader = LagReader::open(env, Duration::from_secs(10))
-            .await
-            .map_err(Error::from)?;
-        let lag = Lag(Arc::new(reader));
-        match env.platform {
-            crate::manifest::Platform::Ecs => {
-                let cfg = crate::aws::sdk_config(env).await;
-                let scale = crate::platform::ecs::EcsServices {
-                    client: crate::aws::ecs(&cfg),
-                    cluster: env.cluster.clone(),
-                };
-                let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
-                run_loop(project, targets, &lag, &scale, &metrics, output, opts).await
-            }
-            crate::manifest::Platform::Docker => {
-                info!(
-                    environment = %env.name,
-                    "docker platform: scaling containers; CloudWatch metrics are not published (see /metrics)"
-                );
-                let docker = crate::platform::docker::connect()
-                    .await
-                    .map_err(|e| Error::Failed(e.to_string()))?;
-                let scale = crate::platform::docker::DockerScale::new(docker, env, project);
-                run_loop(project, targets, &lag, &scale, &NoPublish, output, opts).await
-            }
+        crate::manifest::Platform::Docker => {
+            info!(
+                environment = %env.name,
+                "docker platform: scaling containers; CloudWatch metrics are not published (see /metrics)"
+            );
+            let docker = crate::platform::docker::connect()
+                .await
+                .map_err(|e| Error::Failed(e.to_string()))?;
+            let scale = crate::platform::docker::DockerScale::new(docker, env, project);
+            run_loop(project, targets, &lag, &scale, &NoPublish, output, opts).await
         }
     }
 }

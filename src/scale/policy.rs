@@ -13,7 +13,8 @@ use crate::manifest::Scaling;
 
 pub use crate::kafka::lag::{Observation, PartitionRead};
 
-/// The policy's settings. [`Config::new`] takes the manifest's `[scaling]` bounds.
+/// The policy's settings. [`Config::new`] is the one constructor: it takes the manifest's
+/// `[scaling]` bounds, and the `with_*` methods change the defaults it picks for the rest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub min: u32,
@@ -63,6 +64,51 @@ impl Config {
             interval_seconds: 30.0,
             startup_seconds: 60.0,
             duty_cycle: scaling.duty_cycle,
+        }
+    }
+
+    /// The same settings with `seconds` between ticks.
+    #[must_use]
+    pub fn with_interval_seconds(self, seconds: f64) -> Config {
+        Config {
+            interval_seconds: seconds,
+            ..self
+        }
+    }
+
+    /// The same settings with a scale-in window of `seconds`.
+    #[must_use]
+    pub fn with_scale_in_window_seconds(self, seconds: f64) -> Config {
+        Config {
+            scale_in_window_seconds: seconds,
+            ..self
+        }
+    }
+
+    /// The same settings with reads stale after `seconds`.
+    #[must_use]
+    pub fn with_stale_after_seconds(self, seconds: f64) -> Config {
+        Config {
+            stale_after_seconds: seconds,
+            ..self
+        }
+    }
+
+    /// The same settings with `messages` of lag per replica as the fallback.
+    #[must_use]
+    pub fn with_fallback_lag_per_replica(self, messages: f64) -> Config {
+        Config {
+            fallback_lag_per_replica: messages,
+            ..self
+        }
+    }
+
+    /// The same settings with replicas consuming `seconds` after their launch.
+    #[must_use]
+    pub fn with_startup_seconds(self, seconds: f64) -> Config {
+        Config {
+            startup_seconds: seconds,
+            ..self
         }
     }
 }
@@ -149,32 +195,87 @@ pub fn range_assignment(p: u32, n: u32) -> Vec<u32> {
 }
 
 /// Decides one tick. `obs` is `None` when the lag could not be read.
+///
+/// The steps, in order: [`check_read`] (fail static on a missing, empty or stale read),
+/// [`partition_lag`], [`find_stuck`], [`measure_rates`], [`recommend`], then
+/// [`activate_from_zero`] or [`apply_scale_in_window`], and last the [`Bounds`].
 pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decision, State) {
     let current = state.current;
-    let hold = |reason: String, next: State| {
-        (
-            Decision {
-                desired: current,
-                changed: false,
-                reason,
-                lag: 0,
-                lag_seconds: None,
-                stuck: Vec::new(),
-            },
-            next,
-        )
+    let obs = match check_read(cfg, current, obs) {
+        Ok(obs) => obs,
+        Err(reason) => return (hold(current, reason), state.clone()),
     };
-    let Some(obs) = obs else {
-        return hold(
-            format!("no lag reading this tick: keeping {current} (fail static)"),
-            state.clone(),
+    let lag = partition_lag(obs);
+    let prev = comparable_prev(state, obs);
+    let stuck = find_stuck(cfg, prev, obs, &lag, &state.unmoved_ticks);
+    let rates = measure_rates(
+        prev,
+        obs,
+        &lag,
+        &stuck.unmoved_ticks,
+        state.per_replica_rate,
+    );
+    let bounds = Bounds::new(cfg, obs.partitions.len() as u32);
+    let rec = recommend(cfg, state, obs, &lag, &stuck.partitions, &rates, &bounds);
+
+    let mut reason = rec.reason;
+    if !stuck.partitions.is_empty() {
+        let _ = write!(
+            reason,
+            "; not scaling for stuck partitions {:?}",
+            stuck.partitions
         );
+    }
+    let step = if current == 0 {
+        activate_from_zero(cfg, rec.lag, rec.count, &bounds)
+    } else {
+        apply_scale_in_window(cfg, current, state.below_since, obs.at, rec.count)
+    };
+    reason.push_str(&step.note);
+    let desired = step.desired.clamp(bounds.lo, bounds.hi);
+
+    let next = State {
+        current: desired,
+        prev: Some(obs.clone()),
+        arrival: rates.arrival,
+        per_replica_rate: rates.per_replica,
+        unmoved_ticks: stuck.unmoved_ticks,
+        below_since: step.below_since,
+        scaled_out_at: if desired > current {
+            Some(obs.at)
+        } else {
+            state.scaled_out_at
+        },
+    };
+    let decision = Decision {
+        desired,
+        changed: desired != current,
+        reason,
+        lag: rec.lag,
+        lag_seconds: rec.lag_seconds,
+        stuck: stuck.partitions,
+    };
+    (decision, next)
+}
+
+/// Checks that a tick's read can be decided on. Takes the read (`None` when the lag could not
+/// be read) and the current count; returns the read, or the reason the tick keeps `current`:
+/// no read, no partitions, or a partition read more than `stale_after_seconds` before the
+/// tick (or at a time that is not a number).
+fn check_read<'a>(
+    cfg: &Config,
+    current: u32,
+    obs: Option<&'a Observation>,
+) -> Result<&'a Observation, String> {
+    let Some(obs) = obs else {
+        return Err(format!(
+            "no lag reading this tick: keeping {current} (fail static)"
+        ));
     };
     if obs.partitions.is_empty() {
-        return hold(
-            format!("the read returned no partitions: keeping {current} (fail static)"),
-            state.clone(),
-        );
+        return Err(format!(
+            "the read returned no partitions: keeping {current} (fail static)"
+        ));
     }
     if let Some(old) = obs
         .partitions
@@ -183,356 +284,670 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
         .filter(|age| !age.is_finite() || *age > cfg.stale_after_seconds)
         .reduce(f64::max)
     {
-        return hold(
-            format!(
-                "offsets read {old:.0}s ago (stale after {:.0}s): keeping {current} (fail static)",
-                cfg.stale_after_seconds
-            ),
-            state.clone(),
-        );
+        return Err(format!(
+            "offsets read {old:.0}s ago (stale after {:.0}s): keeping {current} (fail static)",
+            cfg.stale_after_seconds
+        ));
     }
+    Ok(obs)
+}
 
-    let p = obs.partitions.len() as u32;
-    let lag: Vec<u64> = obs
-        .partitions
+/// The decision of a tick that keeps `current` for `reason`, with no figures.
+fn hold(current: u32, reason: String) -> Decision {
+    Decision {
+        desired: current,
+        changed: false,
+        reason,
+        lag: 0,
+        lag_seconds: None,
+        stuck: Vec::new(),
+    }
+}
+
+/// Each partition's lag in messages: its end offset less its committed offset; 0 without a
+/// committed offset or with one past the end.
+fn partition_lag(obs: &Observation) -> Vec<u64> {
+    obs.partitions
         .iter()
         .map(|r| match r.committed_offset {
             Some(c) => u64::try_from(r.end_offset.saturating_sub(c)).unwrap_or(0),
             None => 0,
         })
-        .collect();
-    let mut next = State {
-        current,
-        prev: Some(obs.clone()),
-        arrival: None,
-        per_replica_rate: state.per_replica_rate,
-        unmoved_ticks: vec![0; p as usize],
-        below_since: state.below_since,
-        scaled_out_at: state.scaled_out_at,
-    };
+        .collect()
+}
 
-    // Rates and stuck partitions from the deltas since the last good read.
-    let prev = state
+/// The last good read from `state`, when deltas can be taken against it: it has as many
+/// partitions as `obs` and was read before it. `None` otherwise.
+fn comparable_prev<'a>(state: &'a State, obs: &Observation) -> Option<&'a Observation> {
+    state
         .prev
         .as_ref()
-        .filter(|prev| prev.partitions.len() == obs.partitions.len() && obs.at - prev.at > 0.0);
-    let consumers = obs.consumers.unwrap_or(0);
-    if let Some(prev) = prev {
-        let dt = obs.at - prev.at;
-        let mut arrival = Vec::with_capacity(p as usize);
-        let mut consumed = Vec::with_capacity(p as usize);
-        for (i, (now, before)) in obs.partitions.iter().zip(&prev.partitions).enumerate() {
-            arrival.push(now.end_offset.saturating_sub(before.end_offset).max(0) as f64 / dt);
-            let moved = match (now.committed_offset, before.committed_offset) {
-                (Some(a), Some(b)) => a.saturating_sub(b).max(0),
-                _ => 0,
-            };
-            consumed.push(moved as f64 / dt);
-            let unmoved =
-                lag[i] > 0 && consumers > 0 && before.committed_offset.is_some() && moved == 0;
-            next.unmoved_ticks[i] = if unmoved {
-                state.unmoved_ticks.get(i).copied().unwrap_or(0) + 1
-            } else {
-                0
-            };
-        }
-        // A member's rate is measurable when every partition it owns is behind.
-        // Until there is a first estimate, an interval in which members joined counts too,
-        // as if the most members had served all along (an underestimate again).
-        let first = state.per_replica_rate.is_none();
-        let members = match prev.consumers {
-            Some(before) if before == consumers => Some(consumers),
-            Some(before) if first => Some(consumers.max(before)),
-            _ => None,
-        };
-        if let Some(members) = members.filter(|&m| m > 0) {
-            let mut rates = Vec::new();
-            let mut start = 0usize;
-            for owned in range_assignment(p, members) {
-                let range = start..start + owned as usize;
-                start += owned as usize;
-                // Behind at both reads: busy all along. Until there is a first estimate, behind
-                // at the second read will do: a partition that caught up part-way makes that
-                // an underestimate, which errs towards more replicas.
-                let busy = owned > 0
-                    && range.clone().all(|i| {
-                        let before = &prev.partitions[i];
-                        let had_lag = before
-                            .committed_offset
-                            .is_some_and(|c| before.end_offset > c);
-                        (had_lag || first) && lag[i] > 0 && next.unmoved_ticks[i] == 0
-                    });
-                if busy {
-                    rates.push(range.map(|i| consumed[i]).sum::<f64>());
-                }
-            }
-            if !rates.is_empty() {
-                let measured = rates.iter().sum::<f64>() / rates.len() as f64;
-                next.per_replica_rate = Some(match state.per_replica_rate {
-                    Some(old) => (old + measured) / 2.0,
-                    None => measured,
-                });
-            }
-        }
-        next.arrival = Some(arrival);
-    } else {
-        next.unmoved_ticks = vec![0; p as usize];
-    }
-    let stuck: Vec<u32> = (0..p)
-        .filter(|&i| next.unmoved_ticks[i as usize] >= cfg.stuck_ticks.max(1))
-        .collect();
-    let live = |i: usize| !stuck.contains(&(i as u32));
-    let total_lag: u64 = (0..p as usize).filter(|&i| live(i)).map(|i| lag[i]).sum();
+        .filter(|prev| prev.partitions.len() == obs.partitions.len() && obs.at - prev.at > 0.0)
+}
 
-    let hi = cfg.max.min(p).max(cfg.min.min(p));
-    let lo = cfg.min.min(hi);
-    let counts = useful_counts(p);
-    let round_up = |n: u32| -> u32 {
-        let n = n.clamp(lo, hi);
+/// Messages a partition's committed offset moved on between two reads: 0 unless both reads
+/// have one, and never below 0.
+fn committed_delta(now: &PartitionRead, before: &PartitionRead) -> i64 {
+    match (now.committed_offset, before.committed_offset) {
+        (Some(a), Some(b)) => a.saturating_sub(b).max(0),
+        _ => 0,
+    }
+}
+
+/// What [`find_stuck`] finds.
+#[derive(Debug, Clone, PartialEq)]
+struct Stuck {
+    /// Consecutive ticks each partition had lag and an unmoved committed offset (kept in
+    /// [`State::unmoved_ticks`]).
+    unmoved_ticks: Vec<u32>,
+    /// The partitions unmoved for `stuck_ticks` ticks or more, in order.
+    partitions: Vec<u32>,
+}
+
+/// Finds stuck partitions: lag with a committed offset that does not move. Takes the
+/// comparable previous read (see [`comparable_prev`]), this read, each partition's lag and
+/// the unmoved-tick counts from the last tick. A partition's count goes up by one on a tick
+/// where it has lag, the group has members, and its committed offset (which the previous read
+/// had too) did not move; otherwise, and for every partition when there is no previous read,
+/// it is 0. Returns the new counts and the partitions whose count has reached `stuck_ticks`
+/// (at least 1).
+fn find_stuck(
+    cfg: &Config,
+    prev: Option<&Observation>,
+    obs: &Observation,
+    lag: &[u64],
+    unmoved_before: &[u32],
+) -> Stuck {
+    let consumers = obs.consumers.unwrap_or(0);
+    let unmoved_ticks: Vec<u32> = match prev {
+        Some(prev) => obs
+            .partitions
+            .iter()
+            .zip(&prev.partitions)
+            .enumerate()
+            .map(|(i, (now, before))| {
+                let unmoved = lag[i] > 0
+                    && consumers > 0
+                    && before.committed_offset.is_some()
+                    && committed_delta(now, before) == 0;
+                if unmoved {
+                    unmoved_before.get(i).copied().unwrap_or(0) + 1
+                } else {
+                    0
+                }
+            })
+            .collect(),
+        None => vec![0; obs.partitions.len()],
+    };
+    let partitions = (0..obs.partitions.len() as u32)
+        .filter(|&i| unmoved_ticks[i as usize] >= cfg.stuck_ticks.max(1))
+        .collect();
+    Stuck {
+        unmoved_ticks,
+        partitions,
+    }
+}
+
+/// What [`measure_rates`] measures.
+#[derive(Debug, Clone, PartialEq)]
+struct Rates {
+    /// Messages per second that arrived on each partition over the interval; `None` without
+    /// a previous read.
+    arrival: Option<Vec<f64>>,
+    /// Messages per second one replica processes: the known rate averaged with this
+    /// interval's measurement, or the known rate when nothing could be measured.
+    per_replica: Option<f64>,
+}
+
+/// Measures rates from the offset deltas since the previous read. Takes the comparable
+/// previous read (see [`comparable_prev`]), this read, each partition's lag, the unmoved-tick
+/// counts from [`find_stuck`] and the per-replica rate known so far.
+///
+/// Arrivals are each partition's end-offset delta over the interval. A member's rate is what
+/// it committed over the interval, counted only when it was busy: the same members at both
+/// reads (until there is a first estimate, an interval in which members joined counts too, as
+/// if the most members had served all along), and every partition it owns under the range
+/// assignor behind at both reads (until there is a first estimate, behind at this one will
+/// do) and not unmoved. Either way an underestimate, which errs towards more replicas. The
+/// busy members' mean is averaged with the known rate.
+fn measure_rates(
+    prev: Option<&Observation>,
+    obs: &Observation,
+    lag: &[u64],
+    unmoved_ticks: &[u32],
+    known: Option<f64>,
+) -> Rates {
+    let Some(prev) = prev else {
+        return Rates {
+            arrival: None,
+            per_replica: known,
+        };
+    };
+    let p = obs.partitions.len() as u32;
+    let dt = obs.at - prev.at;
+    let mut arrival = Vec::with_capacity(p as usize);
+    let mut consumed = Vec::with_capacity(p as usize);
+    for (now, before) in obs.partitions.iter().zip(&prev.partitions) {
+        arrival.push(now.end_offset.saturating_sub(before.end_offset).max(0) as f64 / dt);
+        consumed.push(committed_delta(now, before) as f64 / dt);
+    }
+
+    let consumers = obs.consumers.unwrap_or(0);
+    let first = known.is_none();
+    let members = match prev.consumers {
+        Some(before) if before == consumers => Some(consumers),
+        Some(before) if first => Some(consumers.max(before)),
+        _ => None,
+    };
+    let mut per_replica = known;
+    if let Some(members) = members.filter(|&m| m > 0) {
+        let mut rates = Vec::new();
+        let mut start = 0usize;
+        for owned in range_assignment(p, members) {
+            let range = start..start + owned as usize;
+            start += owned as usize;
+            let busy = owned > 0
+                && range.clone().all(|i| {
+                    let before = &prev.partitions[i];
+                    let had_lag = before
+                        .committed_offset
+                        .is_some_and(|c| before.end_offset > c);
+                    (had_lag || first) && lag[i] > 0 && unmoved_ticks[i] == 0
+                });
+            if busy {
+                rates.push(range.map(|i| consumed[i]).sum::<f64>());
+            }
+        }
+        if !rates.is_empty() {
+            let measured = rates.iter().sum::<f64>() / rates.len() as f64;
+            per_replica = Some(match known {
+                Some(old) => (old + measured) / 2.0,
+                None => measured,
+            });
+        }
+    }
+    Rates {
+        arrival: Some(arrival),
+        per_replica,
+    }
+}
+
+/// The replica counts a tick may pick from.
+#[derive(Debug, Clone, PartialEq)]
+struct Bounds {
+    /// The fewest: `min`, but no more than `hi`.
+    lo: u32,
+    /// The most: `max` (but at least `min`), no more than the partitions.
+    hi: u32,
+    /// [`useful_counts`] of the partitions.
+    counts: Vec<u32>,
+}
+
+impl Bounds {
+    /// The bounds of `cfg` for `p` partitions.
+    fn new(cfg: &Config, p: u32) -> Bounds {
+        let hi = cfg.max.min(p).max(cfg.min.min(p));
+        let lo = cfg.min.min(hi);
+        Bounds {
+            lo,
+            hi,
+            counts: useful_counts(p),
+        }
+    }
+
+    /// `n` within the bounds, raised to the next useful count (`hi` when there is none); 0
+    /// stays 0.
+    fn round_up(&self, n: u32) -> u32 {
+        let n = n.clamp(self.lo, self.hi);
         if n == 0 {
             return 0;
         }
-        counts
+        self.counts
             .iter()
             .copied()
             .find(|&c| c >= n)
-            .unwrap_or(hi)
-            .clamp(lo, hi)
-    };
-
-    let mut why = String::new();
-    let arrival_total: Option<f64> = next
-        .arrival
-        .as_ref()
-        .map(|a| (0..p as usize).filter(|&i| live(i)).map(|i| a[i]).sum());
-    let (rec, lag_seconds) = match (&next.arrival, next.per_replica_rate) {
-        (Some(arrival), Some(rate)) if rate > 0.0 => {
-            let lag_seconds = (0..p as usize)
-                .filter(|&i| live(i) && lag[i] > 0)
-                .map(|i| {
-                    if arrival[i] > 0.0 {
-                        lag[i] as f64 / arrival[i]
-                    } else {
-                        lag[i] as f64 / rate
-                    }
-                })
-                .fold(0.0, f64::max);
-            let serving = obs.consumers.unwrap_or(current);
-            let now_share = owner_share(p, serving);
-            let horizon = cfg.interval_seconds + cfg.startup_seconds;
-            let budget = cfg.lag_budget * cfg.max_lag_seconds;
-            // Replicas launched but not serving yet start serving `pending_for` from now.
-            let pending_for = match state.scaled_out_at {
-                Some(at) if current > serving => (cfg.startup_seconds - (obs.at - at))
-                    .min(cfg.startup_seconds)
-                    .max(0.0),
-                _ => 0.0,
-            };
-            let cur_share = owner_share(p, current.max(serving));
-            let capacity = |share: u32| -> f64 {
-                if share == 0 {
-                    0.0
-                } else {
-                    rate / f64::from(share)
-                }
-            };
-            // Lag (messages) of partition i once `n` replicas serve: the replicas serving now
-            // serve until the pending ones start, those until replicas added now start.
-            let after_startup = |i: usize, n: u32| -> f64 {
-                let mut l = lag[i] as f64;
-                if n <= serving {
-                    return l;
-                }
-                l = (l + (arrival[i] - capacity(now_share[i])) * pending_for).max(0.0);
-                if n > current.max(serving) {
-                    let rest = cfg.startup_seconds - pending_for;
-                    l = (l + (arrival[i] - capacity(cur_share[i])) * rest).max(0.0);
-                }
-                l
-            };
-            // Seconds of lag that many messages are on partition i (at its arrival rate, or
-            // at the rate it is drained when nothing arrives).
-            let seconds = |i: usize, messages: f64, c: f64| -> f64 {
-                if messages <= 0.0 {
-                    0.0
-                } else if arrival[i] > 0.0 {
-                    messages / arrival[i]
-                } else {
-                    messages / c
-                }
-            };
-            // A scale-in happens when the window has passed; until then the replicas serving
-            // now drain (or grow) the backlog.
-            let window_left = match state.below_since {
-                Some((since, _)) => (cfg.scale_in_window_seconds - (obs.at - since)).max(0.0),
-                None => cfg.scale_in_window_seconds,
-            };
-            let mut candidates: Vec<u32> = counts
-                .iter()
-                .copied()
-                .filter(|&n| n >= lo && n <= hi)
-                .collect();
-            if !candidates.contains(&hi) {
-                candidates.push(hi);
-            }
-            if lo == 0 {
-                candidates.insert(0, 0);
-            }
-            // n can keep up with the arrivals on every partition, with headroom.
-            let sustainable = |n: u32| -> bool {
-                n > 0 && {
-                    let share = owner_share(p, n);
-                    (0..p as usize)
-                        .filter(|&i| live(i))
-                        .all(|i| arrival[i] <= cfg.target_utilisation * rate / f64::from(share[i]))
-                }
-            };
-            // The useful count just below the fewest that keep up: the lower end of a duty
-            // cycle, the only count that cannot keep up a scale-in may go to (none when the
-            // duty cycle is off).
-            let duty_low = candidates
-                .iter()
-                .position(|&n| sustainable(n))
-                .and_then(|i| i.checked_sub(1))
-                .map(|i| candidates[i])
-                .filter(|&n| cfg.duty_cycle && n > 0);
-            // n keeps every partition's lag within the budget until the next tick's
-            // decision could take effect. A scale-in to the count below the fewest that keep
-            // up spends the lag budget instead (a duty cycle between two useful counts): it is
-            // taken only when the backlog left at the scale-in, growing at the smaller count,
-            // stays within the budget for a whole window more and the time a scale-out takes,
-            // so each count is held at least one window.
-            let fits = |n: u32| -> bool {
-                if n == 0 {
-                    return total_lag == 0 && arrival_total.unwrap_or(0.0) == 0.0;
-                }
-                let share = owner_share(p, n);
-                (0..p as usize).filter(|&i| live(i)).all(|i| {
-                    let c = rate / f64::from(share[i]);
-                    let a = arrival[i];
-                    if n < current && a > cfg.target_utilisation * c {
-                        if duty_low != Some(n) || pending_for > 0.0 || serving < current {
-                            return false;
-                        }
-                        let at_scale_in =
-                            (lag[i] as f64 + (a - capacity(now_share[i])) * window_left).max(0.0);
-                        let peak = at_scale_in
-                            + (a - c).max(0.0) * (cfg.scale_in_window_seconds + horizon);
-                        return seconds(i, peak, c) <= budget;
-                    }
-                    let l2 = (after_startup(i, n) + (a - c) * horizon).max(0.0);
-                    seconds(i, l2, c) <= budget
-                })
-            };
-            // When no count keeps within the budget: the fewest that drain every partition's
-            // backlog within max_lag_seconds once the new replicas serve.
-            let drains = |n: u32| -> bool {
-                let share = owner_share(p, n.max(1));
-                (0..p as usize).filter(|&i| live(i)).all(|i| {
-                    let c = rate / f64::from(share[i]);
-                    let a = arrival[i];
-                    let l1 = after_startup(i, n);
-                    c > a && (l1 <= 0.0 || l1 / (c - a) <= cfg.max_lag_seconds)
-                })
-            };
-            let rec = candidates
-                .iter()
-                .copied()
-                .find(|&n| fits(n))
-                .or_else(|| candidates.iter().copied().find(|&n| n > 0 && drains(n)))
-                .map_or(hi, round_up);
-            let _ = write!(
-                why,
-                "arrivals {:.1} msg/s, {rate:.1} msg/s per replica, lag {total_lag} ({lag_seconds:.0}s): {rec} replica(s) keep lag under {:.0}s",
-                arrival_total.unwrap_or(0.0),
-                cfg.max_lag_seconds
-            );
-            (rec, Some(lag_seconds))
-        }
-        _ => {
-            let per = cfg.fallback_lag_per_replica.max(1.0);
-            let raw = (total_lag as f64 / per).ceil() as u32;
-            let idle = total_lag == 0 && arrival_total.is_none_or(|a| a == 0.0);
-            let mut rec = if raw == 0 && lo == 0 && idle {
-                0
-            } else {
-                round_up(raw.max(1))
-            };
-            let _ = write!(
-                why,
-                "rates not known yet: lag {total_lag} at {per:.0} per replica needs {rec} replica(s)"
-            );
-            // Without rates no count is known to be sustainable: scale in only when idle.
-            if rec < current && !idle {
-                rec = current;
-                let _ = write!(why, ", but not scaling in until rates are known");
-            }
-            (rec, None)
-        }
-    };
-    if !stuck.is_empty() {
-        let _ = write!(why, "; not scaling for stuck partitions {stuck:?}");
+            .unwrap_or(self.hi)
+            .clamp(self.lo, self.hi)
     }
 
-    // Scale from zero on activation; otherwise out at once, in after the window.
-    let decided = if current == 0 {
-        if total_lag > cfg.activation_lag {
-            next.below_since = None;
-            let to = rec.max(round_up(1));
-            let _ = write!(
-                why,
+    /// The counts a rated recommendation tries, fewest first: the useful counts within the
+    /// bounds, then `hi` if it is not one, and 0 first when `lo` is 0.
+    fn candidates(&self) -> Vec<u32> {
+        let mut candidates: Vec<u32> = self
+            .counts
+            .iter()
+            .copied()
+            .filter(|&n| n >= self.lo && n <= self.hi)
+            .collect();
+        if !candidates.contains(&self.hi) {
+            candidates.push(self.hi);
+        }
+        if self.lo == 0 {
+            candidates.insert(0, 0);
+        }
+        candidates
+    }
+}
+
+/// What [`recommend`] recommends, before the scale-in window.
+#[derive(Debug, Clone, PartialEq)]
+struct Recommendation {
+    count: u32,
+    /// Total lag in messages over the partitions that are not stuck.
+    lag: u64,
+    /// The highest time lag over the partitions that are not stuck, when rates are known.
+    lag_seconds: Option<f64>,
+    /// Why, the start of the decision's reason.
+    reason: String,
+}
+
+/// Whether partition `i` is live: not among the `stuck` ones.
+fn is_live(stuck: &[u32], i: usize) -> bool {
+    !stuck.contains(&(i as u32))
+}
+
+/// Total lag over the live partitions.
+fn live_lag(lag: &[u64], stuck: &[u32]) -> u64 {
+    (0..lag.len())
+        .filter(|&i| is_live(stuck, i))
+        .map(|i| lag[i])
+        .sum()
+}
+
+/// Total arrival rate over the live partitions, summed in partition order.
+fn live_arrival(arrival: &[f64], stuck: &[u32]) -> f64 {
+    (0..arrival.len())
+        .filter(|&i| is_live(stuck, i))
+        .map(|i| arrival[i])
+        .sum()
+}
+
+/// Recommends a replica count for this tick, before the scale-in window. Takes the state
+/// (the current count, when the policy last scaled out, and since when the recommendation has
+/// been below the current count), the read, each partition's lag, the stuck partitions (left
+/// out of every figure), the rates and the bounds. With arrivals and a per-replica rate above
+/// 0 it is [`recommend_from_rates`]; until then [`recommend_from_lag`].
+fn recommend(
+    cfg: &Config,
+    state: &State,
+    obs: &Observation,
+    lag: &[u64],
+    stuck: &[u32],
+    rates: &Rates,
+    bounds: &Bounds,
+) -> Recommendation {
+    match (&rates.arrival, rates.per_replica) {
+        (Some(arrival), Some(rate)) if rate > 0.0 => {
+            let projection = Projection::new(cfg, state, obs, lag, stuck, arrival, rate);
+            recommend_from_rates(&projection, bounds)
+        }
+        _ => recommend_from_lag(
+            cfg,
+            state.current,
+            lag,
+            stuck,
+            rates.arrival.as_deref(),
+            bounds,
+        ),
+    }
+}
+
+/// The fallback until rates are known: total lag over `fallback_lag_per_replica`, rounded up
+/// to a useful count within the bounds; 0 only when `lo` is 0 and nothing is behind or
+/// arriving. Takes the current count, each partition's lag, the stuck partitions, the arrival
+/// rates if known, and the bounds. Without rates no count is known to keep up, so it
+/// recommends no fewer than `current` unless the group is idle.
+fn recommend_from_lag(
+    cfg: &Config,
+    current: u32,
+    lag: &[u64],
+    stuck: &[u32],
+    arrival: Option<&[f64]>,
+    bounds: &Bounds,
+) -> Recommendation {
+    let total_lag = live_lag(lag, stuck);
+    let arrival_total = arrival.map(|a| live_arrival(a, stuck));
+    let per = cfg.fallback_lag_per_replica.max(1.0);
+    let raw = (total_lag as f64 / per).ceil() as u32;
+    let idle = total_lag == 0 && arrival_total.is_none_or(|a| a == 0.0);
+    let mut count = if raw == 0 && bounds.lo == 0 && idle {
+        0
+    } else {
+        bounds.round_up(raw.max(1))
+    };
+    let mut reason = format!(
+        "rates not known yet: lag {total_lag} at {per:.0} per replica needs {count} replica(s)"
+    );
+    if count < current && !idle {
+        count = current;
+        reason.push_str(", but not scaling in until rates are known");
+    }
+    Recommendation {
+        count,
+        lag: total_lag,
+        lag_seconds: None,
+        reason,
+    }
+}
+
+/// The fewest candidate count (see [`Bounds::candidates`]) that [`Projection::fits`]; when
+/// none does, the fewest above 0 that [`Projection::drains`]; rounded up to a useful count,
+/// or `hi` when none does either. Takes the projection of this tick and the bounds.
+fn recommend_from_rates(projection: &Projection, bounds: &Bounds) -> Recommendation {
+    let lag_seconds = projection.lag_seconds();
+    let candidates = bounds.candidates();
+    let duty_low = projection.duty_low(&candidates);
+    let count = candidates
+        .iter()
+        .copied()
+        .find(|&n| projection.fits(n, duty_low))
+        .or_else(|| {
+            candidates
+                .iter()
+                .copied()
+                .find(|&n| n > 0 && projection.drains(n))
+        })
+        .map_or(bounds.hi, |n| bounds.round_up(n));
+    let reason = format!(
+        "arrivals {:.1} msg/s, {:.1} msg/s per replica, lag {} ({lag_seconds:.0}s): {count} replica(s) keep lag under {:.0}s",
+        projection.arrival_total, projection.rate, projection.total_lag, projection.cfg.max_lag_seconds
+    );
+    Recommendation {
+        count,
+        lag: projection.total_lag,
+        lag_seconds: Some(lag_seconds),
+        reason,
+    }
+}
+
+/// One tick's lag and rates, and the counts serving, from which [`recommend_from_rates`]
+/// projects each partition's lag under a candidate count.
+struct Projection<'a> {
+    cfg: &'a Config,
+    p: u32,
+    lag: &'a [u64],
+    stuck: &'a [u32],
+    arrival: &'a [f64],
+    /// Messages per second one replica processes (above 0).
+    rate: f64,
+    /// Total lag over the live partitions.
+    total_lag: u64,
+    /// Total arrival rate over the live partitions.
+    arrival_total: f64,
+    /// The count decided last tick.
+    current: u32,
+    /// The members serving now (`current` when the read does not say).
+    serving: u32,
+    /// [`owner_share`] with the members serving now.
+    now_share: Vec<u32>,
+    /// [`owner_share`] once the replicas launched but not serving yet serve.
+    cur_share: Vec<u32>,
+    /// Seconds from now until the replicas launched but not serving yet start serving.
+    pending_for: f64,
+    /// Seconds from now until a scale-in could happen (when the window has passed).
+    window_left: f64,
+    /// Seconds until this tick's decision could take effect: a tick and a start-up.
+    horizon: f64,
+    /// Seconds of lag a count may reach: `lag_budget` of `max_lag_seconds`.
+    budget: f64,
+}
+
+impl<'a> Projection<'a> {
+    /// The projection of a tick: the state's current count and last scale-out and window, the
+    /// read's time and members, each partition's lag, the stuck partitions, the arrival rates
+    /// and the per-replica rate.
+    fn new(
+        cfg: &'a Config,
+        state: &State,
+        obs: &Observation,
+        lag: &'a [u64],
+        stuck: &'a [u32],
+        arrival: &'a [f64],
+        rate: f64,
+    ) -> Projection<'a> {
+        let p = lag.len() as u32;
+        let current = state.current;
+        let serving = obs.consumers.unwrap_or(current);
+        let pending_for = match state.scaled_out_at {
+            Some(at) if current > serving => (cfg.startup_seconds - (obs.at - at))
+                .min(cfg.startup_seconds)
+                .max(0.0),
+            _ => 0.0,
+        };
+        let window_left = match state.below_since {
+            Some((since, _)) => (cfg.scale_in_window_seconds - (obs.at - since)).max(0.0),
+            None => cfg.scale_in_window_seconds,
+        };
+        Projection {
+            cfg,
+            p,
+            lag,
+            stuck,
+            arrival,
+            rate,
+            total_lag: live_lag(lag, stuck),
+            arrival_total: live_arrival(arrival, stuck),
+            current,
+            serving,
+            now_share: owner_share(p, serving),
+            cur_share: owner_share(p, current.max(serving)),
+            pending_for,
+            window_left,
+            horizon: cfg.interval_seconds + cfg.startup_seconds,
+            budget: cfg.lag_budget * cfg.max_lag_seconds,
+        }
+    }
+
+    /// The live partitions, in order.
+    fn live(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.p as usize).filter(|&i| is_live(self.stuck, i))
+    }
+
+    /// The highest time lag over the live partitions: lag over the arrival rate, or over the
+    /// per-replica rate where nothing arrives. 0 when nothing is behind.
+    fn lag_seconds(&self) -> f64 {
+        self.live()
+            .filter(|&i| self.lag[i] > 0)
+            .map(|i| {
+                if self.arrival[i] > 0.0 {
+                    self.lag[i] as f64 / self.arrival[i]
+                } else {
+                    self.lag[i] as f64 / self.rate
+                }
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Messages per second a partition gets from a replica that owns `share` partitions.
+    fn capacity(&self, share: u32) -> f64 {
+        if share == 0 {
+            0.0
+        } else {
+            self.rate / f64::from(share)
+        }
+    }
+
+    /// Lag (messages) of partition `i` once `n` replicas serve: the replicas serving now
+    /// serve until the pending ones start, those until replicas added now start.
+    fn after_startup(&self, i: usize, n: u32) -> f64 {
+        let mut l = self.lag[i] as f64;
+        if n <= self.serving {
+            return l;
+        }
+        l = (l + (self.arrival[i] - self.capacity(self.now_share[i])) * self.pending_for).max(0.0);
+        if n > self.current.max(self.serving) {
+            let rest = self.cfg.startup_seconds - self.pending_for;
+            l = (l + (self.arrival[i] - self.capacity(self.cur_share[i])) * rest).max(0.0);
+        }
+        l
+    }
+
+    /// Seconds of lag that `messages` are on partition `i`: at its arrival rate, or at `c`,
+    /// the rate it is drained, when nothing arrives.
+    fn seconds(&self, i: usize, messages: f64, c: f64) -> f64 {
+        if messages <= 0.0 {
+            0.0
+        } else if self.arrival[i] > 0.0 {
+            messages / self.arrival[i]
+        } else {
+            messages / c
+        }
+    }
+
+    /// Whether `n` replicas keep up with the arrivals on every live partition, with
+    /// `target_utilisation` as headroom.
+    fn sustainable(&self, n: u32) -> bool {
+        n > 0 && {
+            let share = owner_share(self.p, n);
+            self.live().all(|i| {
+                self.arrival[i] <= self.cfg.target_utilisation * self.rate / f64::from(share[i])
+            })
+        }
+    }
+
+    /// The candidate just below the fewest that keep up: the lower end of a duty cycle, the
+    /// only count that cannot keep up that a scale-in may go to. `None` when there is none,
+    /// it is 0, or the duty cycle is off.
+    fn duty_low(&self, candidates: &[u32]) -> Option<u32> {
+        candidates
+            .iter()
+            .position(|&n| self.sustainable(n))
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| candidates[i])
+            .filter(|&n| self.cfg.duty_cycle && n > 0)
+    }
+
+    /// Whether `n` replicas keep every live partition's lag within the budget until the next
+    /// tick's decision could take effect (0 fits only with no lag and no arrivals).
+    ///
+    /// A scale-in to `duty_low`, the count below the fewest that keep up, spends the lag
+    /// budget instead (a duty cycle between two useful counts): it fits only when nothing is
+    /// pending and the backlog left at the scale-in, growing at the smaller count, stays within
+    /// the budget for a whole window more and the time a scale-out takes, so each count is
+    /// held at least one window. No other scale-in to a count that cannot keep up fits.
+    fn fits(&self, n: u32, duty_low: Option<u32>) -> bool {
+        if n == 0 {
+            return self.total_lag == 0 && self.arrival_total == 0.0;
+        }
+        let cfg = self.cfg;
+        let share = owner_share(self.p, n);
+        self.live().all(|i| {
+            let c = self.rate / f64::from(share[i]);
+            let a = self.arrival[i];
+            if n < self.current && a > cfg.target_utilisation * c {
+                if duty_low != Some(n) || self.pending_for > 0.0 || self.serving < self.current {
+                    return false;
+                }
+                let at_scale_in = (self.lag[i] as f64
+                    + (a - self.capacity(self.now_share[i])) * self.window_left)
+                    .max(0.0);
+                let peak =
+                    at_scale_in + (a - c).max(0.0) * (cfg.scale_in_window_seconds + self.horizon);
+                return self.seconds(i, peak, c) <= self.budget;
+            }
+            let l2 = (self.after_startup(i, n) + (a - c) * self.horizon).max(0.0);
+            self.seconds(i, l2, c) <= self.budget
+        })
+    }
+
+    /// Whether `n` replicas drain every live partition's backlog within `max_lag_seconds`
+    /// once the new replicas serve: the fallback when no count fits.
+    fn drains(&self, n: u32) -> bool {
+        let share = owner_share(self.p, n.max(1));
+        self.live().all(|i| {
+            let c = self.rate / f64::from(share[i]);
+            let a = self.arrival[i];
+            let l1 = self.after_startup(i, n);
+            c > a && (l1 <= 0.0 || l1 / (c - a) <= self.cfg.max_lag_seconds)
+        })
+    }
+}
+
+/// Where a tick settles after the recommendation.
+#[derive(Debug, Clone, PartialEq)]
+struct Step {
+    /// The count to set, before the bounds.
+    desired: u32,
+    /// The scale-in window to keep: since when the recommendation has been below the current
+    /// count, and the highest one since.
+    below_since: Option<(f64, u32)>,
+    /// What the step adds to the reason.
+    note: String,
+}
+
+/// From zero replicas: scale to the recommendation, and to at least the fewest useful count,
+/// when the total lag (`lag`, over the partitions not stuck) is above `activation_lag`;
+/// otherwise stay at zero. Takes the total lag, the recommendation and the bounds; keeps no
+/// scale-in window.
+fn activate_from_zero(cfg: &Config, lag: u64, rec: u32, bounds: &Bounds) -> Step {
+    if lag > cfg.activation_lag {
+        Step {
+            desired: rec.max(bounds.round_up(1)),
+            below_since: None,
+            note: format!(
                 "; lag above activation {}: scale from zero",
                 cfg.activation_lag
-            );
-            to
-        } else {
-            next.below_since = None;
-            current
-        }
-    } else if rec > current {
-        next.below_since = None;
-        let _ = write!(why, "; scale out at once");
-        rec
-    } else if rec < current {
-        let (since, highest) = match state.below_since {
-            Some((since, highest)) => (since, highest.max(rec)),
-            None => (obs.at, rec),
-        };
-        if obs.at - since >= cfg.scale_in_window_seconds {
-            next.below_since = None;
-            let _ = write!(
-                why,
-                "; below {current} for {:.0}s: scale in to {highest}",
-                obs.at - since
-            );
-            highest
-        } else {
-            next.below_since = Some((since, highest));
-            let _ = write!(
-                why,
-                "; would scale in to {highest}, waiting {:.0}s more",
-                cfg.scale_in_window_seconds - (obs.at - since)
-            );
-            current
+            ),
         }
     } else {
-        next.below_since = None;
-        current
-    };
-    let decided = decided.clamp(lo, hi);
-    if decided > current {
-        next.scaled_out_at = Some(obs.at);
+        Step {
+            desired: 0,
+            below_since: None,
+            note: String::new(),
+        }
     }
-    next.current = decided;
-    let decision = Decision {
-        desired: decided,
-        changed: decided != current,
-        reason: why,
-        lag: total_lag,
-        lag_seconds,
-        stuck,
-    };
-    (decision, next)
+}
+
+/// Applies the scale-in window to the recommendation `rec` for a group with `current`
+/// replicas (above 0), at time `at`, given the window kept from the last tick (`below_since`).
+/// A higher recommendation is taken at once and an equal one is kept; either closes the
+/// window. A lower one opens the window or keeps it open, and the highest recommendation
+/// since it opened is taken once it has been open `scale_in_window_seconds`; until then
+/// `current` is kept. Returns the count, the window to keep, and the words for the reason.
+fn apply_scale_in_window(
+    cfg: &Config,
+    current: u32,
+    below_since: Option<(f64, u32)>,
+    at: f64,
+    rec: u32,
+) -> Step {
+    match rec.cmp(&current) {
+        std::cmp::Ordering::Greater => Step {
+            desired: rec,
+            below_since: None,
+            note: "; scale out at once".to_string(),
+        },
+        std::cmp::Ordering::Equal => Step {
+            desired: current,
+            below_since: None,
+            note: String::new(),
+        },
+        std::cmp::Ordering::Less => {
+            let (since, highest) = match below_since {
+                Some((since, highest)) => (since, highest.max(rec)),
+                None => (at, rec),
+            };
+            if at - since >= cfg.scale_in_window_seconds {
+                Step {
+                    desired: highest,
+                    below_since: None,
+                    note: format!(
+                        "; below {current} for {:.0}s: scale in to {highest}",
+                        at - since
+                    ),
+                }
+            } else {
+                Step {
+                    desired: current,
+                    below_since: Some((since, highest)),
+                    note: format!(
+                        "; would scale in to {highest}, waiting {:.0}s more",
+                        cfg.scale_in_window_seconds - (at - since)
+                    ),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -703,10 +1118,12 @@ mod tests {
         assert!(behind.iter().all(|d| d.desired == 3), "{behind:?}");
 
         // Off (`duty_cycle = false`), 3 is where it stays.
-        let off = Config {
+        let off = Config::new(Scaling {
+            min: 1,
+            max: 12,
+            max_lag_seconds: 60.0,
             duty_cycle: false,
-            ..cfg(1, 12)
-        };
+        });
         let steady = run(&off, 0);
         assert!(steady.iter().all(|d| d.desired == 3), "{steady:?}");
     }
@@ -751,5 +1168,384 @@ mod tests {
         let (d, _) = decide(&c, &State::new(1), Some(&o));
         assert_eq!(d.desired, 1);
         assert_eq!(d.lag, 0);
+    }
+
+    #[test]
+    fn builders_change_one_setting_each() {
+        let c = cfg(1, 12)
+            .with_interval_seconds(15.0)
+            .with_scale_in_window_seconds(300.0)
+            .with_stale_after_seconds(45.0)
+            .with_fallback_lag_per_replica(6000.0)
+            .with_startup_seconds(90.0);
+        let mut expected = cfg(1, 12);
+        expected.interval_seconds = 15.0;
+        expected.scale_in_window_seconds = 300.0;
+        expected.stale_after_seconds = 45.0;
+        expected.fallback_lag_per_replica = 6000.0;
+        expected.startup_seconds = 90.0;
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn check_read_refuses_a_missing_empty_or_stale_read() {
+        let c = cfg(1, 12);
+        assert_eq!(
+            check_read(&c, 4, None),
+            Err("no lag reading this tick: keeping 4 (fail static)".to_string())
+        );
+        assert_eq!(
+            check_read(&c, 4, Some(&obs(0.0, &[], 4))),
+            Err("the read returned no partitions: keeping 4 (fail static)".to_string())
+        );
+        let mut o = obs(1000.0, &[(10, 0); 3], 4);
+        o.partitions[1].read_at = 800.0;
+        o.partitions[2].read_at = 850.0;
+        assert_eq!(
+            check_read(&c, 4, Some(&o)),
+            Err("offsets read 200s ago (stale after 90s): keeping 4 (fail static)".to_string())
+        );
+        o.partitions[1].read_at = f64::NAN;
+        assert!(check_read(&c, 4, Some(&o)).is_err());
+        // 90 s old is not yet stale.
+        let mut fresh = obs(1000.0, &[(10, 0); 3], 4);
+        fresh.partitions[0].read_at = 910.0;
+        assert_eq!(check_read(&c, 4, Some(&fresh)), Ok(&fresh));
+    }
+
+    #[test]
+    fn lag_is_end_less_committed_and_nothing_without_a_commit() {
+        let mut o = obs(0.0, &[(100, 40), (5, 9), (7, 7)], 1);
+        o.partitions.push(PartitionRead {
+            end_offset: 1_000,
+            committed_offset: None,
+            read_at: 0.0,
+        });
+        assert_eq!(partition_lag(&o), vec![60, 0, 0, 0]);
+    }
+
+    #[test]
+    fn deltas_are_taken_only_against_an_earlier_read_of_the_same_partitions() {
+        let o = obs(30.0, &[(10, 0); 2], 1);
+        let mut s = State::new(1);
+        assert!(comparable_prev(&s, &o).is_none());
+        s.prev = Some(obs(0.0, &[(0, 0); 2], 1));
+        assert_eq!(comparable_prev(&s, &o), s.prev.as_ref());
+        s.prev = Some(obs(30.0, &[(0, 0); 2], 1));
+        assert!(comparable_prev(&s, &o).is_none());
+        s.prev = Some(obs(0.0, &[(0, 0); 3], 1));
+        assert!(comparable_prev(&s, &o).is_none());
+    }
+
+    #[test]
+    fn a_stuck_partition_is_found_after_exactly_stuck_ticks_unmoved() {
+        let c = cfg(1, 12);
+        assert_eq!(c.stuck_ticks, 3);
+        // Partition 0 has lag and its committed offset stays at 0; partition 1 moves on.
+        let mut prev = obs(0.0, &[(100, 0), (100, 0)], 1);
+        let mut unmoved = vec![0, 0];
+        for tick in 1..=4u32 {
+            let end = 100 + i64::from(tick) * 10;
+            let o = obs(f64::from(tick) * 30.0, &[(end, 0), (end, end - 5)], 1);
+            let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &unmoved);
+            assert_eq!(found.unmoved_ticks, vec![tick, 0], "tick {tick}");
+            let expected: Vec<u32> = if tick >= 3 { vec![0] } else { vec![] };
+            assert_eq!(found.partitions, expected, "tick {tick}");
+            unmoved = found.unmoved_ticks;
+            prev = o;
+        }
+        // Once it moves, its count starts again.
+        let o = obs(150.0, &[(150, 1), (150, 145)], 1);
+        let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &unmoved);
+        assert_eq!(found.unmoved_ticks, vec![0, 0]);
+        assert!(found.partitions.is_empty());
+        // stuck_ticks = 0 counts as 1.
+        let once = Config {
+            stuck_ticks: 0,
+            ..cfg(1, 12)
+        };
+        let o = obs(180.0, &[(200, 1), (200, 195)], 1);
+        let prev = obs(150.0, &[(150, 1), (150, 145)], 1);
+        let found = find_stuck(&once, Some(&prev), &o, &partition_lag(&o), &[0, 0]);
+        assert_eq!(found.partitions, vec![0]);
+    }
+
+    #[test]
+    fn an_unmoved_offset_is_not_stuck_without_lag_members_or_an_earlier_commit() {
+        let c = cfg(1, 12);
+        let prev = obs(0.0, &[(100, 100), (100, 0)], 1);
+        // Partition 0 has no lag; partition 1 is behind and unmoved.
+        let o = obs(30.0, &[(100, 100), (200, 0)], 1);
+        let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &[2, 2]);
+        assert_eq!(found.unmoved_ticks, vec![0, 3]);
+        assert_eq!(found.partitions, vec![1]);
+        // No members: nobody to be stuck.
+        let o = obs(30.0, &[(100, 100), (200, 0)], 0);
+        let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &[2, 2]);
+        assert_eq!(found.unmoved_ticks, vec![0, 0]);
+        // No committed offset at the previous read.
+        let mut before = prev.clone();
+        before.partitions[1].committed_offset = None;
+        let o = obs(30.0, &[(100, 100), (200, 0)], 1);
+        let found = find_stuck(&c, Some(&before), &o, &partition_lag(&o), &[2, 2]);
+        assert_eq!(found.unmoved_ticks, vec![0, 0]);
+        // No previous read: every count starts again.
+        let found = find_stuck(&c, None, &o, &partition_lag(&o), &[5, 5]);
+        assert_eq!(found.unmoved_ticks, vec![0, 0]);
+        assert!(found.partitions.is_empty());
+    }
+
+    #[test]
+    fn rates_are_measured_only_from_busy_members() {
+        // 4 partitions, 2 members: the first owns 0 and 1, the second 2 and 3.
+        let prev = obs(0.0, &[(1000, 0), (1000, 0), (1000, 0), (1000, 0)], 2);
+        // The first member's partitions stay behind and move 300 and 600 in 10 s; the second
+        // member's partition 2 catches up, so its 90/s is not a measure of its rate.
+        let o = obs(
+            10.0,
+            &[(1100, 300), (1200, 600), (1100, 1100), (1100, 900)],
+            2,
+        );
+        let lag = partition_lag(&o);
+        let rates = measure_rates(Some(&prev), &o, &lag, &[0; 4], Some(70.0));
+        assert_eq!(rates.arrival, Some(vec![10.0, 20.0, 10.0, 10.0]));
+        // The first member measures 30 + 60 = 90/s, averaged with the known 70.
+        assert_eq!(rates.per_replica, Some(80.0));
+
+        // An unmoved partition makes its member not busy: nothing measured, 70 kept.
+        let rates = measure_rates(Some(&prev), &o, &lag, &[1, 0, 0, 0], Some(70.0));
+        assert_eq!(rates.per_replica, Some(70.0));
+
+        // No previous read: no arrivals, and the known rate as it was.
+        let rates = measure_rates(None, &o, &lag, &[0; 4], Some(70.0));
+        assert_eq!(
+            rates,
+            Rates {
+                arrival: None,
+                per_replica: Some(70.0)
+            }
+        );
+    }
+
+    #[test]
+    fn the_first_rate_counts_members_that_joined_and_lag_at_the_second_read() {
+        // No lag at the first read, one member; two members and lag at the second.
+        let prev = obs(0.0, &[(100, 100), (100, 100)], 1);
+        let o = obs(10.0, &[(400, 200), (400, 150)], 2);
+        let lag = partition_lag(&o);
+        let rates = measure_rates(Some(&prev), &o, &lag, &[0, 0], None);
+        assert_eq!(rates.arrival, Some(vec![30.0, 30.0]));
+        // Each member owns one partition: 10/s and 5/s.
+        assert_eq!(rates.per_replica, Some(7.5));
+        // Once a rate is known, neither counts: nothing new is measured.
+        let rates = measure_rates(Some(&prev), &o, &lag, &[0, 0], Some(9.0));
+        assert_eq!(rates.per_replica, Some(9.0));
+    }
+
+    #[test]
+    fn bounds_round_up_to_useful_counts() {
+        let b = Bounds::new(&cfg(1, 12), 12);
+        assert_eq!((b.lo, b.hi), (1, 12));
+        assert_eq!(b.round_up(5), 6);
+        assert_eq!(b.round_up(0), 1);
+        assert_eq!(b.round_up(40), 12);
+        assert_eq!(b.candidates(), vec![1, 2, 3, 4, 6, 12]);
+
+        // max 10 of 12 partitions: 10 is not useful but is the most there may be.
+        let b = Bounds::new(&cfg(0, 10), 12);
+        assert_eq!((b.lo, b.hi), (0, 10));
+        assert_eq!(b.round_up(0), 0);
+        assert_eq!(b.round_up(7), 10);
+        assert_eq!(b.candidates(), vec![0, 1, 2, 3, 4, 6, 10]);
+
+        // More replicas than partitions are never useful.
+        let b = Bounds::new(&cfg(1, 12), 4);
+        assert_eq!((b.lo, b.hi), (1, 4));
+    }
+
+    #[test]
+    fn recommend_falls_back_to_lag_per_replica() {
+        let c = cfg(1, 12);
+        let b = Bounds::new(&c, 12);
+        let lag = vec![400; 12];
+        // 4800 messages at 1000 per replica: 5, rounded up to 6.
+        let rec = recommend_from_lag(&c, 1, &lag, &[], None, &b);
+        assert_eq!(
+            rec,
+            Recommendation {
+                count: 6,
+                lag: 4800,
+                lag_seconds: None,
+                reason: "rates not known yet: lag 4800 at 1000 per replica needs 6 replica(s)"
+                    .to_string(),
+            }
+        );
+        // Stuck partitions are left out: 4400 needs 5, so 6 again; 1 of them needs 1.
+        assert_eq!(recommend_from_lag(&c, 1, &lag, &[0], None, &b).lag, 4400);
+        // Messages arriving, so not idle: no scale-in without rates.
+        let arrival = vec![1.0; 12];
+        let few = vec![10; 12];
+        let rec = recommend_from_lag(&c, 8, &few, &[], Some(&arrival), &b);
+        assert_eq!(rec.count, 8);
+        assert_eq!(
+            rec.reason,
+            "rates not known yet: lag 120 at 1000 per replica needs 1 replica(s), but not scaling in until rates are known"
+        );
+        // Idle with min 0: none.
+        let zero = cfg(0, 12);
+        let idle = recommend_from_lag(
+            &zero,
+            3,
+            &[0; 12],
+            &[],
+            Some(&[0.0; 12]),
+            &Bounds::new(&zero, 12),
+        );
+        assert_eq!(idle.count, 0);
+        // `recommend` takes this path until the per-replica rate is known.
+        let rates = Rates {
+            arrival: Some(vec![0.0; 12]),
+            per_replica: None,
+        };
+        let o = obs(0.0, &[(400, 0); 12], 1);
+        let via = recommend(&c, &State::new(1), &o, &lag, &[], &rates, &b);
+        assert_eq!(via.count, 6);
+    }
+
+    /// 250/s on 12 partitions at 100/s per replica, no lag, 3 serving: 3 keep up, 2 do not
+    /// (4.2/s per partition behind) but can run a window and a scale-out within the budget.
+    fn steady_250(duty_cycle: bool) -> Recommendation {
+        let c = Config::new(Scaling {
+            min: 1,
+            max: 12,
+            max_lag_seconds: 60.0,
+            duty_cycle,
+        });
+        let o = obs(0.0, &[(1000, 1000); 12], 3);
+        let rates = Rates {
+            arrival: Some(vec![250.0 / 12.0; 12]),
+            per_replica: Some(100.0),
+        };
+        let b = Bounds::new(&c, 12);
+        recommend(&c, &State::new(3), &o, &[0; 12], &[], &rates, &b)
+    }
+
+    #[test]
+    fn recommend_from_rates_spends_the_lag_budget_in_a_duty_cycle() {
+        let on = steady_250(true);
+        assert_eq!(
+            on,
+            Recommendation {
+                count: 2,
+                lag: 0,
+                lag_seconds: Some(0.0),
+                reason: "arrivals 250.0 msg/s, 100.0 msg/s per replica, lag 0 (0s): 2 replica(s) keep lag under 60s"
+                    .to_string(),
+            }
+        );
+        // Off, the fewest that keep up.
+        assert_eq!(steady_250(false).count, 3);
+    }
+
+    #[test]
+    fn recommend_from_rates_picks_a_useful_count_in_time() {
+        let c = cfg(1, 12);
+        let b = Bounds::new(&c, 12);
+        // 1 replica, 25/s arriving on each partition and 1000 behind on each (40 s).
+        let o = obs(0.0, &[(1000, 0); 12], 1);
+        let rates = Rates {
+            arrival: Some(vec![25.0; 12]),
+            per_replica: Some(100.0),
+        };
+        let lag = partition_lag(&o);
+        let rec = recommend(&c, &State::new(1), &o, &lag, &[], &rates, &b);
+        // While the new replicas start (60 s) the one serving falls 16.7/s per partition
+        // further behind: 2000. 4 (3 partitions each, 33/s) would still have 1250 (50 s)
+        // behind a tick later, over the 48 s budget; 5 is not a useful count; 6 (2 each,
+        // 50/s) has drained it by then.
+        assert_eq!(rec.count, 6, "{rec:?}");
+        assert_eq!(rec.lag, 12_000);
+        assert_eq!(rec.lag_seconds, Some(40.0));
+        // A stuck partition's lag is left out of the figures.
+        let stuck = recommend(&c, &State::new(1), &o, &lag, &[3], &rates, &b);
+        assert_eq!(stuck.lag, 11_000);
+    }
+
+    #[test]
+    fn the_window_holds_a_lower_recommendation_until_it_has_lasted() {
+        let c = cfg(1, 12);
+        assert_eq!(c.scale_in_window_seconds, 120.0);
+        let step = apply_scale_in_window(&c, 6, None, 0.0, 2);
+        assert_eq!(
+            step,
+            Step {
+                desired: 6,
+                below_since: Some((0.0, 2)),
+                note: "; would scale in to 2, waiting 120s more".to_string(),
+            }
+        );
+        // A higher recommendation within the window raises what the scale-in goes to.
+        let step = apply_scale_in_window(&c, 6, step.below_since, 90.0, 3);
+        assert_eq!(
+            step,
+            Step {
+                desired: 6,
+                below_since: Some((0.0, 3)),
+                note: "; would scale in to 3, waiting 30s more".to_string(),
+            }
+        );
+        let step = apply_scale_in_window(&c, 6, step.below_since, 120.0, 2);
+        assert_eq!(
+            step,
+            Step {
+                desired: 3,
+                below_since: None,
+                note: "; below 6 for 120s: scale in to 3".to_string(),
+            }
+        );
+    }
+
+    #[test]
+    fn the_window_scales_out_at_once_and_closes_on_an_equal_recommendation() {
+        let c = cfg(1, 12);
+        let open = Some((0.0, 2));
+        assert_eq!(
+            apply_scale_in_window(&c, 6, open, 60.0, 12),
+            Step {
+                desired: 12,
+                below_since: None,
+                note: "; scale out at once".to_string(),
+            }
+        );
+        assert_eq!(
+            apply_scale_in_window(&c, 6, open, 60.0, 6),
+            Step {
+                desired: 6,
+                below_since: None,
+                note: String::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn activation_from_zero_needs_lag_above_the_threshold() {
+        let c = cfg(0, 12);
+        let b = Bounds::new(&c, 12);
+        assert_eq!(activate_from_zero(&c, 0, 0, &b).desired, 0);
+        let step = activate_from_zero(&c, 5, 0, &b);
+        assert_eq!(
+            step,
+            Step {
+                desired: 1,
+                below_since: None,
+                note: "; lag above activation 0: scale from zero".to_string(),
+            }
+        );
+        assert_eq!(activate_from_zero(&c, 5, 4, &b).desired, 4);
+        let higher = Config {
+            activation_lag: 10,
+            ..c
+        };
+        assert_eq!(activate_from_zero(&higher, 10, 4, &b).desired, 0);
     }
 }

@@ -296,17 +296,16 @@ impl Setup {
     /// shoal's policy settings for this setup: the same bounds and target as KEDA, and
     /// KEDA's lagThreshold as the fallback until rates are known.
     pub fn policy_config(&self) -> Config {
-        let mut cfg = Config::new(crate::manifest::Scaling {
+        Config::new(crate::manifest::Scaling {
             min: self.min,
             max: self.max,
             max_lag_seconds: self.max_lag_seconds,
             duty_cycle: self.duty_cycle,
-        });
-        cfg.fallback_lag_per_replica = self.lag_threshold();
-        cfg.stale_after_seconds = 3.0 * self.interval_seconds as f64;
-        cfg.interval_seconds = self.interval_seconds as f64;
-        cfg.startup_seconds = self.startup_seconds as f64;
-        cfg
+        })
+        .with_fallback_lag_per_replica(self.lag_threshold())
+        .with_stale_after_seconds(3.0 * self.interval_seconds as f64)
+        .with_interval_seconds(self.interval_seconds as f64)
+        .with_startup_seconds(self.startup_seconds as f64)
     }
 }
 
