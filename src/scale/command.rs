@@ -5,7 +5,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{info, warn};
 
 use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target};
@@ -215,33 +214,28 @@ async fn serve(addr: &str, last: Arc<Mutex<Vec<Outcome>>>) -> Result<()> {
         .await
         .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
     info!(%addr, "serving /healthz and /metrics");
+    let app = router(last);
     tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let last = last.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, body) = match path {
-                    "/healthz" => ("200 OK", "ok\n".to_string()),
-                    "/metrics" => ("200 OK", prometheus(&last)),
-                    _ => ("404 Not Found", "not found\n".to_string()),
-                };
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if let Err(e) = stream.write_all(answer.as_bytes()).await {
-                    warn!(error = %e, "cannot answer a metrics request");
-                }
-            });
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!(error = %e, "the /healthz and /metrics server stopped");
         }
     });
     Ok(())
+}
+
+/// The routes of [`serve`]; anything else is 404.
+fn router(last: Arc<Mutex<Vec<Outcome>>>) -> axum::Router {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get;
+    const TEXT: [(header::HeaderName, &str); 1] =
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+    axum::Router::new()
+        .route("/healthz", get(|| async { (TEXT, "ok\n") }))
+        .route(
+            "/metrics",
+            get(move || async move { (TEXT, prometheus(&last)) }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, TEXT, "not found\n") })
 }
 
 fn prometheus(last: &Mutex<Vec<Outcome>>) -> String {
@@ -400,4 +394,71 @@ pub fn lag(
     );
     crate::report::out(&out);
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scale::policy::Decision;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    fn outcome(consumer: &str, lag: u64, lag_seconds: Option<f64>, desired: u32) -> Outcome {
+        Outcome {
+            consumer: consumer.to_string(),
+            service: consumer.to_string(),
+            decision: Decision {
+                desired,
+                changed: false,
+                reason: String::new(),
+                lag,
+                lag_seconds,
+                stuck: Vec::new(),
+            },
+            acted: false,
+            error: None,
+        }
+    }
+
+    async fn get(last: &Arc<Mutex<Vec<Outcome>>>, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        let answer = router(last.clone()).oneshot(request).await.expect("answer");
+        let status = answer.status();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn healthz_metrics_and_anything_else() {
+        let last: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(vec![
+            outcome("a", 120, Some(4.5), 3),
+            outcome("b", 0, None, 1),
+        ]));
+        assert_eq!(
+            get(&last, "/healthz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (status, body) = get(&last, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            "shoal_consumer_lag{consumer=\"a\"} 120",
+            "shoal_consumer_lag_seconds{consumer=\"a\"} 4.5",
+            "shoal_desired_count{consumer=\"a\"} 3",
+            "shoal_consumer_lag{consumer=\"b\"} 0",
+            "shoal_desired_count{consumer=\"b\"} 1",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{line}:\n{body}");
+        }
+        assert!(
+            !body.contains("shoal_consumer_lag_seconds{consumer=\"b\"}"),
+            "{body}"
+        );
+        assert_eq!(
+            get(&last, "/nope").await,
+            (StatusCode::NOT_FOUND, "not found\n".into())
+        );
+    }
 }
