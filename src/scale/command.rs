@@ -2,9 +2,15 @@
 //! platform, with `/healthz` and a Prometheus `/metrics` endpoint, back-off when AWS
 //! throttles, and a clean stop on SIGTERM or Ctrl-C.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
 use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target};
@@ -132,9 +138,9 @@ async fn run_loop<S: Scale, P: Publish>(
 ) -> Result<i32> {
     {
         let mut autoscaler = Autoscaler::new(project, targets);
-        let last: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+        let figures = Arc::new(Figures::default());
         if let Some(addr) = &opts.listen {
-            serve(addr, last.clone()).await?;
+            serve(addr, figures.clone()).await?;
         }
         let mut delay = opts.interval;
         loop {
@@ -148,9 +154,7 @@ async fn run_loop<S: Scale, P: Publish>(
             } else {
                 opts.interval
             };
-            if let Ok(mut l) = last.lock() {
-                *l = outcomes;
-            }
+            figures.record(&outcomes);
             if opts.once {
                 return Ok(exit::OK);
             }
@@ -209,12 +213,12 @@ async fn shutdown() {
 }
 
 /// `/healthz` answers 200; `/metrics` gives the last tick's figures in Prometheus text.
-async fn serve(addr: &str, last: Arc<Mutex<Vec<Outcome>>>) -> Result<()> {
+async fn serve(addr: &str, figures: Arc<Figures>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
     info!(%addr, "serving /healthz and /metrics");
-    let app = router(last);
+    let app = router(figures);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             warn!(error = %e, "the /healthz and /metrics server stopped");
@@ -224,42 +228,93 @@ async fn serve(addr: &str, last: Arc<Mutex<Vec<Outcome>>>) -> Result<()> {
 }
 
 /// The routes of [`serve`]; anything else is 404.
-fn router(last: Arc<Mutex<Vec<Outcome>>>) -> axum::Router {
+fn router(figures: Arc<Figures>) -> axum::Router {
     use axum::http::{header, StatusCode};
     use axum::routing::get;
     const TEXT: [(header::HeaderName, &str); 1] =
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")];
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    const METRICS: [(header::HeaderName, &str); 1] =
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)];
     axum::Router::new()
         .route("/healthz", get(|| async { (TEXT, "ok\n") }))
         .route(
             "/metrics",
-            get(move || async move { (TEXT, prometheus(&last)) }),
+            get(move || async move { (METRICS, figures.encode()) }),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, TEXT, "not found\n") })
 }
 
-fn prometheus(last: &Mutex<Vec<Outcome>>) -> String {
-    let Ok(outcomes) = last.lock() else {
-        return String::new();
-    };
-    let mut out = String::from(
-        "# TYPE shoal_consumer_lag gauge\n# TYPE shoal_consumer_lag_seconds gauge\n# TYPE shoal_desired_count gauge\n",
-    );
-    for o in outcomes.iter() {
-        let labels = format!("consumer=\"{}\"", o.consumer);
-        out.push_str(&format!(
-            "shoal_consumer_lag{{{labels}}} {}\n",
-            o.decision.lag
-        ));
-        if let Some(s) = o.decision.lag_seconds {
-            out.push_str(&format!("shoal_consumer_lag_seconds{{{labels}}} {s}\n"));
+/// The label of every figure: the consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConsumerLabel {
+    consumer: String,
+}
+
+/// The last tick's figures, served on `/metrics`.
+#[derive(Debug)]
+struct Figures {
+    registry: Registry,
+    lag: Family<ConsumerLabel, Gauge<u64, AtomicU64>>,
+    lag_seconds: Family<ConsumerLabel, Gauge<f64, AtomicU64>>,
+    desired: Family<ConsumerLabel, Gauge<u32, AtomicU32>>,
+}
+
+impl Default for Figures {
+    fn default() -> Figures {
+        let (lag, lag_seconds, desired) = Default::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "shoal_consumer_lag",
+            "Messages behind, over the partitions that are not stuck",
+            Family::clone(&lag),
+        );
+        registry.register(
+            "shoal_consumer_lag_seconds",
+            "Seconds of lag at the current rates, when they are known",
+            Family::clone(&lag_seconds),
+        );
+        registry.register(
+            "shoal_desired_count",
+            "The replica count the policy decided",
+            Family::clone(&desired),
+        );
+        Figures {
+            registry,
+            lag,
+            lag_seconds,
+            desired,
         }
-        out.push_str(&format!(
-            "shoal_desired_count{{{labels}}} {}\n",
-            o.decision.desired
-        ));
     }
-    out
+}
+
+impl Figures {
+    /// Keeps a tick's outcomes; a consumer whose lag seconds are unknown has none.
+    fn record(&self, outcomes: &[Outcome]) {
+        for o in outcomes {
+            let label = ConsumerLabel {
+                consumer: o.consumer.clone(),
+            };
+            self.lag.get_or_create(&label).set(o.decision.lag);
+            match o.decision.lag_seconds {
+                Some(s) => {
+                    self.lag_seconds.get_or_create(&label).set(s);
+                }
+                None => {
+                    self.lag_seconds.remove(&label);
+                }
+            }
+            self.desired.get_or_create(&label).set(o.decision.desired);
+        }
+    }
+
+    /// The figures in Prometheus text (version 0.0.4).
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            warn!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
 }
 
 /// One partition's row of `shoal lag`.
@@ -421,9 +476,12 @@ mod tests {
         }
     }
 
-    async fn get(last: &Arc<Mutex<Vec<Outcome>>>, path: &str) -> (StatusCode, String) {
+    async fn get(figures: &Arc<Figures>, path: &str) -> (StatusCode, String) {
         let request = Request::get(path).body(Body::empty()).expect("request");
-        let answer = router(last.clone()).oneshot(request).await.expect("answer");
+        let answer = router(figures.clone())
+            .oneshot(request)
+            .await
+            .expect("answer");
         let status = answer.status();
         let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
             .await
@@ -433,17 +491,19 @@ mod tests {
 
     #[tokio::test]
     async fn healthz_metrics_and_anything_else() {
-        let last: Arc<Mutex<Vec<Outcome>>> = Arc::new(Mutex::new(vec![
-            outcome("a", 120, Some(4.5), 3),
-            outcome("b", 0, None, 1),
-        ]));
+        let figures = Arc::new(Figures::default());
+        figures.record(&[outcome("a", 7, None, 2), outcome("b", 5, Some(1.0), 1)]);
+        figures.record(&[outcome("a", 120, Some(4.5), 3), outcome("b", 0, None, 1)]);
         assert_eq!(
-            get(&last, "/healthz").await,
+            get(&figures, "/healthz").await,
             (StatusCode::OK, "ok\n".into())
         );
-        let (status, body) = get(&last, "/metrics").await;
+        let (status, body) = get(&figures, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         for line in [
+            "# TYPE shoal_consumer_lag gauge",
+            "# TYPE shoal_consumer_lag_seconds gauge",
+            "# TYPE shoal_desired_count gauge",
             "shoal_consumer_lag{consumer=\"a\"} 120",
             "shoal_consumer_lag_seconds{consumer=\"a\"} 4.5",
             "shoal_desired_count{consumer=\"a\"} 3",
@@ -457,7 +517,7 @@ mod tests {
             "{body}"
         );
         assert_eq!(
-            get(&last, "/nope").await,
+            get(&figures, "/nope").await,
             (StatusCode::NOT_FOUND, "not found\n".into())
         );
     }
