@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -142,16 +143,17 @@ async fn run_loop<S: Scale, P: Publish>(
         if let Some(addr) = &opts.listen {
             serve(addr, figures.clone()).await?;
         }
-        let mut delay = opts.interval;
+        let mut waits = throttled_waits(opts.interval);
         loop {
             let outcomes = autoscaler.tick(lag, scale, metrics, opts.dry_run).await;
             print(&outcomes, output);
             let throttled = outcomes
                 .iter()
                 .any(|o| o.error.as_deref().is_some_and(|e| e.contains("Throttl")));
-            delay = if throttled {
-                (delay * 2).min(Duration::from_secs(300))
+            let delay = if throttled {
+                waits.next().unwrap_or(THROTTLED_MAX)
             } else {
+                waits = throttled_waits(opts.interval);
                 opts.interval
             };
             figures.record(&outcomes);
@@ -167,6 +169,22 @@ async fn run_loop<S: Scale, P: Publish>(
             }
         }
     }
+}
+
+/// The longest wait between throttled ticks, before jitter (unless twice the interval is longer).
+const THROTTLED_MAX: Duration = Duration::from_secs(300);
+
+/// The waits after throttled ticks in a row: twice the interval, doubling up to
+/// [`THROTTLED_MAX`], each plus a random jitter of up to as much again.
+fn throttled_waits(interval: Duration) -> impl Iterator<Item = Duration> {
+    let first = interval * 2;
+    ExponentialBuilder::new()
+        .with_min_delay(first)
+        .with_factor(2.0)
+        .with_max_delay(THROTTLED_MAX.max(first))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 fn print(outcomes: &[Outcome], output: crate::cli::Output) {
@@ -487,6 +505,20 @@ mod tests {
             .await
             .expect("body");
         (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn throttled_waits_double_with_jitter_up_to_five_minutes() {
+        let waits: Vec<Duration> = throttled_waits(Duration::from_secs(30)).take(6).collect();
+        for (wait, base) in waits.iter().zip([60, 120, 240, 300, 300, 300]) {
+            let base = Duration::from_secs(base);
+            assert!(*wait >= base && *wait < base * 2, "{waits:?}");
+        }
+        let long = throttled_waits(Duration::from_secs(600)).nth(3);
+        assert!(
+            long.is_some_and(|w| w >= Duration::from_secs(1200)),
+            "{long:?}"
+        );
     }
 
     #[tokio::test]
