@@ -360,22 +360,16 @@ pub struct DeployArgs {
     pub timeout: std::time::Duration,
 }
 
-/// `90`, `90s`, `15m` or `1h`.
+/// A duration as humantime reads it (`90s`, `15m`, `2m30s`, `1h`), or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write e.g. 90s, 15m or 1h"))?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{text:?}: use s, m or h, e.g. 90s, 15m or 1h")),
-    };
-    Ok(std::time::Duration::from_secs(seconds))
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds = text
+            .parse()
+            .map_err(|_| format!("{text:?} is too many seconds"))?;
+        return Ok(std::time::Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration ({e}); write e.g. 90s, 15m, 2m30s or 1h"))
 }
 
 #[derive(Debug, Args)]
@@ -399,4 +393,39 @@ pub struct AutoscaleArgs {
     /// How long the recommendation must stay below the current count before scaling in.
     #[arg(long, default_value = "120s", value_parser = parse_duration, value_name = "DURATION")]
     pub scale_in_window: std::time::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_with_units_or_bare_seconds() {
+        for (text, seconds) in [
+            ("90", 90),
+            ("90s", 90),
+            ("30s", 30),
+            ("10m", 600),
+            ("2m30s", 150),
+            ("1h", 3600),
+            ("1h 5m", 3900),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(seconds)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_bad_duration_says_what_to_write() {
+        for text in ["", "ten", "5x", "-5s", "m"] {
+            let e = parse_duration(text).expect_err(text);
+            assert!(e.starts_with(&format!("{text:?} is not a duration")), "{e}");
+            assert!(e.ends_with("write e.g. 90s, 15m, 2m30s or 1h"), "{e}");
+        }
+    }
 }

@@ -2,10 +2,16 @@
 //! platform, with `/healthz` and a Prometheus `/metrics` endpoint, back-off when AWS
 //! throttles, and a clean stop on SIGTERM or Ctrl-C.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
 use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target};
@@ -130,25 +136,24 @@ async fn run_loop<S: Scale, P: Publish>(
 ) -> Result<i32> {
     {
         let mut autoscaler = Autoscaler::new(project, targets);
-        let last: Arc<Mutex<Vec<Outcome>>> = Arc::default();
+        let figures = Arc::new(Figures::default());
         if let Some(addr) = &opts.listen {
-            serve(addr, last.clone()).await?;
+            serve(addr, figures.clone()).await?;
         }
-        let mut delay = opts.interval;
+        let mut waits = throttled_waits(opts.interval);
         loop {
             let outcomes = autoscaler.tick(lag, scale, metrics, opts.dry_run).await;
             print(&outcomes, output);
             let throttled = outcomes
                 .iter()
                 .any(|o| o.error.as_deref().is_some_and(|e| e.contains("Throttl")));
-            delay = if throttled {
-                (delay * 2).min(Duration::from_secs(300))
+            let delay = if throttled {
+                waits.next().unwrap_or(THROTTLED_MAX)
             } else {
+                waits = throttled_waits(opts.interval);
                 opts.interval
             };
-            if let Ok(mut l) = last.lock() {
-                *l = outcomes;
-            }
+            figures.record(&outcomes);
             if opts.once {
                 return Ok(exit::OK);
             }
@@ -161,6 +166,22 @@ async fn run_loop<S: Scale, P: Publish>(
             }
         }
     }
+}
+
+/// The longest wait between throttled ticks, before jitter (unless twice the interval is longer).
+const THROTTLED_MAX: Duration = Duration::from_secs(300);
+
+/// The waits after throttled ticks in a row: twice the interval, doubling up to
+/// [`THROTTLED_MAX`], each plus a random jitter of up to as much again.
+fn throttled_waits(interval: Duration) -> impl Iterator<Item = Duration> {
+    let first = interval * 2;
+    ExponentialBuilder::new()
+        .with_min_delay(first)
+        .with_factor(2.0)
+        .with_max_delay(THROTTLED_MAX.max(first))
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 fn print(outcomes: &[Outcome], output: crate::cli::Output) {
@@ -207,62 +228,108 @@ async fn shutdown() {
 }
 
 /// `/healthz` answers 200; `/metrics` gives the last tick's figures in Prometheus text.
-async fn serve(addr: &str, last: Arc<Mutex<Vec<Outcome>>>) -> Result<()> {
+async fn serve(addr: &str, figures: Arc<Figures>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
     info!(%addr, "serving /healthz and /metrics");
+    let app = router(figures);
     tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let last = last.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]);
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                let (status, body) = match path {
-                    "/healthz" => ("200 OK", "ok\n".to_string()),
-                    "/metrics" => ("200 OK", prometheus(&last)),
-                    _ => ("404 Not Found", "not found\n".to_string()),
-                };
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if let Err(e) = stream.write_all(answer.as_bytes()).await {
-                    warn!(error = %e, "cannot answer a metrics request");
-                }
-            });
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!(error = %e, "the /healthz and /metrics server stopped");
         }
     });
     Ok(())
 }
 
-fn prometheus(last: &Mutex<Vec<Outcome>>) -> String {
-    let Ok(outcomes) = last.lock() else {
-        return String::new();
-    };
-    let mut out = String::from(
-        "# TYPE shoal_consumer_lag gauge\n# TYPE shoal_consumer_lag_seconds gauge\n# TYPE shoal_desired_count gauge\n",
-    );
-    for o in outcomes.iter() {
-        let labels = format!("consumer=\"{}\"", o.consumer);
-        out.push_str(&format!(
-            "shoal_consumer_lag{{{labels}}} {}\n",
-            o.decision.lag
-        ));
-        if let Some(s) = o.decision.lag_seconds {
-            out.push_str(&format!("shoal_consumer_lag_seconds{{{labels}}} {s}\n"));
+/// The routes of [`serve`]; anything else is 404.
+fn router(figures: Arc<Figures>) -> axum::Router {
+    use axum::http::{header, StatusCode};
+    use axum::routing::get;
+    const TEXT: [(header::HeaderName, &str); 1] =
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    const METRICS: [(header::HeaderName, &str); 1] =
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)];
+    axum::Router::new()
+        .route("/healthz", get(|| async { (TEXT, "ok\n") }))
+        .route(
+            "/metrics",
+            get(move || async move { (METRICS, figures.encode()) }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, TEXT, "not found\n") })
+}
+
+/// The label of every figure: the consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConsumerLabel {
+    consumer: String,
+}
+
+/// The last tick's figures, served on `/metrics`.
+#[derive(Debug)]
+struct Figures {
+    registry: Registry,
+    lag: Family<ConsumerLabel, Gauge<u64, AtomicU64>>,
+    lag_seconds: Family<ConsumerLabel, Gauge<f64, AtomicU64>>,
+    desired: Family<ConsumerLabel, Gauge<u32, AtomicU32>>,
+}
+
+impl Default for Figures {
+    fn default() -> Figures {
+        let (lag, lag_seconds, desired) = Default::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "shoal_consumer_lag",
+            "Messages behind, over the partitions that are not stuck",
+            Family::clone(&lag),
+        );
+        registry.register(
+            "shoal_consumer_lag_seconds",
+            "Seconds of lag at the current rates, when they are known",
+            Family::clone(&lag_seconds),
+        );
+        registry.register(
+            "shoal_desired_count",
+            "The replica count the policy decided",
+            Family::clone(&desired),
+        );
+        Figures {
+            registry,
+            lag,
+            lag_seconds,
+            desired,
         }
-        out.push_str(&format!(
-            "shoal_desired_count{{{labels}}} {}\n",
-            o.decision.desired
-        ));
     }
-    out
+}
+
+impl Figures {
+    /// Keeps a tick's outcomes; a consumer whose lag seconds are unknown has none.
+    fn record(&self, outcomes: &[Outcome]) {
+        for o in outcomes {
+            let label = ConsumerLabel {
+                consumer: o.consumer.clone(),
+            };
+            self.lag.get_or_create(&label).set(o.decision.lag);
+            match o.decision.lag_seconds {
+                Some(s) => {
+                    self.lag_seconds.get_or_create(&label).set(s);
+                }
+                None => {
+                    self.lag_seconds.remove(&label);
+                }
+            }
+            self.desired.get_or_create(&label).set(o.decision.desired);
+        }
+    }
+
+    /// The figures in Prometheus text (version 0.0.4).
+    fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            warn!(error = %e, "cannot encode the metrics");
+        }
+        out
+    }
 }
 
 /// One partition's row of `shoal lag`.
@@ -401,4 +468,90 @@ pub async fn lag(
     );
     crate::report::out(&out);
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scale::policy::Decision;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    fn outcome(consumer: &str, lag: u64, lag_seconds: Option<f64>, desired: u32) -> Outcome {
+        Outcome {
+            consumer: consumer.to_string(),
+            service: consumer.to_string(),
+            decision: Decision {
+                desired,
+                changed: false,
+                reason: String::new(),
+                lag,
+                lag_seconds,
+                stuck: Vec::new(),
+            },
+            acted: false,
+            error: None,
+        }
+    }
+
+    async fn get(figures: &Arc<Figures>, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        let answer = router(figures.clone())
+            .oneshot(request)
+            .await
+            .expect("answer");
+        let status = answer.status();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[test]
+    fn throttled_waits_double_with_jitter_up_to_five_minutes() {
+        let waits: Vec<Duration> = throttled_waits(Duration::from_secs(30)).take(6).collect();
+        for (wait, base) in waits.iter().zip([60, 120, 240, 300, 300, 300]) {
+            let base = Duration::from_secs(base);
+            assert!(*wait >= base && *wait < base * 2, "{waits:?}");
+        }
+        let long = throttled_waits(Duration::from_secs(600)).nth(3);
+        assert!(
+            long.is_some_and(|w| w >= Duration::from_secs(1200)),
+            "{long:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn healthz_metrics_and_anything_else() {
+        let figures = Arc::new(Figures::default());
+        figures.record(&[outcome("a", 7, None, 2), outcome("b", 5, Some(1.0), 1)]);
+        figures.record(&[outcome("a", 120, Some(4.5), 3), outcome("b", 0, None, 1)]);
+        assert_eq!(
+            get(&figures, "/healthz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (status, body) = get(&figures, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            "# TYPE shoal_consumer_lag gauge",
+            "# TYPE shoal_consumer_lag_seconds gauge",
+            "# TYPE shoal_desired_count gauge",
+            "shoal_consumer_lag{consumer=\"a\"} 120",
+            "shoal_consumer_lag_seconds{consumer=\"a\"} 4.5",
+            "shoal_desired_count{consumer=\"a\"} 3",
+            "shoal_consumer_lag{consumer=\"b\"} 0",
+            "shoal_desired_count{consumer=\"b\"} 1",
+        ] {
+            assert!(body.lines().any(|l| l == line), "{line}:\n{body}");
+        }
+        assert!(
+            !body.contains("shoal_consumer_lag_seconds{consumer=\"b\"}"),
+            "{body}"
+        );
+        assert_eq!(
+            get(&figures, "/nope").await,
+            (StatusCode::NOT_FOUND, "not found\n".into())
+        );
+    }
 }

@@ -5,8 +5,11 @@ use std::time::{Duration, Instant};
 
 use bollard::query_parameters::LogsOptionsBuilder;
 use bollard::Docker;
+use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use tracing::info;
 
 use crate::platform::RolloutError;
@@ -31,24 +34,18 @@ pub async fn last_logs(docker: &Docker, id: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }
 
-/// The HTTP status of `GET http://127.0.0.1:<port><path>`, or `None` when nothing answers.
+/// The HTTP status of `GET http://127.0.0.1:<port><path>`, or `None` when nothing answers
+/// within two seconds.
 pub async fn http_status(port: u16, path: &str) -> Option<u16> {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        let request =
-            format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-        s.write_all(request.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let head = String::from_utf8_lossy(&buf);
-        head.split_whitespace().nth(1)?.parse().ok()
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("http://127.0.0.1:{port}{path}").parse().ok()?;
+    tokio::time::timeout(Duration::from_secs(2), client.get(uri))
         .await
+        .ok()?
         .ok()
-        .flatten()
+        .map(|answer| answer.status().as_u16())
 }
 
 /// Waits until every started container is healthy: an API answers 2xx on its health path,
@@ -140,5 +137,53 @@ pub async fn wait_healthy(
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_status;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers one request with `answer`, and gives the port.
+    async fn one_answer(answer: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn the_status_of_whatever_answers() {
+        let ok = one_answer("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n").await;
+        assert_eq!(http_status(ok, "/healthz").await, Some(200));
+        let failing =
+            one_answer("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").await;
+        assert_eq!(http_status(failing, "/healthz").await, Some(503));
+    }
+
+    #[tokio::test]
+    async fn none_when_nothing_answers_in_time() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        assert_eq!(http_status(closed, "/healthz").await, None);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let silent = listener.local_addr().expect("addr").port();
+        let start = std::time::Instant::now();
+        assert_eq!(http_status(silent, "/healthz").await, None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(3));
+        drop(listener);
     }
 }
