@@ -419,6 +419,7 @@ mod tests {
             fleet: &fleet,
             renderer: &renderer,
             tags: &tags,
+            service: &|_| json!({}),
         })
         .expect("desired");
         let from_deploy: Vec<&Resource> = all.iter().filter(|r| r.kind == Kind::Topic).collect();

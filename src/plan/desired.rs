@@ -16,6 +16,8 @@ pub struct DesiredInputs<'a> {
     pub renderer: &'a Renderer,
     /// The image tag (content hash) of each consumer.
     pub tags: &'a BTreeMap<String, String>,
+    /// The platform's spec of a consumer's service (for ECS, `platform::ecs::ServiceSpec`).
+    pub service: &'a dyn Fn(&Consumer) -> serde_json::Value,
 }
 
 /// The ECR repository of a consumer: `<project>/<consumer>`.
@@ -86,11 +88,7 @@ pub fn desired(inputs: &DesiredInputs<'_>) -> Result<Vec<Resource>, RenderError>
         }
         let task = inputs.renderer.render(&inputs.target, c, &image)?;
         out.push(owned(Kind::TaskDefinition, family(project, &c.name), task));
-        out.push(owned(
-            Kind::Service,
-            c.name.clone(),
-            service_spec(env, project, c),
-        ));
+        out.push(owned(Kind::Service, c.name.clone(), (inputs.service)(c)));
         if let (Some(s), Some(k)) = (c.scaling, &c.kafka) {
             out.push(owned(
                 Kind::Scaling,
@@ -106,32 +104,4 @@ pub fn desired(inputs: &DesiredInputs<'_>) -> Result<Vec<Resource>, RenderError>
         }
     }
     Ok(out)
-}
-
-fn service_spec(env: &Environment, project: &str, c: &Consumer) -> serde_json::Value {
-    match env.platform {
-        Platform::Ecs => json!({
-            "cluster": env.cluster,
-            "taskDefinition": family(project, &c.name),
-            "launchType": "FARGATE",
-            "desiredCount": c.initial_count(),
-            "networkConfiguration": {
-                "awsvpcConfiguration": {
-                    "subnets": env.subnets,
-                    "securityGroups": env.security_groups,
-                    "assignPublicIp": if env.assign_public_ip { "ENABLED" } else { "DISABLED" },
-                }
-            },
-            "deploymentConfiguration": {
-                "deploymentCircuitBreaker": {"enable": true, "rollback": true},
-                "minimumHealthyPercent": 100,
-                "maximumPercent": 200,
-            },
-        }),
-        Platform::Docker => json!({
-            "network": project,
-            "replicas": c.initial_count(),
-            "publish": c.api.as_ref().map(|a| a.port),
-        }),
-    }
 }

@@ -79,11 +79,11 @@ async fn a_backlog_raises_the_desired_count_and_a_dead_broker_changes_nothing() 
         "memory": "512",
         "containerDefinitions": [{"name": consumer, "image": "scratch"}]
     });
-    let arn = shoal::platform::ecs::taskdef::register(&ecs, &td)
+    let registered = shoal::platform::ecs::taskdef::register(&ecs, &td)
         .await
-        .expect("register")
-        .arn;
-    shoal::platform::ecs::create(&ecs, &env, &sb.project, &consumer, &arn, 1, &[])
+        .expect("register");
+    let spec = shoal::platform::ecs::ServiceSpec::new(&env, &registered.family, 1);
+    shoal::platform::ecs::create(&ecs, &spec, &sb.project, &consumer, &registered.arn, &[])
         .await
         .expect("create the service");
 

@@ -75,17 +75,10 @@ async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
         .await
         .expect("register");
     let service = format!("{}-scaled", sb.project);
-    shoal::platform::ecs::create(
-        &client,
-        &env,
-        &sb.project,
-        &service,
-        &registered.arn,
-        1,
-        &[],
-    )
-    .await
-    .expect("create");
+    let spec = shoal::platform::ecs::ServiceSpec::new(&env, &registered.family, 1);
+    shoal::platform::ecs::create(&client, &spec, &sb.project, &service, &registered.arn, &[])
+        .await
+        .expect("create");
     let ecs = EcsServices {
         client,
         cluster: env.cluster.clone(),

@@ -22,6 +22,10 @@ fn desired_for(env_name: &str) -> (Vec<plan::Resource>, String) {
         .map(|c| (c.name.clone(), "0123456789abcdef".to_string()))
         .collect();
     let renderer = Renderer::embedded();
+    // The ECS service's spec; the docker platform plans its containers itself.
+    let service = |c: &shoal::manifest::Consumer| {
+        shoal::platform::ecs::ServiceSpec::desired(&env, &project.name, c).to_json()
+    };
     let desired = plan::desired(&DesiredInputs {
         target: Target {
             project: &project.name,
@@ -31,6 +35,7 @@ fn desired_for(env_name: &str) -> (Vec<plan::Resource>, String) {
         fleet: &fleet,
         renderer: &renderer,
         tags: &tags,
+        service: &service,
     })
     .expect("renders");
     (desired, project.name)

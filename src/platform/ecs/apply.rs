@@ -66,11 +66,15 @@ impl Clients {
 /// normalised (so they compare with what ECS returns), topics left to `shoal topics`.
 pub fn desired(inputs: &Inputs<'_>) -> Result<Vec<Resource>, RenderError> {
     let tags = inputs.tags();
+    let service = |c: &crate::manifest::Consumer| {
+        super::ServiceSpec::desired(inputs.env, inputs.project, c).to_json()
+    };
     let all = plan::desired(&plan::DesiredInputs {
         target: inputs.target(),
         fleet: inputs.fleet,
         renderer: inputs.renderer,
         tags: &tags,
+        service: &service,
     })?;
     Ok(all
         .into_iter()
@@ -348,22 +352,15 @@ async fn apply_services(
             .get(fam.as_str())
             .map(|v| spec_tag(&crate::render::spec_hash(v), arn))
             .unwrap_or_default();
+        let service = ecs::ServiceSpec::desired(env, inputs.project, c);
         let scaling = desired_scaling.get(c.name.as_str()).map(|v| v.to_string());
         match live.services.get(&c.name) {
             None => {
                 let mut tags = vec![(SPEC_TAG, spec)];
                 tags.extend(scaling.map(|s| (live::SCALING_TAG, s)));
-                ecs::create(
-                    &clients.ecs,
-                    env,
-                    inputs.project,
-                    &c.name,
-                    arn,
-                    c.initial_count() as i32,
-                    &tags,
-                )
-                .await
-                .map_err(err)?;
+                ecs::create(&clients.ecs, &service, inputs.project, &c.name, arn, &tags)
+                    .await
+                    .map_err(err)?;
                 created += 1;
                 rollouts.push((c.name.clone(), arn.clone()));
             }
@@ -371,7 +368,7 @@ async fn apply_services(
                 if td_changed || svc_changed {
                     let count = kept_count(c, svc.desired_count());
                     let new_count = (count != svc.desired_count()).then_some(count);
-                    ecs::update(&clients.ecs, env, &c.name, arn, new_count)
+                    ecs::update(&clients.ecs, &service, &c.name, arn, new_count)
                         .await
                         .map_err(err)?;
                     updated += 1;

@@ -128,7 +128,9 @@ pub async fn rollback(
             service: consumer.to_string(),
             revision: rollout::revision(&current).to_string(),
         })?;
-    ecs::update(&clients.ecs, ctx.env, consumer, &previous, None).await?;
+    // Only the revision changes: the service keeps the settings it runs with.
+    let spec = ecs::ServiceSpec::live(&ctx.env.cluster, service);
+    ecs::update(&clients.ecs, &spec, consumer, &previous, None).await?;
     ecs::wait_rollout(&clients.ecs, &ctx.env.cluster, consumer, &previous, wait)
         .await
         .map_err(|e| DeployError::Rollouts(vec![e]))?;

@@ -141,7 +141,7 @@ pub async fn read(
             kind: Kind::Service,
             name: name.clone(),
             consumer: Some(name.clone()),
-            spec: ecs::live_spec(&env.cluster, &svc),
+            spec: ecs::ServiceSpec::live(&env.cluster, &svc).to_json(),
         });
         if let Some(spec) = ecs::tag(&svc, SCALING_TAG).and_then(|t| serde_json::from_str(t).ok()) {
             state.resources.insert(Resource {

@@ -3,6 +3,7 @@
 //!
 //! - `apply`: the plan (desired against live) and the deploy's steps;
 //! - `live`: reading what exists;
+//! - `spec`: a service's spec, one type for the desired, the live and the request;
 //! - `service`: services (describe, create, update, delete) and the rollout wait;
 //! - `rollout`: reading a deployment's state;
 //! - `taskdef`: task definitions to and from the SDK's types, and their normal form;
@@ -17,6 +18,7 @@ mod live;
 pub mod rollout;
 mod scale;
 mod service;
+mod spec;
 pub mod taskdef;
 
 pub use apply::{apply, desired, keep_live_counts, plan, spec_tag, Clients, Options, SPEC_TAG};
@@ -24,6 +26,7 @@ pub use commands::{put_dashboard, rollback, Dashboard, Ecs, RolledBack};
 pub use live::{read, LiveState};
 pub use scale::EcsServices;
 pub use service::{
-    create, delete, describe, live_spec, project_services, set_desired_count, tag, update,
-    wait_rollout, CONSUMER_TAG, DESCRIBE_BATCH, PROJECT_TAG,
+    create, delete, describe, project_services, set_desired_count, tag, update, wait_rollout,
+    CONSUMER_TAG, DESCRIBE_BATCH, PROJECT_TAG,
 };
+pub use spec::ServiceSpec;

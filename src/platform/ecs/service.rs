@@ -3,17 +3,13 @@
 
 use std::time::Instant;
 
-use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
-    LaunchType, NetworkConfiguration, PropagateTags, Service, ServiceField, Tag,
-};
+use aws_sdk_ecs::types::{LaunchType, PropagateTags, Service, ServiceField, Tag};
 use aws_sdk_ecs::Client;
-use serde_json::{json, Value};
 use tracing::{debug, info};
 
 use super::rollout::{self, Progress};
+use super::spec::ServiceSpec;
 use crate::aws::AwsError;
-use crate::manifest::Environment;
 use crate::platform::{RolloutError, Wait};
 
 /// DescribeServices takes at most this many services per call.
@@ -84,92 +80,17 @@ pub fn tag<'s>(service: &'s Service, key: &str) -> Option<&'s str> {
         .and_then(Tag::value)
 }
 
-/// The comparable spec of a live service, in the shape `plan::desired` gives for ECS.
-///
-/// moto leaves `deploymentConfiguration` and `assignPublicIp` out of its answers. ECS's
-/// default for `assignPublicIp` is DISABLED, so an absent value reads as that; an absent
-/// deployment configuration is left out, and the plan compares without it.
-pub fn live_spec(cluster: &str, service: &Service) -> Value {
-    let family = service
-        .task_definition()
-        .map(|arn| rollout::revision(arn).split(':').next().unwrap_or_default())
-        .unwrap_or_default();
-    let vpc = service
-        .network_configuration()
-        .and_then(NetworkConfiguration::awsvpc_configuration);
-    let mut spec = json!({
-        "cluster": cluster,
-        "taskDefinition": family,
-        "launchType": service.launch_type().map(|l| l.as_str()).unwrap_or("FARGATE"),
-        "desiredCount": service.desired_count(),
-        "networkConfiguration": {
-            "awsvpcConfiguration": {
-                "subnets": vpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
-                "securityGroups": vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default(),
-                "assignPublicIp": vpc
-                    .and_then(|v| v.assign_public_ip())
-                    .map(|a| a.as_str())
-                    .unwrap_or("DISABLED"),
-            }
-        },
-    });
-    if let Some(dc) = service.deployment_configuration() {
-        let cb = dc.deployment_circuit_breaker();
-        spec["deploymentConfiguration"] = json!({
-            "deploymentCircuitBreaker": {
-                "enable": cb.is_some_and(|c| c.enable()),
-                "rollback": cb.is_some_and(|c| c.rollback()),
-            },
-            "minimumHealthyPercent": dc.minimum_healthy_percent(),
-            "maximumPercent": dc.maximum_percent(),
-        });
-    }
-    spec
-}
-
-fn network(env: &Environment) -> Result<NetworkConfiguration, AwsError> {
-    let vpc = AwsVpcConfiguration::builder()
-        .set_subnets(Some(env.subnets.clone()))
-        .set_security_groups(Some(env.security_groups.clone()))
-        .assign_public_ip(if env.assign_public_ip {
-            AssignPublicIp::Enabled
-        } else {
-            AssignPublicIp::Disabled
-        })
-        .build()
-        .map_err(|e| AwsError::Other {
-            service: "ECS",
-            operation: "CreateService",
-            problem: e.to_string(),
-        })?;
-    Ok(NetworkConfiguration::builder()
-        .awsvpc_configuration(vpc)
-        .build())
-}
-
-fn deployment_configuration() -> DeploymentConfiguration {
-    let breaker = DeploymentCircuitBreaker::builder()
-        .enable(true)
-        .rollback(true)
-        .build();
-    DeploymentConfiguration::builder()
-        .deployment_circuit_breaker(breaker)
-        .minimum_healthy_percent(100)
-        .maximum_percent(200)
-        .build()
-}
-
-/// Creates a Fargate service with the deployment circuit breaker on (and rollback), tagged
-/// with the project, the consumer and `extra_tags`.
+/// Creates the service `spec` describes, running `task_definition` (an ARN or
+/// `family:revision`), tagged with the project, the consumer and `extra_tags`.
 pub async fn create(
     client: &Client,
-    env: &Environment,
+    spec: &ServiceSpec,
     project: &str,
     consumer: &str,
     task_definition: &str,
-    desired_count: i32,
     extra_tags: &[(&str, String)],
 ) -> Result<Service, AwsError> {
+    let desired_count = spec.desired_count;
     info!(
         service = consumer,
         task_definition, desired_count, "creating service"
@@ -181,13 +102,13 @@ pub async fn create(
         .collect();
     let answer = client
         .create_service()
-        .cluster(&env.cluster)
+        .cluster(&spec.cluster)
         .service_name(consumer)
         .task_definition(task_definition)
         .desired_count(desired_count)
-        .launch_type(LaunchType::Fargate)
-        .network_configuration(network(env)?)
-        .deployment_configuration(deployment_configuration())
+        .launch_type(LaunchType::from(spec.launch_type.as_str()))
+        .network_configuration(spec.network().map_err(|e| invalid("CreateService", e))?)
+        .set_deployment_configuration(spec.deployment())
         .set_tags(Some(tags))
         .propagate_tags(PropagateTags::Service)
         .send()
@@ -198,11 +119,11 @@ pub async fn create(
         .ok_or_else(|| AwsError::missing("ECS", "CreateService", "service"))
 }
 
-/// Points a service at a task definition and (when given) a desired count, keeping the
-/// network and deployment settings in line with the environment.
+/// Points a service at a task definition and (when given) a desired count, with the network
+/// and deployment settings of `spec`.
 pub async fn update(
     client: &Client,
-    env: &Environment,
+    spec: &ServiceSpec,
     name: &str,
     task_definition: &str,
     desired_count: Option<i32>,
@@ -215,18 +136,27 @@ pub async fn update(
     );
     let answer = client
         .update_service()
-        .cluster(&env.cluster)
+        .cluster(&spec.cluster)
         .service(name)
         .task_definition(task_definition)
         .set_desired_count(desired_count)
-        .network_configuration(network(env)?)
-        .deployment_configuration(deployment_configuration())
+        .network_configuration(spec.network().map_err(|e| invalid("UpdateService", e))?)
+        .set_deployment_configuration(spec.deployment())
         .send()
         .await
         .map_err(|e| AwsError::from_sdk("ECS", "UpdateService", e))?;
     answer
         .service
         .ok_or_else(|| AwsError::missing("ECS", "UpdateService", "service"))
+}
+
+/// A request the SDK would not build, named by its operation.
+fn invalid(operation: &'static str, e: aws_sdk_ecs::error::BuildError) -> AwsError {
+    AwsError::Other {
+        service: "ECS",
+        operation,
+        problem: e.to_string(),
+    }
 }
 
 /// Sets only the desired count (the autoscaler's one call).
