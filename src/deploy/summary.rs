@@ -50,6 +50,14 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Records what the images step did to each consumer's image.
+    pub fn record_images(&mut self, report: &crate::image::Report) {
+        self.images = report
+            .outcomes()
+            .map(|(c, o)| (c.to_string(), o.clone()))
+            .collect();
+    }
+
     /// Steps as aligned text lines, then the number of AWS calls.
     pub fn text(&self) -> String {
         let width = self.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);

@@ -249,10 +249,7 @@ async fn apply(
         "images",
         build_images(inputs, &changed, options).await
     );
-    summary.images = report
-        .outcomes()
-        .map(|(c, o)| (c.to_string(), o.clone()))
-        .collect();
+    summary.record_images(&report);
 
     step!(
         summary,

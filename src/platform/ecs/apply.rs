@@ -205,10 +205,7 @@ pub async fn apply(
         "images",
         build_images(clients, inputs, &changed, options).await
     );
-    summary.images = images
-        .outcomes()
-        .map(|(c, o)| (c.to_string(), o.clone()))
-        .collect();
+    summary.record_images(&images);
 
     step!(
         summary,
