@@ -20,6 +20,7 @@ mod lag;
 mod manifest;
 mod metrics;
 mod msk;
+mod parity;
 mod plan;
 mod render;
 mod rollout_replay;

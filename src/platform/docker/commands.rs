@@ -56,7 +56,7 @@ impl Docker<'_> {
         &self,
         inputs: &Inputs<'_>,
         sets: &BTreeMap<String, LiveSet>,
-    ) -> Result<Vec<Spec>, DockerError> {
+    ) -> Result<Vec<Spec>, DeployError> {
         let ctx = self.0;
         let secrets = Secrets::load(&engine::secrets_path(ctx.root, &ctx.env.name), ctx.root)?;
         let target = Target {
@@ -72,8 +72,8 @@ impl Docker<'_> {
                 Some(set) => kept_count(c, set.desired() as i32) as u32,
                 None => c.initial_count(),
             };
-            let environment = crate::render::environment(&target, c);
-            out.push(Spec::new(c, image, environment, &secrets, replicas)?);
+            let task_definition = ctx.renderer.render(&target, c, &image)?;
+            out.push(Spec::new(c, &task_definition, &secrets, replicas)?);
         }
         Ok(out)
     }

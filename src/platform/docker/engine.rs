@@ -47,6 +47,10 @@ pub enum DockerError {
     },
     #[error("{file}: {detail}")]
     SecretsFile { file: String, detail: String },
+    /// The rendered task definition lacks what a container needs (a project template that
+    /// leaves out a field the built-in one has).
+    #[error("{consumer}: the rendered task definition has no {field}; the container is made from containerDefinitions[0] (see templates/task-definition.json.j2)")]
+    TaskDefinition { consumer: String, field: String },
     #[error("{0}")]
     Other(String),
 }

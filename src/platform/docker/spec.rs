@@ -36,22 +36,60 @@ pub struct ApiCheck {
 }
 
 impl Spec {
-    /// The spec of a consumer: `environment` is what ECS would get (manifest `[env]`,
-    /// environment `vars`, `KAFKA_BOOTSTRAP`, ...), secrets come from the local file.
+    /// The spec of a consumer, read from the same rendered task definition ECS registers
+    /// (its first container): the image, the command, the environment (`PORT` is set per
+    /// replica), the secrets' names (their values come from the local secrets file) and the
+    /// API's port. Only the health path comes from the manifest, as the task definition's
+    /// health check is a command.
     pub fn new(
         consumer: &Consumer,
-        image: String,
-        mut environment: BTreeMap<String, String>,
+        task_definition: &Value,
         secrets: &Secrets,
         replicas: u32,
     ) -> Result<Spec, DockerError> {
-        let api = consumer.api.as_ref().map(|a| ApiCheck {
-            port: a.port,
-            health_path: a.health_path.clone(),
+        let container = &task_definition["containerDefinitions"][0];
+        let missing = |field: &str| DockerError::TaskDefinition {
+            consumer: consumer.name.clone(),
+            field: field.to_string(),
+        };
+        let image = container["image"]
+            .as_str()
+            .ok_or_else(|| missing("containerDefinitions[0].image"))?
+            .to_string();
+        let command: Option<Vec<String>> = container["command"].as_array().map(|c| {
+            c.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
         });
+        let pairs = |list: &str, value: &str| -> BTreeMap<String, String> {
+            container[list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    Some((
+                        p["name"].as_str()?.to_string(),
+                        p[value].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        };
+        let mut environment = pairs("environment", "value");
+        let secret_names: Vec<String> = pairs("secrets", "valueFrom").into_keys().collect();
+        let api = match (
+            &consumer.api,
+            container["portMappings"][0]["containerPort"].as_u64(),
+        ) {
+            (Some(a), Some(port)) => Some(ApiCheck {
+                port: u16::try_from(port).map_err(|_| missing("a valid containerPort"))?,
+                health_path: a.health_path.clone(),
+            }),
+            (Some(_), None) => return Err(missing("portMappings[0].containerPort")),
+            (None, _) => None,
+        };
         environment.remove("PORT");
         let mut secret_digests = BTreeMap::new();
-        for key in consumer.secrets.keys() {
+        for key in &secret_names {
             let value =
                 secrets
                     .get(&consumer.name, key)
@@ -71,7 +109,7 @@ impl Spec {
         }
         let mut plain = BTreeMap::new();
         for (k, v) in &environment {
-            if !consumer.secrets.contains_key(k) {
+            if !secret_names.contains(k) {
                 plain.insert(k.clone(), v.clone());
             }
         }
@@ -82,7 +120,7 @@ impl Spec {
             "hosts": { HOST_NAME: "host-gateway" },
             "restart": "unless-stopped",
         });
-        if let Some(command) = &consumer.command {
+        if let Some(command) = &command {
             spec["command"] = json!(command);
         }
         if !secret_digests.is_empty() {
@@ -95,7 +133,7 @@ impl Spec {
         Ok(Spec {
             consumer: consumer.name.clone(),
             image,
-            command: consumer.command.clone(),
+            command,
             env: environment
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))

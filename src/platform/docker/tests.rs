@@ -83,20 +83,41 @@ fn env_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A task definition's first container as the built-in template renders it: `env` as its
+/// environment, the consumer's secrets by name, and the API's port.
+fn task_definition(c: &Consumer, env: &BTreeMap<String, String>) -> serde_json::Value {
+    let environment: Vec<_> = env
+        .iter()
+        .map(|(k, v)| serde_json::json!({"name": k, "value": v}))
+        .collect();
+    let secrets: Vec<_> = c
+        .secrets
+        .iter()
+        .map(|(k, v)| serde_json::json!({"name": k, "valueFrom": v}))
+        .collect();
+    serde_json::json!({"containerDefinitions": [{
+        "image": "img:1",
+        "environment": environment,
+        "secrets": secrets,
+        "portMappings": c.api.as_ref().map(|a| vec![serde_json::json!({"containerPort": a.port})]),
+    }]})
+}
+
 #[test]
 fn the_revision_ignores_the_count_and_port_and_hides_secret_values() {
     let c = api_consumer("[secrets]\nTOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/t\"\n");
     let mut secrets = Secrets::default();
     secrets.shared.insert("TOKEN".into(), "s3cret".into());
     let env = env_of(&[("PORT", "8080"), ("A", "1")]);
-    let one = Spec::new(&c, "img:1".into(), env.clone(), &secrets, 1).expect("spec");
-    let two = Spec::new(&c, "img:1".into(), env.clone(), &secrets, 3).expect("spec");
+    let td = task_definition(&c, &env);
+    let one = Spec::new(&c, &td, &secrets, 1).expect("spec");
+    let two = Spec::new(&c, &td, &secrets, 3).expect("spec");
     assert_eq!(one.revision, two.revision);
     assert!(!one.env.iter().any(|e| e.starts_with("PORT=")));
     assert!(one.env.contains(&"TOKEN=s3cret".to_string()));
     assert!(!one.spec.to_string().contains("s3cret"));
     secrets.shared.insert("TOKEN".into(), "other".into());
-    let rotated = Spec::new(&c, "img:1".into(), env, &secrets, 1).expect("spec");
+    let rotated = Spec::new(&c, &td, &secrets, 1).expect("spec");
     assert_ne!(
         one.revision, rotated.revision,
         "a new secret value is a new revision"
@@ -110,8 +131,8 @@ fn a_missing_secret_names_the_file_and_the_key() {
         file: ".shoal/secrets.local.toml".into(),
         ..Secrets::default()
     };
-    let err =
-        Spec::new(&c, "img:1".into(), BTreeMap::new(), &secrets, 1).expect_err("missing secret");
+    let td = task_definition(&c, &BTreeMap::new());
+    let err = Spec::new(&c, &td, &secrets, 1).expect_err("missing secret");
     let text = err.to_string();
     assert!(
         text.contains("TOKEN") && text.contains(".shoal/secrets.local.toml"),
