@@ -116,7 +116,7 @@ pub async fn run(
             );
             let docker = crate::platform::docker::connect()
                 .await
-                .map_err(|e| Error::Failed(e.to_string()))?;
+                .map_err(|e| Error::Cause(Box::new(e)))?;
             let scale = crate::platform::docker::DockerScale::new(docker, env, project);
             run_loop(project, targets, &lag, &scale, &NoPublish, output, opts).await
         }
@@ -229,7 +229,7 @@ async fn shutdown() {
 async fn serve(addr: &str, figures: Arc<Figures>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
     info!(%addr, "serving /healthz and /metrics");
     let app = router(figures);
     tokio::spawn(async move {
