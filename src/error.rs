@@ -30,8 +30,16 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     Drift(String),
+    /// A failure shoal describes itself, with no underlying error.
     #[error("{0}")]
     Failed(String),
+    /// What shoal was doing when the operating system refused (a file, a socket, a thread).
+    #[error("{doing}: {source}")]
+    Io {
+        doing: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A rollout that rolled back, failed or timed out.
     #[error("{0}")]
     Rollout(String),
@@ -49,12 +57,22 @@ fn count(n: usize) -> String {
 }
 
 impl Error {
+    /// An operating system error while `doing` something ("cannot write out/a.json").
+    pub fn io(doing: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            doing: doing.into(),
+            source,
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) | Error::Render(_) => exit::INVALID,
             Error::Usage(_) => exit::USAGE,
             Error::Drift(_) => exit::DRIFT,
-            Error::Context { .. } | Error::Failed(_) | Error::Cause(_) => exit::FAILED,
+            Error::Context { .. } | Error::Failed(_) | Error::Io { .. } | Error::Cause(_) => {
+                exit::FAILED
+            }
             Error::Rollout(_) => exit::ROLLOUT,
         }
     }

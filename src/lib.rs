@@ -54,7 +54,7 @@ where
     {
         Ok(rt) => rt,
         Err(e) => {
-            let e = Error::Failed(format!("cannot start the async runtime: {e}"));
+            let e = Error::io("cannot start the async runtime", e);
             report::error(&e, output);
             return e.exit_code();
         }

@@ -204,7 +204,7 @@ fn simulate(args: &SimulateArgs, output: Output) -> Result<i32> {
     if let Some(path) = &args.plot {
         let runs: Vec<_> = result.runs.iter().map(|(w, r)| (*w, r)).collect();
         let title = format!("shoal simulate --trace {}", args.trace.display());
-        scale::plot::draw(path, &title, &runs).map_err(Error::Failed)?;
+        scale::plot::draw(path, &title, &runs).map_err(|e| Error::Cause(Box::new(e)))?;
         info!(plot = %path.display(), "drew the plot");
     }
     match output {
@@ -228,7 +228,7 @@ fn new_consumer(root: &Path, args: &crate::cli::NewArgs, output: Output) -> Resu
             ScaffoldError::Name { .. } | ScaffoldError::Topic { .. } | ScaffoldError::Exists(_) => {
                 Error::Usage(e.to_string())
             }
-            _ => Error::Failed(e.to_string()),
+            _ => Error::Cause(Box::new(e)),
         })?;
     if let Some(problem) = &created.lockfile_problem {
         tracing::warn!(
@@ -257,7 +257,7 @@ fn new_consumer(root: &Path, args: &crate::cli::NewArgs, output: Output) -> Resu
 
 /// The folder holding shoal.toml: the one given, or the nearest above the current directory.
 fn project_root(given: Option<&Path>) -> Result<PathBuf> {
-    let cwd = std::env::current_dir().map_err(|e| Error::Failed(e.to_string()))?;
+    let cwd = std::env::current_dir().map_err(|e| Error::Cause(Box::new(e)))?;
     if let Some(dir) = given {
         let dir = cwd.join(dir);
         if dir.join(PROJECT_FILE).is_file() {
@@ -491,11 +491,11 @@ impl Ctx {
         let renderings = self.renderings(args.consumer.as_deref())?;
         if let Some(dir) = &args.write {
             std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
             for (name, v) in &renderings {
                 let path = dir.join(format!("{name}.json"));
                 std::fs::write(&path, render::to_pretty(v))
-                    .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+                    .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
                 report::outln(&format!("wrote {}", path.display()));
             }
             return Ok(exit::OK);

@@ -18,6 +18,7 @@ pub mod msk;
 use std::fmt;
 
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
+use aws_runtime::retries::classifiers::THROTTLING_ERRORS;
 use aws_sdk_ecs::config::interceptors::FinalizerInterceptorContextMut;
 use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ecs::error::{
@@ -224,6 +225,14 @@ impl AwsError {
             _ => None,
         }
     }
+
+    /// Whether the service refused the call for its rate: the error codes the SDK's own retry
+    /// classifier treats as throttling (ThrottlingException, TooManyRequestsException,
+    /// RequestLimitExceeded, SlowDown, …).
+    pub fn is_throttling(&self) -> bool {
+        self.code()
+            .is_some_and(|code| THROTTLING_ERRORS.contains(&code))
+    }
 }
 
 /// Collapses the SDK's multi-part error text onto one line.
@@ -410,6 +419,46 @@ mod tests {
         assert!(text.contains("refused"), "{text}");
         assert!(text.ends_with("run `scripts/stack up`"), "{text}");
         assert!(!text.contains('\n'), "{text}");
+    }
+
+    /// A service's answer with this error code, as the SDK hands it to `from_sdk`.
+    fn answered(code: &str) -> AwsError {
+        use aws_sdk_ecs::error::ErrorMetadata;
+        use aws_sdk_ecs::operation::update_service::UpdateServiceError;
+        let meta = ErrorMetadata::builder()
+            .code(code)
+            .message("Rate exceeded")
+            .build();
+        let err = SdkError::service_error(UpdateServiceError::generic(meta), ());
+        AwsError::from_sdk("ECS", "UpdateService", err)
+    }
+
+    #[test]
+    fn throttling_is_read_from_the_error_code() {
+        for code in [
+            "ThrottlingException",
+            "Throttling",
+            "TooManyRequestsException",
+            "RequestLimitExceeded",
+            "RequestThrottled",
+            "RequestThrottledException",
+            "ProvisionedThroughputExceededException",
+            "SlowDown",
+        ] {
+            let err = answered(code);
+            assert!(matches!(err, AwsError::Service { .. }), "{err:?}");
+            assert!(err.is_throttling(), "{code}: {err}");
+        }
+        for code in ["AccessDeniedException", "ServiceNotFoundException"] {
+            assert!(!answered(code).is_throttling(), "{code}");
+        }
+        // The code decides, not the words: a message that mentions throttling is not enough.
+        let other = AwsError::Other {
+            service: "ECS",
+            operation: "UpdateService",
+            problem: "Throttling: Rate exceeded".into(),
+        };
+        assert!(!other.is_throttling());
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub enum KafkaError {
     NeedsYes { name: String },
     #[error("topic {name} does not exist on {bootstrap}")]
     NoSuchTopic { name: String, bootstrap: String },
+    /// A blocking read (rdkafka's calls block) that did not finish on its thread.
+    #[error(transparent)]
+    Blocking(#[from] tokio::task::JoinError),
 }
 
 fn refusals(list: &[topics::Refusal]) -> String {

@@ -5,7 +5,7 @@
 //! - `docker`: the same workloads as containers on the local Docker Engine.
 //!
 //! What every platform shares lives here: [`Scale`] (the autoscaler's hands on desired
-//! counts), [`RolloutError`] and [`Wait`]. The commands a platform answers are the
+//! counts) and its [`ScaleError`], [`RolloutError`] and [`Wait`]. The commands a platform answers are the
 //! `deploy::Platform` trait, which each wing implements. Adding a platform is one new folder
 //! here and one match arm where the environment picks its platform (`app`).
 
@@ -23,7 +23,7 @@ pub trait Scale: Sync {
     fn current(
         &self,
         service: &str,
-    ) -> impl Future<Output = std::result::Result<u32, String>> + Send;
+    ) -> impl Future<Output = std::result::Result<u32, ScaleError>> + Send;
 
     /// The counts of several services at once (the first tick reads them all); services
     /// that cannot be read are left out. By default one [`Scale::current`] each.
@@ -46,7 +46,37 @@ pub trait Scale: Sync {
         &self,
         service: &str,
         count: u32,
-    ) -> impl Future<Output = std::result::Result<(), String>> + Send;
+    ) -> impl Future<Output = std::result::Result<(), ScaleError>> + Send;
+}
+
+/// A desired count that could not be read or set.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    /// An AWS call failed (ECS); [`ScaleError::is_throttling`] reads its error code.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The platform's own failure, such as the Docker Engine's.
+    #[error(transparent)]
+    Platform(Box<dyn std::error::Error + Send + Sync>),
+    /// New replicas that did not become healthy.
+    #[error(transparent)]
+    Rollout(#[from] RolloutError),
+    /// No such service (ECS).
+    #[error("no service {service} in cluster {cluster}")]
+    NoService { service: String, cluster: String },
+    /// Nothing deployed to scale up from (the docker platform, with no container left).
+    #[error("{service} has no containers to scale; run `shoal deploy --env {env}` first")]
+    NotDeployed { service: String, env: String },
+    /// A count the platform's API cannot carry.
+    #[error(transparent)]
+    Count(#[from] std::num::TryFromIntError),
+}
+
+impl ScaleError {
+    /// Whether AWS refused the call for its rate.
+    pub fn is_throttling(&self) -> bool {
+        matches!(self, ScaleError::Aws(e) if e.is_throttling())
+    }
 }
 
 /// A rollout that did not complete.

@@ -14,11 +14,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target};
+use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target, TickError};
 use super::policy::{Config, Observation};
 use crate::discover::Fleet;
 use crate::error::{exit, Error, Result};
 use crate::kafka::lag::LagReader;
+use crate::kafka::KafkaError;
 use crate::manifest::Environment;
 use crate::platform::Scale;
 
@@ -60,12 +61,9 @@ pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> 
 struct Lag(Arc<LagReader>);
 
 impl ReadLag for Lag {
-    async fn read(&self, group: &str, topic: &str) -> std::result::Result<Observation, String> {
+    async fn read(&self, group: &str, topic: &str) -> Result<Observation, KafkaError> {
         let (reader, group, topic) = (self.0.clone(), group.to_string(), topic.to_string());
-        tokio::task::spawn_blocking(move || reader.read(&group, &topic))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+        tokio::task::spawn_blocking(move || reader.read(&group, &topic)).await?
     }
 }
 
@@ -76,7 +74,7 @@ impl Publish for NoPublish {
     async fn publish(
         &self,
         _metrics: Vec<crate::aws::cloudwatch::Metric>,
-    ) -> std::result::Result<(), String> {
+    ) -> Result<(), crate::aws::AwsError> {
         Ok(())
     }
 }
@@ -118,7 +116,7 @@ pub async fn run(
             );
             let docker = crate::platform::docker::connect()
                 .await
-                .map_err(|e| Error::Failed(e.to_string()))?;
+                .map_err(|e| Error::Cause(Box::new(e)))?;
             let scale = crate::platform::docker::DockerScale::new(docker, env, project);
             run_loop(project, targets, &lag, &scale, &NoPublish, output, opts).await
         }
@@ -146,7 +144,7 @@ async fn run_loop<S: Scale, P: Publish>(
             print(&outcomes, output);
             let throttled = outcomes
                 .iter()
-                .any(|o| o.error.as_deref().is_some_and(|e| e.contains("Throttl")));
+                .any(|o| o.error.as_ref().is_some_and(TickError::is_throttling));
             let delay = if throttled {
                 waits.next().unwrap_or(THROTTLED_MAX)
             } else {
@@ -192,7 +190,7 @@ fn print(outcomes: &[Outcome], output: crate::cli::Output) {
     for o in outcomes {
         let note = o
             .error
-            .as_deref()
+            .as_ref()
             .map(|e| format!(" ({e})"))
             .unwrap_or_default();
         crate::report::outln(&format!(
@@ -231,7 +229,7 @@ async fn shutdown() {
 async fn serve(addr: &str, figures: Arc<Figures>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| Error::Failed(format!("cannot listen on {addr}: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
     info!(%addr, "serving /healthz and /metrics");
     let app = router(figures);
     tokio::spawn(async move {

@@ -14,7 +14,9 @@ use tracing::{info, warn};
 
 use super::policy::{decide, Config, Decision, Observation, State};
 use crate::aws::cloudwatch::{Metric, Unit};
-use crate::platform::Scale;
+use crate::aws::AwsError;
+use crate::kafka::KafkaError;
+use crate::platform::{Scale, ScaleError};
 
 /// One consumer the autoscaler looks after.
 #[derive(Debug, Clone)]
@@ -34,24 +36,52 @@ pub trait ReadLag {
         &self,
         group: &str,
         topic: &str,
-    ) -> impl Future<Output = Result<Observation, String>> + Send;
+    ) -> impl Future<Output = Result<Observation, KafkaError>> + Send;
 }
 
 /// Publishes metrics.
 pub trait Publish {
-    fn publish(&self, metrics: Vec<Metric>) -> impl Future<Output = Result<(), String>> + Send;
+    fn publish(&self, metrics: Vec<Metric>) -> impl Future<Output = Result<(), AwsError>> + Send;
+}
+
+/// What failed in one consumer's tick.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error("lag: {0}")]
+    Lag(#[source] KafkaError),
+    #[error("update: {0}")]
+    Update(#[source] ScaleError),
+}
+
+impl TickError {
+    /// Whether AWS refused a call for its rate (the daemon then waits longer).
+    pub fn is_throttling(&self) -> bool {
+        match self {
+            TickError::Lag(_) => false,
+            TickError::Update(e) => e.is_throttling(),
+        }
+    }
 }
 
 /// What one tick did for one consumer.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct Outcome {
     pub consumer: String,
     pub service: String,
     pub decision: Decision,
     /// The desired count was set (not in a dry run, and only when it changed).
     pub acted: bool,
-    /// What failed, when something did: the lag read, the count read or the update.
-    pub error: Option<String>,
+    /// What failed, when something did: the lag read, the count read or the update. In JSON,
+    /// its text.
+    #[serde(serialize_with = "as_text")]
+    pub error: Option<TickError>,
+}
+
+fn as_text<S: serde::Serializer>(error: &Option<TickError>, s: S) -> Result<S::Ok, S::Error> {
+    match error {
+        Some(e) => s.collect_str(e),
+        None => s.serialize_none(),
+    }
 }
 
 /// The autoscaler's memory: the policy state of each consumer.
@@ -103,7 +133,7 @@ impl Autoscaler {
                 Ok(o) => Some(o),
                 Err(e) => {
                     warn!(consumer = %t.consumer, group = %t.group, error = %e, "cannot read lag; changing nothing");
-                    error = Some(format!("lag: {e}"));
+                    error = Some(TickError::Lag(e));
                     None
                 }
             };
@@ -126,7 +156,7 @@ impl Autoscaler {
                     Ok(()) => acted = true,
                     Err(e) => {
                         warn!(consumer = %t.consumer, error = %e, "cannot set the desired count");
-                        error = Some(format!("update: {e}"));
+                        error = Some(TickError::Update(e));
                     }
                 }
             }
@@ -181,11 +211,10 @@ impl Autoscaler {
 pub struct CloudWatchMetrics(pub aws_sdk_cloudwatch::Client);
 
 impl Publish for CloudWatchMetrics {
-    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), String> {
+    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
         crate::aws::cloudwatch::publish(&self.0, &metrics)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -200,22 +229,37 @@ mod tests {
     use crate::manifest::Scaling;
     use crate::scale::policy::PartitionRead;
 
-    struct FakeLag(Result<Observation, String>);
+    /// A lag read that gives this observation, or fails as a broker that cannot be reached.
+    struct FakeLag(Option<Observation>);
     impl ReadLag for FakeLag {
-        async fn read(&self, _group: &str, _topic: &str) -> Result<Observation, String> {
-            self.0.clone()
+        async fn read(&self, _group: &str, _topic: &str) -> Result<Observation, KafkaError> {
+            self.0.clone().ok_or_else(|| KafkaError::Broker {
+                op: "ListOffsets",
+                bootstrap: "b:9092".into(),
+                message: "broker down".into(),
+            })
         }
     }
 
     #[derive(Default)]
     struct FakeScale {
         sets: Mutex<Vec<(String, u32)>>,
+        /// The error code every update fails with, as ECS would answer.
+        refuse: Option<&'static str>,
     }
     impl Scale for FakeScale {
-        async fn current(&self, _service: &str) -> Result<u32, String> {
+        async fn current(&self, _service: &str) -> Result<u32, ScaleError> {
             Ok(1)
         }
-        async fn set(&self, service: &str, count: u32) -> Result<(), String> {
+        async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
+            if let Some(code) = self.refuse {
+                return Err(ScaleError::Aws(AwsError::Service {
+                    service: "ECS",
+                    operation: "UpdateService",
+                    code: code.into(),
+                    message: "Rate exceeded".into(),
+                }));
+            }
             self.sets
                 .lock()
                 .expect("lock")
@@ -229,7 +273,7 @@ mod tests {
         published: Mutex<Vec<Metric>>,
     }
     impl Publish for FakeMetrics {
-        async fn publish(&self, metrics: Vec<Metric>) -> Result<(), String> {
+        async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
             self.published.lock().expect("lock").extend(metrics);
             Ok(())
         }
@@ -274,7 +318,7 @@ mod tests {
     async fn a_backlog_scales_out_and_publishes_the_three_metrics() {
         let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
         let out = autoscaler()
-            .tick(&FakeLag(Ok(backlog())), &scale, &metrics, false)
+            .tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
             .await;
         assert!(out[0].acted, "{:?}", out[0]);
         let sets = scale.sets.lock().expect("lock").clone();
@@ -294,22 +338,62 @@ mod tests {
     async fn an_unreadable_lag_changes_nothing_and_says_why() {
         let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
         let out = autoscaler()
-            .tick(&FakeLag(Err("broker down".into())), &scale, &metrics, false)
+            .tick(&FakeLag(None), &scale, &metrics, false)
             .await;
         assert!(!out[0].decision.changed);
         assert_eq!(out[0].decision.desired, 1);
-        assert_eq!(out[0].error.as_deref(), Some("lag: broker down"));
+        let error = out[0].error.as_ref().expect("an error");
+        assert!(
+            matches!(error, TickError::Lag(KafkaError::Broker { .. })),
+            "{error:?}"
+        );
+        assert!(!error.is_throttling());
+        let json = serde_json::to_value(&out[0]).expect("json");
+        assert_eq!(
+            json["error"],
+            "lag: ListOffsets against b:9092 failed: broker down"
+        );
         assert!(scale.sets.lock().expect("lock").is_empty());
         assert!(metrics.published.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_throttled_update_is_kept_typed_and_written_as_text() {
+        let metrics = FakeMetrics::default();
+        let scale = FakeScale {
+            refuse: Some("ThrottlingException"),
+            ..FakeScale::default()
+        };
+        let out = autoscaler()
+            .tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
+            .await;
+        assert!(out[0].decision.changed && !out[0].acted);
+        let error = out[0].error.as_ref().expect("an error");
+        assert!(error.is_throttling(), "{error:?}");
+        let json = serde_json::to_value(&out[0]).expect("json");
+        assert_eq!(
+            json["error"],
+            "update: ECS UpdateService failed: ThrottlingException: Rate exceeded"
+        );
+        let refused = FakeScale {
+            refuse: Some("AccessDeniedException"),
+            ..FakeScale::default()
+        };
+        let out = autoscaler()
+            .tick(&FakeLag(Some(backlog())), &refused, &metrics, false)
+            .await;
+        assert!(out[0].error.as_ref().is_some_and(|e| !e.is_throttling()));
     }
 
     #[tokio::test]
     async fn a_dry_run_decides_but_sets_nothing() {
         let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
         let out = autoscaler()
-            .tick(&FakeLag(Ok(backlog())), &scale, &metrics, true)
+            .tick(&FakeLag(Some(backlog())), &scale, &metrics, true)
             .await;
         assert!(out[0].decision.changed && !out[0].acted);
         assert!(scale.sets.lock().expect("lock").is_empty());
+        let json = serde_json::to_value(&out[0]).expect("json");
+        assert!(json["error"].is_null(), "{json}");
     }
 }

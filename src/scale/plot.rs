@@ -1,8 +1,9 @@
 //! `shoal simulate --plot FILE.svg`: lag seconds (top) and replicas (bottom) over time, one
 //! line per policy, on one SVG.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use plotters::drawing::DrawingAreaErrorKind;
 use plotters::prelude::*;
 
 use super::sim::{Run, Which};
@@ -12,9 +13,21 @@ const POINTS: usize = 1200;
 
 const COLOURS: [RGBColor; 2] = [RGBColor(0, 114, 178), RGBColor(213, 94, 0)];
 
+/// A plot that could not be drawn, with the drawing library's error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw {}: {source}", .path.display())]
+pub struct PlotError {
+    path: PathBuf,
+    #[source]
+    source: DrawingAreaErrorKind<std::io::Error>,
+}
+
 /// Draws the runs into an SVG file at `path`.
-pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), String> {
-    let fail = |e: &dyn std::fmt::Display| format!("cannot draw {}: {e}", path.display());
+pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), PlotError> {
+    let fail = |source| PlotError {
+        path: path.to_path_buf(),
+        source,
+    };
     let duration = runs
         .iter()
         .map(|(_, r)| r.seconds.len())
@@ -36,10 +49,8 @@ pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), Stri
         + 1;
 
     let root = SVGBackend::new(path, (1100, 760)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let root = root
-        .titled(title, ("sans-serif", 22))
-        .map_err(|e| fail(&e))?;
+    root.fill(&WHITE).map_err(fail)?;
+    let root = root.titled(title, ("sans-serif", 22)).map_err(fail)?;
     let (upper, lower) = root.split_vertically(360);
 
     let mut lag = ChartBuilder::on(&upper)
@@ -51,12 +62,12 @@ pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), Stri
             ("sans-serif", 16),
         )
         .build_cartesian_2d(0f64..duration as f64, 0f64..lag_top)
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
     lag.configure_mesh()
         .x_desc("t (s)")
         .y_desc("lag (s)")
         .draw()
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
     for (i, (which, run)) in runs.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let points = run.seconds.chunks(step).enumerate().map(|(j, c)| {
@@ -64,7 +75,7 @@ pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), Stri
             ((j * step) as f64, worst)
         });
         lag.draw_series(LineSeries::new(points, colour.stroke_width(2)))
-            .map_err(|e| fail(&e))?
+            .map_err(fail)?
             .label(which.name())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
     }
@@ -72,7 +83,7 @@ pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), Stri
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
 
     let mut reps = ChartBuilder::on(&lower)
         .margin(10)
@@ -83,12 +94,12 @@ pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), Stri
             ("sans-serif", 16),
         )
         .build_cartesian_2d(0f64..duration as f64, 0f64..f64::from(replicas_top))
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
     reps.configure_mesh()
         .x_desc("t (s)")
         .y_desc("replicas")
         .draw()
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
     for (i, (which, run)) in runs.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         for (serving, width) in [(false, 2), (true, 1)] {
@@ -109,7 +120,7 @@ pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), Stri
             }
             let series = reps
                 .draw_series(LineSeries::new(stepped, colour.stroke_width(width)))
-                .map_err(|e| fail(&e))?;
+                .map_err(fail)?;
             if !serving {
                 series
                     .label(which.name())
@@ -121,7 +132,7 @@ pub fn draw(path: &Path, title: &str, runs: &[(Which, &Run)]) -> Result<(), Stri
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
+        .map_err(fail)?;
+    root.present().map_err(fail)?;
     Ok(())
 }

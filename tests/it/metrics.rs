@@ -56,7 +56,7 @@ async fn published_metrics_read_back_by_service() {
 /// The autoscaler's ECS side on moto: it reads a service's desired count and sets it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
-    use shoal::platform::{ecs::EcsServices, Scale};
+    use shoal::platform::{ecs::EcsServices, Scale, ScaleError};
 
     let sb = Sandbox::new();
     let env = sb.env();
@@ -83,10 +83,14 @@ async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
         client,
         cluster: env.cluster.clone(),
     };
-    assert_eq!(ecs.current(&service).await, Ok(1));
+    assert_eq!(ecs.current(&service).await.expect("current"), 1);
     ecs.set(&service, 4).await.expect("set");
-    assert_eq!(ecs.current(&service).await, Ok(4));
-    assert!(ecs.current("no-such-service").await.is_err());
+    assert_eq!(ecs.current(&service).await.expect("current"), 4);
+    let missing = ecs.current("no-such-service").await;
+    assert!(
+        matches!(missing, Err(ScaleError::NoService { .. })),
+        "{missing:?}"
+    );
     let many = ecs
         .current_many(&[service.clone(), "no-such-service".to_string()])
         .await;

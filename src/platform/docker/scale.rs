@@ -7,7 +7,7 @@ use bollard::Docker;
 use tracing::{info, warn};
 
 use crate::manifest::Environment;
-use crate::platform::RolloutError;
+use crate::platform::{RolloutError, ScaleError};
 
 use super::*;
 
@@ -98,40 +98,44 @@ impl DockerScale {
         }
     }
 
-    async fn set_of(&self, consumer: &str) -> Result<(Vec<Container>, Option<LiveSet>), String> {
+    async fn set_of(
+        &self,
+        consumer: &str,
+    ) -> Result<(Vec<Container>, Option<LiveSet>), ScaleError> {
         let all = list(&self.docker, &self.project, &self.env)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(engine_error)?;
         let set = live_sets(&all).remove(consumer);
         Ok((all, set))
     }
 }
 
 impl crate::platform::Scale for DockerScale {
-    async fn current(&self, service: &str) -> Result<u32, String> {
+    async fn current(&self, service: &str) -> Result<u32, ScaleError> {
         let (_, set) = self.set_of(service).await?;
         Ok(set.map_or(0, |s| s.desired()))
     }
 
-    async fn set(&self, service: &str, count: u32) -> Result<(), String> {
+    async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
         let (all, set) = self.set_of(service).await?;
         let (set, template) = match set {
             Some(set) => {
                 let Some(first) = set.current.first() else {
-                    return Err(format!("{service} has no containers"));
+                    let empty = DockerError::Other(format!("{service} has no containers"));
+                    return Err(engine_error(empty));
                 };
                 let t = Template::from_container(&self.docker, &first.id)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(engine_error)?;
                 (set, t)
             }
             None => {
-                let t = self.fallback.get(service).cloned().ok_or_else(|| {
-                    format!(
-                        "{service} has no containers to scale; run `shoal deploy --env {}` first",
-                        self.env
-                    )
-                })?;
+                let Some(t) = self.fallback.get(service).cloned() else {
+                    return Err(ScaleError::NotDeployed {
+                        service: service.to_string(),
+                        env: self.env.clone(),
+                    });
+                };
                 let set = LiveSet {
                     consumer: service.to_string(),
                     revision: t.revision.clone(),
@@ -148,8 +152,12 @@ impl crate::platform::Scale for DockerScale {
             to = count,
             "scaling containers"
         );
-        scale_to(&self.docker, &set, &template, &all, count, self.timeout)
-            .await
-            .map_err(|e| e.to_string())
+        scale_to(&self.docker, &set, &template, &all, count, self.timeout).await?;
+        Ok(())
     }
+}
+
+/// The Docker Engine's error, kept whole.
+fn engine_error(e: DockerError) -> ScaleError {
+    ScaleError::Platform(Box::new(e))
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use tracing::warn;
 
-use crate::platform::Scale;
+use crate::platform::{Scale, ScaleError};
 
 /// Desired counts on ECS.
 #[derive(Debug, Clone)]
@@ -14,14 +14,15 @@ pub struct EcsServices {
 }
 
 impl Scale for EcsServices {
-    async fn current(&self, service: &str) -> Result<u32, String> {
-        let found = super::describe(&self.client, &self.cluster, &[service.to_string()])
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn current(&self, service: &str) -> Result<u32, ScaleError> {
+        let found = super::describe(&self.client, &self.cluster, &[service.to_string()]).await?;
         found
             .first()
             .map(|s| s.desired_count().max(0) as u32)
-            .ok_or_else(|| format!("no service {service} in cluster {}", self.cluster))
+            .ok_or_else(|| ScaleError::NoService {
+                service: service.to_string(),
+                cluster: self.cluster.clone(),
+            })
     }
 
     /// One DescribeServices per ten services.
@@ -43,10 +44,9 @@ impl Scale for EcsServices {
         }
     }
 
-    async fn set(&self, service: &str, count: u32) -> Result<(), String> {
-        let count = i32::try_from(count).map_err(|e| e.to_string())?;
-        super::set_desired_count(&self.client, &self.cluster, service, count)
-            .await
-            .map_err(|e| e.to_string())
+    async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
+        let count = i32::try_from(count)?;
+        super::set_desired_count(&self.client, &self.cluster, service, count).await?;
+        Ok(())
     }
 }
