@@ -67,7 +67,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Lag { consumer, sample } => {
             let env = ctx.env()?;
             let fleet = ctx.fleet_for(&env)?;
-            crate::scale::command::lag(&env, &fleet, consumer.as_deref(), sample, ctx.output).await
+            let rows =
+                crate::scale::command::lag_rows(&env, &fleet, consumer.as_deref(), sample).await?;
+            output::lag(ctx.output, &rows);
+            Ok(exit::OK)
         }
         Command::Autoscale(args) => {
             let r = ctx.resolve()?;
@@ -75,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 &ctx.project.name,
                 &r.env,
                 &r.fleet,
-                ctx.output,
+                &|outcomes| output::outcomes(ctx.output, outcomes),
                 &crate::scale::command::Options {
                     once: args.once,
                     dry_run: args.dry_run,

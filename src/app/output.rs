@@ -8,6 +8,8 @@ use crate::deploy::{Ctx, Deployed, StatusRow};
 use crate::plan::{self, Plan};
 use crate::platform::ecs::{Dashboard, RolledBack};
 use crate::report;
+use crate::scale::command::LagRow;
+use crate::scale::daemon::Outcome;
 
 /// A plan's heading: what, where (`place`), and which workloads this platform leaves out.
 fn heading(c: &Ctx<'_>, verb: &str, place: &str) -> String {
@@ -177,4 +179,57 @@ pub fn dashboard(out: Output, put: &Dashboard) {
             put.dashboard, put.widgets
         )),
     }
+}
+
+/// One autoscaler tick: a line per consumer, or the outcomes as one JSON line.
+pub fn outcomes(output: Output, outcomes: &[Outcome]) {
+    if output == Output::Json {
+        report::outln(&serde_json::to_string(outcomes).unwrap_or_default());
+        return;
+    }
+    for o in outcomes {
+        let note = o
+            .error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        report::outln(&format!(
+            "{}: desired {}{} — {}{note}",
+            o.consumer,
+            o.decision.desired,
+            if o.acted { " (set)" } else { "" },
+            o.decision.reason
+        ));
+    }
+}
+
+/// `shoal lag`: the rows as a table or JSON.
+pub fn lag(output: Output, rows: &[LagRow]) {
+    if output == Output::Json {
+        pretty(&json!(rows));
+        return;
+    }
+    let dash = || "-".to_string();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.consumer.clone(),
+                r.topic.clone(),
+                r.partition.to_string(),
+                r.lag.map_or_else(dash, |l| l.to_string()),
+                r.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
+                format!("{:.1}", r.arrival_rate),
+                format!("{:.1}", r.consume_rate),
+                r.end_offset.to_string(),
+            ]
+        })
+        .collect();
+    let out = report::table(
+        &[
+            "CONSUMER", "TOPIC", "PART", "LAG", "LAG S", "IN/S", "OUT/S", "END",
+        ],
+        &cells,
+    );
+    report::out(&out);
 }

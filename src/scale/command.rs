@@ -86,7 +86,7 @@ pub async fn run(
     project: &str,
     env: &Environment,
     fleet: &Fleet,
-    output: crate::cli::Output,
+    on_tick: &dyn Fn(&[Outcome]),
     opts: &Options,
 ) -> Result<i32> {
     let targets = targets(fleet, opts.interval, opts.scale_in_window);
@@ -107,7 +107,7 @@ pub async fn run(
                 cluster: env.cluster.clone(),
             };
             let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
-            run_loop(project, targets, &lag, &scale, &metrics, output, opts).await
+            run_loop(project, targets, &lag, &scale, &metrics, on_tick, opts).await
         }
         crate::manifest::Platform::Docker => {
             info!(
@@ -118,7 +118,7 @@ pub async fn run(
                 .await
                 .map_err(|e| Error::Cause(Box::new(e)))?;
             let scale = crate::platform::docker::DockerScale::new(docker, env, project);
-            run_loop(project, targets, &lag, &scale, &NoPublish, output, opts).await
+            run_loop(project, targets, &lag, &scale, &NoPublish, on_tick, opts).await
         }
     }
 }
@@ -129,7 +129,7 @@ async fn run_loop<S: Scale, P: Publish>(
     lag: &Lag,
     scale: &S,
     metrics: &P,
-    output: crate::cli::Output,
+    on_tick: &dyn Fn(&[Outcome]),
     opts: &Options,
 ) -> Result<i32> {
     {
@@ -141,7 +141,7 @@ async fn run_loop<S: Scale, P: Publish>(
         let mut waits = throttled_waits(opts.interval);
         loop {
             let outcomes = autoscaler.tick(lag, scale, metrics, opts.dry_run).await;
-            print(&outcomes, output);
+            on_tick(&outcomes);
             let throttled = outcomes
                 .iter()
                 .any(|o| o.error.as_ref().is_some_and(TickError::is_throttling));
@@ -180,27 +180,6 @@ fn throttled_waits(interval: Duration) -> impl Iterator<Item = Duration> {
         .with_jitter()
         .without_max_times()
         .build()
-}
-
-fn print(outcomes: &[Outcome], output: crate::cli::Output) {
-    if output == crate::cli::Output::Json {
-        crate::report::outln(&serde_json::to_string(outcomes).unwrap_or_default());
-        return;
-    }
-    for o in outcomes {
-        let note = o
-            .error
-            .as_ref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
-        crate::report::outln(&format!(
-            "{}: desired {}{} — {}{note}",
-            o.consumer,
-            o.decision.desired,
-            if o.acted { " (set)" } else { "" },
-            o.decision.reason
-        ));
-    }
 }
 
 async fn shutdown() {
@@ -427,45 +406,6 @@ pub async fn lag_rows(
         }
     }
     Ok(rows)
-}
-
-/// `shoal lag`: the rows as a table or JSON.
-pub async fn lag(
-    env: &Environment,
-    fleet: &Fleet,
-    only: Option<&str>,
-    sample: Duration,
-    output: crate::cli::Output,
-) -> Result<i32> {
-    let rows = lag_rows(env, fleet, only, sample).await?;
-    if output == crate::cli::Output::Json {
-        crate::report::outln(&serde_json::to_string_pretty(&rows).unwrap_or_default());
-        return Ok(exit::OK);
-    }
-    let dash = || "-".to_string();
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.consumer.clone(),
-                r.topic.clone(),
-                r.partition.to_string(),
-                r.lag.map_or_else(dash, |l| l.to_string()),
-                r.lag_seconds.map_or_else(dash, |s| format!("{s:.1}")),
-                format!("{:.1}", r.arrival_rate),
-                format!("{:.1}", r.consume_rate),
-                r.end_offset.to_string(),
-            ]
-        })
-        .collect();
-    let out = crate::report::table(
-        &[
-            "CONSUMER", "TOPIC", "PART", "LAG", "LAG S", "IN/S", "OUT/S", "END",
-        ],
-        &cells,
-    );
-    crate::report::out(&out);
-    Ok(exit::OK)
 }
 
 #[cfg(test)]

@@ -11,19 +11,21 @@ use crate::support::repo_root;
 /// Bottom first. A module may use the modules of lower layers, never its own layer's others
 /// nor higher ones. The two platform wings share a layer so neither can reach into the other.
 const LAYERS: &[&[&str]] = &[
-    &["cli", "manifest"],
+    &["manifest"],
     &["discover", "render", "scaffold"],
     &["plan"],
     &["error"],
-    &["report"],
     &["aws"],
     &["image", "kafka"],
-    // The platform root: the `Platform` and `Scale` traits, rollout errors and waits.
+    // The platform root: the `Scale` trait, rollout errors and waits.
     &["platform"],
-    // The deploy pipeline both wings share.
+    // The deploy pipeline both wings share, and the `Platform` trait they implement.
     &["deploy"],
     &["platform/ecs", "platform/docker"],
     &["scale"],
+    // The flags as typed and the printing: nothing below knows an output format or prints.
+    &["cli"],
+    &["report"],
     &["app"],
 ];
 
