@@ -17,8 +17,8 @@
 //! - no registry (the local Docker platform): the engine's own image list, and nothing is
 //!   pushed.
 //!
-//! ECR repositories must exist before a push to real ECR; [`Pipeline::ensure_repositories`]
-//! (or [`crate::aws::ecr::ensure_repositories`]) makes them. A registry override creates
+//! ECR repositories must exist before a push to real ECR; the ECS platform's deploy makes
+//! them first ([`crate::aws::ecr::ensure_repositories`]). A registry override creates
 //! repositories on first push.
 
 mod build;
@@ -315,22 +315,6 @@ impl Pipeline {
     pub fn with_revision(mut self, revision: Option<String>) -> Pipeline {
         self.revision = revision;
         self
-    }
-
-    /// Makes sure the ECR repositories of `jobs` exist (only for [`Destination::Ecr`]; a
-    /// registry override creates repositories on push). Returns those created.
-    pub async fn ensure_repositories(
-        &self,
-        jobs: &[ImageJob],
-        keep_images: u32,
-    ) -> Result<Vec<String>, AwsError> {
-        let Destination::Ecr { client, .. } = &self.destination else {
-            return Ok(Vec::new());
-        };
-        let names: Vec<String> = jobs.iter().map(|j| j.repository.clone()).collect();
-        Ok(ecr::ensure_repositories(client, &names, keep_images)
-            .await?
-            .created)
     }
 
     /// Builds and pushes every image whose tag is not there yet, up to `jobs` at once.
