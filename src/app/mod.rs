@@ -67,8 +67,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Lag { consumer, sample } => {
             let env = ctx.env()?;
             let fleet = ctx.fleet_for(&env)?;
-            let rows =
-                crate::scale::command::lag_rows(&env, &fleet, consumer.as_deref(), sample).await?;
+            let rows = crate::scale::command::lag_rows(
+                &ctx.project.name,
+                &env,
+                &fleet,
+                consumer.as_deref(),
+                sample,
+            )
+            .await?;
             output::lag(ctx.output, &rows);
             Ok(exit::OK)
         }

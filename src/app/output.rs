@@ -222,12 +222,14 @@ pub fn lag(output: Output, rows: &[LagRow]) {
                 format!("{:.1}", r.arrival_rate),
                 format!("{:.1}", r.consume_rate),
                 r.end_offset.to_string(),
+                r.members
+                    .map_or_else(dash, |m| format!("{} ({})", m.count, m.source.name())),
             ]
         })
         .collect();
     let out = report::table(
         &[
-            "CONSUMER", "TOPIC", "PART", "LAG", "LAG S", "IN/S", "OUT/S", "END",
+            "CONSUMER", "TOPIC", "PART", "LAG", "LAG S", "IN/S", "OUT/S", "END", "MEMBERS",
         ],
         &cells,
     );

@@ -4,8 +4,14 @@
 //! then the end offsets (one ListOffsets per partition leader, through `offsets_for_times`
 //! with "latest"), so that a message committed between the two reads can only make the lag
 //! larger, never negative; what is negative anyway (a racing read) is clamped to 0 by the
-//! policy. A partition the group never committed on has no committed offset: the group's
-//! `auto.offset.reset` decides where it starts, and it is not counted as lag.
+//! policy. A partition the group never committed on has no committed offset; for it the
+//! reader also reads the log-start offset, from which the policy counts its lag under
+//! `auto.offset.reset = earliest`.
+//!
+//! The group's serving members come from DescribeGroups (librdkafka's group list, which
+//! carries each member's assignment): the members that own partitions of the group's topics.
+//! A broker that cannot answer (tansu 0.6 drops the connection) leaves them unknown, and the
+//! autoscaler then takes the platform's running count instead (docs/autoscaler.md, "Members").
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,27 +22,94 @@ use super::{Connection, KafkaError, ShoalContext};
 use crate::manifest::Environment;
 
 /// One partition's offsets as read at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct PartitionRead {
     /// The log end offset (the offset the next produced message will get).
     pub end_offset: i64,
     /// The group's committed offset; `None` when the group has never committed on this
     /// partition, which the group's reset policy handles: it is not lag.
     pub committed_offset: Option<i64>,
+    /// The log-start offset (the oldest message still held), read only for a partition with
+    /// no committed offset.
+    pub log_start_offset: Option<i64>,
     /// When the offsets were read, in seconds on the same clock as [`Observation::at`].
     pub read_at: f64,
 }
 
-/// Everything one tick read about a consumer group on one topic.
+/// Where the count of a group's serving members came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberSource {
+    /// The broker's DescribeGroups: the members that own partitions of the group's topics.
+    Group,
+    /// The platform's running count (ECS `runningCount`, or running containers), used when
+    /// the broker cannot answer DescribeGroups. It also counts replicas that are still
+    /// starting, so it can overstate the members serving for a start-up.
+    Platform,
+}
+
+impl MemberSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberSource::Group => "group",
+            MemberSource::Platform => "platform",
+        }
+    }
+}
+
+/// How many members serve a group, and who said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Members {
+    pub count: u32,
+    pub source: MemberSource,
+}
+
+/// One of the group's topics and how many partitions it has.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TopicSpan {
+    pub name: String,
+    pub partitions: u32,
+}
+
+/// Everything one tick read about a consumer group on its topics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Observation {
     /// When the tick ran, in seconds (any monotonic origin).
     pub at: f64,
-    /// Partitions in partition order (index = partition number).
+    /// The group's topics in order; [`Observation::partitions`] holds the first topic's
+    /// partitions, then the next topic's, and so on.
+    pub topics: Vec<TopicSpan>,
+    /// Partitions, topic by topic, each in partition order.
     pub partitions: Vec<PartitionRead>,
-    /// Members of the consumer group that own partitions, when known. Used to measure the
-    /// per-replica rate (only members whose partitions were all busy count).
-    pub consumers: Option<u32>,
+    /// The members of the group that own partitions, when known. Used to measure the
+    /// per-replica rate (only members whose partitions were all busy count) and to tell a
+    /// stuck partition from an idle group.
+    pub members: Option<Members>,
+}
+
+impl Observation {
+    /// An observation of one topic whose partitions are `partitions`.
+    pub fn one_topic(
+        at: f64,
+        topic: &str,
+        partitions: Vec<PartitionRead>,
+        members: Option<Members>,
+    ) -> Observation {
+        Observation {
+            at,
+            topics: vec![TopicSpan {
+                name: topic.to_string(),
+                partitions: partitions.len() as u32,
+            }],
+            partitions,
+            members,
+        }
+    }
+
+    /// The member count, when known.
+    pub fn member_count(&self) -> Option<u32> {
+        self.members.map(|m| m.count)
+    }
 }
 
 /// Reads lag for groups of one environment: one client per group (rdkafka reads committed
@@ -47,7 +120,12 @@ pub struct LagReader {
     consumers: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<Client>>>,
     bootstrap: String,
     timeout: Duration,
+    /// When DescribeGroups last failed, if it did.
+    describe_failed: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a reader goes without asking DescribeGroups after the broker failed to answer.
+const DESCRIBE_RETRY: Duration = Duration::from_secs(300);
 
 type Client = BaseConsumer<ShoalContext>;
 
@@ -65,6 +143,7 @@ impl LagReader {
             context: conn.context,
             consumers: Default::default(),
             timeout,
+            describe_failed: Default::default(),
         }
     }
 
@@ -138,47 +217,128 @@ impl LagReader {
         Ok(t.partitions().len() as i32)
     }
 
-    /// Reads a group's offsets on a topic: committed first, then end offsets.
-    pub fn read(&self, group: &str, topic: &str) -> Result<Observation, KafkaError> {
+    /// Reads a group's offsets on its topics: committed first, then end offsets (and the
+    /// log-start offsets of partitions with no commit), then the members.
+    pub fn read(&self, group: &str, topics: &[String]) -> Result<Observation, KafkaError> {
         let consumer = self.consumer(group)?;
-        let partitions = self.partitions(&consumer, topic)?;
+        let mut spans = Vec::with_capacity(topics.len());
         let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition(topic, p);
+        for topic in topics {
+            let partitions = self.partitions(&consumer, topic)?;
+            for p in 0..partitions {
+                tpl.add_partition(topic, p);
+            }
+            spans.push(TopicSpan {
+                name: topic.clone(),
+                partitions: partitions as u32,
+            });
         }
         let committed = self.committed(&consumer, &tpl)?;
-        let mut latest = TopicPartitionList::new();
-        for p in 0..partitions {
-            latest
-                .add_partition_offset(topic, p, Offset::End)
-                .map_err(|e| self.broker("ListOffsets", e))?;
+        let ends = self.list_offsets(&consumer, &tpl, Offset::End)?;
+        let mut uncommitted = TopicPartitionList::new();
+        for (e, _) in tpl
+            .elements()
+            .iter()
+            .zip(&committed)
+            .filter(|(_, c)| c.is_none())
+        {
+            uncommitted.add_partition(e.topic(), e.partition());
         }
-        let ends = consumer
-            .offsets_for_times(latest, self.timeout)
-            .map_err(|e| self.broker("ListOffsets", e))?;
+        let starts = if uncommitted.count() == 0 {
+            Vec::new()
+        } else {
+            self.list_offsets(&consumer, &uncommitted, Offset::Beginning)?
+        };
         let read_at = now();
-        let mut reads = Vec::with_capacity(partitions as usize);
-        for p in 0..partitions {
-            let end = ends
-                .find_partition(topic, p)
-                .and_then(|e| e.offset().to_raw())
-                .filter(|o| *o >= 0)
-                .ok_or_else(|| {
-                    self.broker("ListOffsets", format!("no end offset for {topic}[{p}]"))
-                })?;
+        let mut reads = Vec::with_capacity(tpl.count());
+        for ((e, end), committed_offset) in tpl.elements().iter().zip(ends).zip(committed) {
+            let log_start_offset = starts
+                .iter()
+                .find(|(t, p, _)| t == e.topic() && *p == e.partition())
+                .map(|(_, _, o)| *o);
             reads.push(PartitionRead {
-                end_offset: end,
-                committed_offset: committed.get(p as usize).copied().flatten(),
+                end_offset: end.2,
+                committed_offset,
+                log_start_offset,
                 read_at,
             });
         }
         Ok(Observation {
             at: read_at,
+            topics: spans,
             partitions: reads,
-            // DescribeGroups (the member count) fails on tansu's SQLite engine; the policy
-            // measures the per-replica rate from the desired count instead.
-            consumers: None,
+            members: self.members(&consumer, group, topics),
         })
+    }
+
+    /// One offset per partition of `tpl`, at `at` (the end, or the log start), as
+    /// `(topic, partition, offset)` in `tpl`'s order.
+    fn list_offsets(
+        &self,
+        consumer: &Client,
+        tpl: &TopicPartitionList,
+        at: Offset,
+    ) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let mut query = TopicPartitionList::new();
+        for e in tpl.elements() {
+            query
+                .add_partition_offset(e.topic(), e.partition(), at)
+                .map_err(|e| self.broker("ListOffsets", e))?;
+        }
+        let answer = consumer
+            .offsets_for_times(query, self.timeout)
+            .map_err(|e| self.broker("ListOffsets", e))?;
+        tpl.elements()
+            .iter()
+            .map(|e| {
+                let (topic, p) = (e.topic(), e.partition());
+                answer
+                    .find_partition(topic, p)
+                    .and_then(|o| o.offset().to_raw())
+                    .filter(|o| *o >= 0)
+                    .map(|o| (topic.to_string(), p, o))
+                    .ok_or_else(|| {
+                        self.broker("ListOffsets", format!("no offset for {topic}[{p}]"))
+                    })
+            })
+            .collect()
+    }
+
+    /// The group's members that own partitions of `topics`, from DescribeGroups; `None` when
+    /// the broker cannot answer it. After a failure the reader does not ask again for
+    /// [`DESCRIBE_RETRY`], so a broker without the call costs one timeout per retry, not
+    /// one per tick.
+    fn members(&self, consumer: &Client, group: &str, topics: &[String]) -> Option<Members> {
+        let mut failed = self.describe_failed.lock().ok()?;
+        if failed.is_some_and(|at| at.elapsed() < DESCRIBE_RETRY) {
+            return None;
+        }
+        match consumer.fetch_group_list(Some(group), self.timeout) {
+            Ok(list) => {
+                *failed = None;
+                let count = list
+                    .groups()
+                    .iter()
+                    .filter(|g| g.name() == group)
+                    .flat_map(|g| g.members())
+                    .filter(|m| owns_partitions(m.assignment(), topics))
+                    .count() as u32;
+                Some(Members {
+                    count,
+                    source: MemberSource::Group,
+                })
+            }
+            Err(e) => {
+                tracing::info!(
+                    group,
+                    bootstrap = %self.bootstrap,
+                    error = %e,
+                    "the broker cannot describe the group; the member count comes from the platform's running count"
+                );
+                *failed = Some(std::time::Instant::now());
+                None
+            }
+        }
     }
 
     fn committed(
@@ -204,9 +364,94 @@ impl LagReader {
     }
 }
 
+/// Whether a member's assignment (Kafka's consumer protocol: a version, then topics, each a
+/// name and partition numbers) holds a partition of one of `topics`. An assignment that
+/// cannot be read counts as owning partitions: the member is there, and counting it errs
+/// towards a lower per-replica rate, which errs towards more replicas.
+fn owns_partitions(assignment: Option<&[u8]>, topics: &[String]) -> bool {
+    let Some(bytes) = assignment else {
+        return false;
+    };
+    parse_assignment(bytes).is_none_or(|owned| {
+        owned
+            .iter()
+            .any(|(topic, n)| *n > 0 && topics.iter().any(|t| t == topic))
+    })
+}
+
+/// The topics of a consumer-protocol assignment and how many partitions of each, or `None`
+/// when the bytes are not one.
+fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, usize)>> {
+    let mut r = bytes;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = r.split_at_checked(n)?;
+        r = rest;
+        Some(head)
+    };
+    let _version = take(2)?;
+    let topics = i32::from_be_bytes(take(4)?.try_into().ok()?);
+    let mut out = Vec::new();
+    for _ in 0..topics.max(0) {
+        let len = i16::from_be_bytes(take(2)?.try_into().ok()?);
+        let name = String::from_utf8(take(usize::try_from(len).ok()?)?.to_vec()).ok()?;
+        let partitions = i32::from_be_bytes(take(4)?.try_into().ok()?);
+        let partitions = usize::try_from(partitions).ok()?;
+        take(partitions.checked_mul(4)?)?;
+        out.push((name, partitions));
+    }
+    Some(out)
+}
+
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A consumer-protocol assignment (version 0) of these topics and partitions.
+    fn assignment(topics: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut b = vec![0, 0];
+        b.extend((topics.len() as i32).to_be_bytes());
+        for (name, partitions) in topics {
+            b.extend((name.len() as i16).to_be_bytes());
+            b.extend(name.as_bytes());
+            b.extend((partitions.len() as i32).to_be_bytes());
+            for p in *partitions {
+                b.extend(p.to_be_bytes());
+            }
+        }
+        b.extend((-1i32).to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_member_counts_when_it_owns_a_partition_of_the_groups_topics() {
+        let topics = vec!["orders".to_string(), "refunds".to_string()];
+        let owns = assignment(&[("other", &[0]), ("refunds", &[2, 3])]);
+        assert_eq!(
+            parse_assignment(&owns),
+            Some(vec![("other".into(), 1), ("refunds".into(), 2)])
+        );
+        assert!(owns_partitions(Some(&owns), &topics));
+        let idle = assignment(&[("orders", &[])]);
+        assert!(!owns_partitions(Some(&idle), &topics));
+        let elsewhere = assignment(&[("other", &[0, 1])]);
+        assert!(!owns_partitions(Some(&elsewhere), &topics));
+        assert!(!owns_partitions(None, &topics));
+    }
+
+    #[test]
+    fn an_assignment_that_cannot_be_read_counts_as_a_member() {
+        let topics = vec!["orders".to_string()];
+        let mut cut = assignment(&[("orders", &[0, 1])]);
+        cut.truncate(12);
+        assert_eq!(parse_assignment(&cut), None);
+        assert!(owns_partitions(Some(&cut), &topics));
+        assert!(owns_partitions(Some(&[0xff]), &topics));
+    }
 }

@@ -18,27 +18,53 @@ use std::time::Duration;
 
 use crate::aws::AwsError;
 
+/// A service's replica counts as the platform reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// The count asked for: ECS's `desiredCount`, or the docker platform's containers of the
+    /// consumer's current revision.
+    pub desired: u32,
+    /// The replicas up: ECS's `runningCount` (tasks in RUNNING, which includes tasks whose
+    /// process is still starting), or the running containers. The autoscaler's member count
+    /// when the broker cannot say (docs/autoscaler.md, "Members").
+    pub running: u32,
+}
+
+impl Counts {
+    /// A service with no replica at all.
+    pub const NONE: Counts = Counts {
+        desired: 0,
+        running: 0,
+    };
+}
+
 /// Reads and sets desired counts.
 pub trait Scale: Sync {
-    fn current(
+    fn counts(
         &self,
         service: &str,
-    ) -> impl Future<Output = std::result::Result<u32, ScaleError>> + Send;
+    ) -> impl Future<Output = std::result::Result<Counts, ScaleError>> + Send;
 
-    /// The counts of several services at once (the first tick reads them all); services
-    /// that cannot be read are left out. By default one [`Scale::current`] each.
-    fn current_many(
+    /// The counts of several services at once (every tick reads them all). A service the
+    /// platform does not have is left out; any other failure fails the whole read. By
+    /// default one [`Scale::counts`] each.
+    fn counts_many(
         &self,
         services: &[String],
-    ) -> impl Future<Output = BTreeMap<String, u32>> + Send {
+    ) -> impl Future<Output = std::result::Result<BTreeMap<String, Counts>, ScaleError>> + Send
+    {
         async move {
             let mut out = BTreeMap::new();
             for s in services {
-                if let Ok(n) = self.current(s).await {
-                    out.insert(s.clone(), n);
+                match self.counts(s).await {
+                    Ok(c) => {
+                        out.insert(s.clone(), c);
+                    }
+                    Err(ScaleError::NoService { .. }) => {}
+                    Err(e) => return Err(e),
                 }
             }
-            out
+            Ok(out)
         }
     }
 

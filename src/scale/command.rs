@@ -2,6 +2,7 @@
 //! platform, with `/healthz` and a Prometheus `/metrics` endpoint, back-off when AWS
 //! throttles, and a clean stop on SIGTERM or Ctrl-C.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +15,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target, TickError};
+use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target};
 use super::policy::{Config, Observation};
+use crate::aws::cloudwatch::Metric;
+use crate::aws::AwsError;
 use crate::discover::Fleet;
 use crate::error::{exit, Error, Result};
-use crate::kafka::lag::LagReader;
+use crate::kafka::lag::{LagReader, MemberSource, Members};
 use crate::kafka::KafkaError;
 use crate::manifest::Environment;
-use crate::platform::Scale;
+use crate::platform::docker::DockerScale;
+use crate::platform::ecs::EcsServices;
+use crate::platform::{Counts, Scale, ScaleError};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -35,7 +40,7 @@ pub struct Options {
     pub scale_in_window: Duration,
 }
 
-/// The consumers with `[scaling]`, each on the first topic its group reads, with the policy
+/// The consumers with `[scaling]`, each on every topic its group reads, with the policy
 /// ticking every `interval` and scaling in after `scale_in_window`.
 pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> Vec<Target> {
     fleet
@@ -50,7 +55,7 @@ pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> 
                 consumer: c.name.clone(),
                 service: c.name.clone(),
                 group: kafka.group.clone(),
-                topic: kafka.topics.first()?.clone(),
+                topics: kafka.topics.clone(),
                 config,
             })
         })
@@ -61,21 +66,75 @@ pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> 
 struct Lag(Arc<LagReader>);
 
 impl ReadLag for Lag {
-    async fn read(&self, group: &str, topic: &str) -> Result<Observation, KafkaError> {
-        let (reader, group, topic) = (self.0.clone(), group.to_string(), topic.to_string());
-        tokio::task::spawn_blocking(move || reader.read(&group, &topic)).await?
+    async fn read(&self, group: &str, topics: &[String]) -> Result<Observation, KafkaError> {
+        let (reader, group, topics) = (self.0.clone(), group.to_string(), topics.to_vec());
+        tokio::task::spawn_blocking(move || reader.read(&group, &topics)).await?
     }
 }
 
-/// The docker platform has no CloudWatch: its metrics are only served on `/metrics`.
-struct NoPublish;
+/// The autoscaler's hands on the environment's platform: ECS services and CloudWatch, or
+/// the docker platform's containers, whose figures are only served on `/metrics` (it has no
+/// CloudWatch).
+enum Hands {
+    Ecs(EcsServices, CloudWatchMetrics),
+    Docker(DockerScale),
+}
 
-impl Publish for NoPublish {
-    async fn publish(
+impl Hands {
+    async fn open(env: &Environment, project: &str) -> Result<Hands> {
+        Ok(match env.platform {
+            crate::manifest::Platform::Ecs => {
+                let cfg = crate::aws::sdk_config(env).await;
+                Hands::Ecs(
+                    EcsServices {
+                        client: crate::aws::ecs(&cfg),
+                        cluster: env.cluster.clone(),
+                    },
+                    CloudWatchMetrics(crate::aws::cloudwatch(&cfg)),
+                )
+            }
+            crate::manifest::Platform::Docker => {
+                let docker = crate::platform::docker::connect()
+                    .await
+                    .map_err(|e| Error::Cause(Box::new(e)))?;
+                Hands::Docker(DockerScale::new(docker, env, project))
+            }
+        })
+    }
+}
+
+impl Scale for Hands {
+    async fn counts(&self, service: &str) -> Result<Counts, ScaleError> {
+        match self {
+            Hands::Ecs(s, _) => s.counts(service).await,
+            Hands::Docker(s) => s.counts(service).await,
+        }
+    }
+
+    async fn counts_many(
         &self,
-        _metrics: Vec<crate::aws::cloudwatch::Metric>,
-    ) -> Result<(), crate::aws::AwsError> {
-        Ok(())
+        services: &[String],
+    ) -> Result<BTreeMap<String, Counts>, ScaleError> {
+        match self {
+            Hands::Ecs(s, _) => s.counts_many(services).await,
+            Hands::Docker(s) => s.counts_many(services).await,
+        }
+    }
+
+    async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
+        match self {
+            Hands::Ecs(s, _) => s.set(service, count).await,
+            Hands::Docker(s) => s.set(service, count).await,
+        }
+    }
+}
+
+impl Publish for Hands {
+    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
+        match self {
+            Hands::Ecs(_, cloudwatch) => cloudwatch.publish(metrics).await,
+            Hands::Docker(_) => Ok(()),
+        }
     }
 }
 
@@ -99,36 +158,21 @@ pub async fn run(
         .await
         .map_err(Error::from)?;
     let lag = Lag(Arc::new(reader));
-    match env.platform {
-        crate::manifest::Platform::Ecs => {
-            let cfg = crate::aws::sdk_config(env).await;
-            let scale = crate::platform::ecs::EcsServices {
-                client: crate::aws::ecs(&cfg),
-                cluster: env.cluster.clone(),
-            };
-            let metrics = CloudWatchMetrics(crate::aws::cloudwatch(&cfg));
-            run_loop(project, targets, &lag, &scale, &metrics, on_tick, opts).await
-        }
-        crate::manifest::Platform::Docker => {
-            info!(
-                environment = %env.name,
-                "docker platform: scaling containers; CloudWatch metrics are not published (see /metrics)"
-            );
-            let docker = crate::platform::docker::connect()
-                .await
-                .map_err(|e| Error::Cause(Box::new(e)))?;
-            let scale = crate::platform::docker::DockerScale::new(docker, env, project);
-            run_loop(project, targets, &lag, &scale, &NoPublish, on_tick, opts).await
-        }
+    let hands = Hands::open(env, project).await?;
+    if let Hands::Docker(_) = hands {
+        info!(
+            environment = %env.name,
+            "docker platform: scaling containers; CloudWatch metrics are not published (see /metrics)"
+        );
     }
+    run_loop(project, targets, &lag, &hands, on_tick, opts).await
 }
 
-async fn run_loop<S: Scale, P: Publish>(
+async fn run_loop(
     project: &str,
     targets: Vec<Target>,
     lag: &Lag,
-    scale: &S,
-    metrics: &P,
+    hands: &Hands,
     on_tick: &dyn Fn(&[Outcome]),
     opts: &Options,
 ) -> Result<i32> {
@@ -140,18 +184,15 @@ async fn run_loop<S: Scale, P: Publish>(
         }
         let mut waits = throttled_waits(opts.interval);
         loop {
-            let outcomes = autoscaler.tick(lag, scale, metrics, opts.dry_run).await;
-            on_tick(&outcomes);
-            let throttled = outcomes
-                .iter()
-                .any(|o| o.error.as_ref().is_some_and(TickError::is_throttling));
-            let delay = if throttled {
+            let tick = autoscaler.tick(lag, hands, hands, opts.dry_run).await;
+            on_tick(&tick.outcomes);
+            let delay = if tick.throttled() {
                 waits.next().unwrap_or(THROTTLED_MAX)
             } else {
                 waits = throttled_waits(opts.interval);
                 opts.interval
             };
-            figures.record(&outcomes);
+            figures.record(&tick.outcomes);
             if opts.once {
                 return Ok(exit::OK);
             }
@@ -319,7 +360,7 @@ pub struct LagRow {
     pub end_offset: i64,
     pub committed_offset: Option<i64>,
     /// Messages behind; `None` when the group never committed here (its reset policy
-    /// decides, so it is not lag).
+    /// decides where it starts).
     pub lag: Option<i64>,
     /// Messages per second arriving, over the sample.
     pub arrival_rate: f64,
@@ -327,10 +368,16 @@ pub struct LagRow {
     pub consume_rate: f64,
     /// Seconds of lag at the arrival rate (or, with nothing arriving, at the consume rate).
     pub lag_seconds: Option<f64>,
+    /// The group's serving members and where the count came from: the broker's
+    /// DescribeGroups, or the platform's running count when the broker cannot answer; `None`
+    /// when neither could be read.
+    pub members: Option<Members>,
 }
 
-/// Reads each group twice, `sample` apart, and describes every partition.
+/// Reads each group twice, `sample` apart, and describes every partition, with the group's
+/// members as the autoscaler counts them.
 pub async fn lag_rows(
+    project: &str,
     env: &Environment,
     fleet: &Fleet,
     only: Option<&str>,
@@ -352,60 +399,92 @@ pub async fn lag_rows(
         }));
     }
     let read_all = || -> Result<Vec<Observation>> {
-        let mut out = Vec::new();
-        for (_, k) in &chosen {
-            for t in &k.topics {
-                // rdkafka's reads block; this command has nothing else to run meanwhile.
-                let read = tokio::task::block_in_place(|| reader.read(&k.group, t));
-                out.push(read.map_err(Error::from)?);
-            }
-        }
-        Ok(out)
+        chosen
+            .iter()
+            // rdkafka's reads block; this command has nothing else to run meanwhile.
+            .map(|(_, k)| tokio::task::block_in_place(|| reader.read(&k.group, &k.topics)))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(Error::from)
     };
     let first = read_all()?;
     tokio::time::sleep(sample).await;
     let second = read_all()?;
+    let running = if second.iter().any(|o| o.members.is_none()) {
+        platform_running(project, env, &chosen).await
+    } else {
+        BTreeMap::new()
+    };
     let mut rows = Vec::new();
-    let mut i = 0;
-    for (c, k) in &chosen {
-        for t in &k.topics {
-            let (a, b) = (&first[i], &second[i]);
-            i += 1;
-            let dt = (b.at - a.at).max(1e-3);
-            for (p, (x, y)) in a.partitions.iter().zip(&b.partitions).enumerate() {
-                let arrival_rate = (y.end_offset - x.end_offset).max(0) as f64 / dt;
-                let consume_rate = match (x.committed_offset, y.committed_offset) {
-                    (Some(u), Some(v)) => (v - u).max(0) as f64 / dt,
-                    _ => 0.0,
-                };
-                let lag = y.committed_offset.map(|c| (y.end_offset - c).max(0));
-                let lag_seconds = lag.and_then(|l| {
-                    if l == 0 {
-                        Some(0.0)
-                    } else if arrival_rate > 0.0 {
-                        Some(l as f64 / arrival_rate)
-                    } else if consume_rate > 0.0 {
-                        Some(l as f64 / consume_rate)
-                    } else {
-                        None
-                    }
-                });
-                rows.push(LagRow {
-                    consumer: c.name.clone(),
-                    group: k.group.clone(),
-                    topic: t.clone(),
-                    partition: p,
-                    end_offset: y.end_offset,
-                    committed_offset: y.committed_offset,
-                    lag,
-                    arrival_rate,
-                    consume_rate,
-                    lag_seconds,
-                });
-            }
+    for ((c, k), (a, b)) in chosen.iter().zip(first.iter().zip(&second)) {
+        let members = b.members.or_else(|| {
+            running.get(&c.name).map(|&count| Members {
+                count,
+                source: MemberSource::Platform,
+            })
+        });
+        let dt = (b.at - a.at).max(1e-3);
+        let topic_of = b
+            .topics
+            .iter()
+            .flat_map(|t| (0..t.partitions as usize).map(move |p| (t.name.clone(), p)));
+        for ((topic, partition), (x, y)) in topic_of.zip(a.partitions.iter().zip(&b.partitions)) {
+            let arrival_rate = (y.end_offset - x.end_offset).max(0) as f64 / dt;
+            let consume_rate = match (x.committed_offset, y.committed_offset) {
+                (Some(u), Some(v)) => (v - u).max(0) as f64 / dt,
+                _ => 0.0,
+            };
+            let lag = y.committed_offset.map(|c| (y.end_offset - c).max(0));
+            let lag_seconds = lag.and_then(|l| {
+                if l == 0 {
+                    Some(0.0)
+                } else if arrival_rate > 0.0 {
+                    Some(l as f64 / arrival_rate)
+                } else if consume_rate > 0.0 {
+                    Some(l as f64 / consume_rate)
+                } else {
+                    None
+                }
+            });
+            rows.push(LagRow {
+                consumer: c.name.clone(),
+                group: k.group.clone(),
+                topic,
+                partition,
+                end_offset: y.end_offset,
+                committed_offset: y.committed_offset,
+                lag,
+                arrival_rate,
+                consume_rate,
+                lag_seconds,
+                members,
+            });
         }
     }
     Ok(rows)
+}
+
+/// The running counts of the chosen consumers' services, for groups the broker could not
+/// describe; empty (with a warning) when the platform cannot be read either.
+async fn platform_running(
+    project: &str,
+    env: &Environment,
+    chosen: &[(&crate::manifest::Consumer, &crate::manifest::KafkaUse)],
+) -> BTreeMap<String, u32> {
+    let services: Vec<String> = chosen.iter().map(|(c, _)| c.name.clone()).collect();
+    let counts = match Hands::open(env, project).await {
+        Ok(hands) => hands
+            .counts_many(&services)
+            .await
+            .map_err(|e| Error::Cause(Box::new(e))),
+        Err(e) => Err(e),
+    };
+    match counts {
+        Ok(counts) => counts.into_iter().map(|(s, c)| (s, c.running)).collect(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the platform's running counts; members unknown");
+            BTreeMap::new()
+        }
+    }
 }
 
 #[cfg(test)]

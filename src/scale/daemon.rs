@@ -1,7 +1,16 @@
 //! The autoscaler's tick: for every consumer with `[scaling]`, observe its group's lag,
 //! decide with the pure policy, act (set the service's desired count) and publish metrics.
-//! One tick is `observe → decide → act`; failures never scale: a lag read that fails is a
-//! tick with no data, which the policy answers with "no change" (fail static).
+//! One tick is `observe → decide → act → publish`; failures never scale: a lag read that
+//! fails is a tick with no data, which the policy answers with "no change" (fail static).
+//!
+//! Every tick reads each service's desired and running counts first (one DescribeServices per
+//! ten services on ECS). The desired count is where the policy starts from, so a count that a
+//! deploy or a person changed is taken as it is, within the manifest's bounds, rather than
+//! fought. The running count is the group's member count when the broker cannot answer
+//! DescribeGroups (docs/autoscaler.md, "Members").
+//!
+//! `shoal simulate` runs this same tick, against a simulated broker and platform that
+//! implement the same traits (`super::sim`).
 //!
 //! The three sides are traits so the loop runs with the same decisions against Kafka and
 //! either platform: [`ReadLag`] here, [`Scale`] in `platform` (ECS services or local
@@ -15,8 +24,9 @@ use tracing::{info, warn};
 use super::policy::{decide, Config, Decision, Observation, State};
 use crate::aws::cloudwatch::{Metric, Unit};
 use crate::aws::AwsError;
+use crate::kafka::lag::{MemberSource, Members};
 use crate::kafka::KafkaError;
-use crate::platform::{Scale, ScaleError};
+use crate::platform::{Counts, Scale, ScaleError};
 
 /// One consumer the autoscaler looks after.
 #[derive(Debug, Clone)]
@@ -25,17 +35,19 @@ pub struct Target {
     /// The ECS service (or local container set) to scale.
     pub service: String,
     pub group: String,
-    pub topic: String,
+    /// Every topic the group consumes.
+    pub topics: Vec<String>,
     pub config: Config,
 }
 
-/// Reads a group's offsets on a topic: the group's committed offsets first, then the end
-/// offsets, so that racing reads give lag ≥ 0.
+/// Reads a group's offsets on its topics: the group's committed offsets first, then the end
+/// offsets, so that racing reads give lag ≥ 0; and the group's members where the broker can
+/// say.
 pub trait ReadLag {
     fn read(
         &self,
         group: &str,
-        topic: &str,
+        topics: &[String],
     ) -> impl Future<Output = Result<Observation, KafkaError>> + Send;
 }
 
@@ -49,6 +61,8 @@ pub trait Publish {
 pub enum TickError {
     #[error("lag: {0}")]
     Lag(#[source] KafkaError),
+    #[error("counts: {0}")]
+    Counts(#[source] std::sync::Arc<ScaleError>),
     #[error("update: {0}")]
     Update(#[source] ScaleError),
 }
@@ -58,8 +72,30 @@ impl TickError {
     pub fn is_throttling(&self) -> bool {
         match self {
             TickError::Lag(_) => false,
+            TickError::Counts(e) => e.is_throttling(),
             TickError::Update(e) => e.is_throttling(),
         }
+    }
+}
+
+/// What one tick did: an outcome per consumer, and whether publishing the metrics failed.
+#[derive(Debug)]
+pub struct Tick {
+    pub outcomes: Vec<Outcome>,
+    pub publish_error: Option<AwsError>,
+}
+
+impl Tick {
+    /// Whether AWS refused any of the tick's calls for its rate: DescribeServices,
+    /// UpdateService or PutMetricData.
+    pub fn throttled(&self) -> bool {
+        self.outcomes
+            .iter()
+            .any(|o| o.error.as_ref().is_some_and(TickError::is_throttling))
+            || self
+                .publish_error
+                .as_ref()
+                .is_some_and(AwsError::is_throttling)
     }
 }
 
@@ -108,46 +144,60 @@ impl Autoscaler {
         scale: &S,
         publish: &P,
         dry_run: bool,
-    ) -> Vec<Outcome> {
-        let mut outcomes = Vec::new();
-        let mut metrics = Vec::new();
-        let unknown: Vec<String> = self
-            .targets
-            .iter()
-            .filter(|t| !self.states.contains_key(&t.consumer))
-            .map(|t| t.service.clone())
-            .collect();
-        let counts = if unknown.is_empty() {
-            BTreeMap::new()
-        } else {
-            scale.current_many(&unknown).await
-        };
-        // Every group's lag at once: the reads wait on brokers, not on each other.
-        let reads = futures_util::future::join_all(
-            self.targets.iter().map(|t| lag.read(&t.group, &t.topic)),
+    ) -> Tick {
+        let services: Vec<String> = self.targets.iter().map(|t| t.service.clone()).collect();
+        // The counts and every group's lag at once: the reads wait on AWS and the brokers,
+        // not on each other.
+        let (counts, reads) = futures_util::future::join(
+            scale.counts_many(&services),
+            futures_util::future::join_all(
+                self.targets.iter().map(|t| lag.read(&t.group, &t.topics)),
+            ),
         )
         .await;
+        let counts = counts.map_err(std::sync::Arc::new);
+        let mut outcomes = Vec::new();
+        let mut metrics = Vec::new();
         for (t, read) in self.targets.iter().zip(reads) {
+            let live = match &counts {
+                Ok(all) => match all.get(&t.service) {
+                    Some(c) => *c,
+                    None => {
+                        // Not deployed (yet): nothing to scale, and no error to report.
+                        warn!(consumer = %t.consumer, service = %t.service, "no such service; skipping");
+                        continue;
+                    }
+                },
+                Err(e) => {
+                    warn!(consumer = %t.consumer, error = %e, "cannot read the desired count; changing nothing");
+                    let current = self.states.get(&t.consumer).map_or(0, |s| s.current);
+                    outcomes.push(Outcome {
+                        consumer: t.consumer.clone(),
+                        service: t.service.clone(),
+                        decision: Decision::hold(
+                            current,
+                            format!(
+                                "cannot read the service's counts: keeping {current} (fail static)"
+                            ),
+                        ),
+                        acted: false,
+                        error: Some(TickError::Counts(e.clone())),
+                    });
+                    continue;
+                }
+            };
             let mut error = None;
             let observation = match read {
-                Ok(o) => Some(o),
+                Ok(o) => Some(with_members(o, live)),
                 Err(e) => {
                     warn!(consumer = %t.consumer, group = %t.group, error = %e, "cannot read lag; changing nothing");
                     error = Some(TickError::Lag(e));
                     None
                 }
             };
-            let state = match self.states.get(&t.consumer) {
-                Some(s) => s.clone(),
-                None => match counts.get(&t.service) {
-                    Some(n) => State::new(*n),
-                    None => {
-                        // Without the current count there is nothing to decide from: the
-                        // next tick tries again.
-                        warn!(consumer = %t.consumer, service = %t.service, "cannot read the desired count; skipping");
-                        continue;
-                    }
-                },
+            let state = match self.states.remove(&t.consumer) {
+                Some(s) => s.with_current(live.desired),
+                None => State::new(live.desired),
             };
             let (decision, next) = decide(&t.config, &state, observation.as_ref());
             let mut acted = false;
@@ -172,9 +222,14 @@ impl Autoscaler {
                 "decided"
             );
             // A failed update leaves the policy's memory where the service is.
-            if acted || !decision.changed || dry_run {
-                self.states.insert(t.consumer.clone(), next);
-            }
+            self.states.insert(
+                t.consumer.clone(),
+                if acted || !decision.changed || dry_run {
+                    next
+                } else {
+                    state
+                },
+            );
             if observation.is_some() {
                 let m = |name, value, unit| Metric {
                     name,
@@ -197,13 +252,30 @@ impl Autoscaler {
                 error,
             });
         }
+        let mut publish_error = None;
         if !metrics.is_empty() && !dry_run {
             if let Err(e) = publish.publish(metrics).await {
                 warn!(error = %e, "cannot publish metrics");
+                publish_error = Some(e);
             }
         }
-        outcomes
+        Tick {
+            outcomes,
+            publish_error,
+        }
     }
+}
+
+/// The observation with its member count: the group's own when the broker gave it, else
+/// the platform's running count.
+fn with_members(mut o: Observation, live: Counts) -> Observation {
+    if o.members.is_none() {
+        o.members = Some(Members {
+            count: live.running,
+            source: MemberSource::Platform,
+        });
+    }
+    o
 }
 
 /// Metrics to CloudWatch.
@@ -232,7 +304,7 @@ mod tests {
     /// A lag read that gives this observation, or fails as a broker that cannot be reached.
     struct FakeLag(Option<Observation>);
     impl ReadLag for FakeLag {
-        async fn read(&self, _group: &str, _topic: &str) -> Result<Observation, KafkaError> {
+        async fn read(&self, _group: &str, _topics: &[String]) -> Result<Observation, KafkaError> {
             self.0.clone().ok_or_else(|| KafkaError::Broker {
                 op: "ListOffsets",
                 bootstrap: "b:9092".into(),
@@ -248,8 +320,11 @@ mod tests {
         refuse: Option<&'static str>,
     }
     impl Scale for FakeScale {
-        async fn current(&self, _service: &str) -> Result<u32, ScaleError> {
-            Ok(1)
+        async fn counts(&self, _service: &str) -> Result<Counts, ScaleError> {
+            Ok(Counts {
+                desired: 1,
+                running: 1,
+            })
         }
         async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
             if let Some(code) = self.refuse {
@@ -292,7 +367,7 @@ mod tests {
                 consumer: "c".into(),
                 service: "c".into(),
                 group: "g".into(),
-                topic: "t".into(),
+                topics: vec!["t".into()],
                 config,
             }],
         )
@@ -301,17 +376,19 @@ mod tests {
     /// 12 partitions, each 2000 messages behind: well over the fallback threshold for one
     /// replica.
     fn backlog() -> Observation {
-        Observation {
-            at: 0.0,
-            partitions: (0..12)
+        Observation::one_topic(
+            0.0,
+            "t",
+            (0..12)
                 .map(|_| PartitionRead {
                     end_offset: 2500,
                     committed_offset: Some(500),
+                    log_start_offset: None,
                     read_at: 0.0,
                 })
                 .collect(),
-            consumers: None,
-        }
+            None,
+        )
     }
 
     #[tokio::test]
@@ -319,7 +396,8 @@ mod tests {
         let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
         let out = autoscaler()
             .tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
-            .await;
+            .await
+            .outcomes;
         assert!(out[0].acted, "{:?}", out[0]);
         let sets = scale.sets.lock().expect("lock").clone();
         assert_eq!(sets.len(), 1);
@@ -339,7 +417,8 @@ mod tests {
         let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
         let out = autoscaler()
             .tick(&FakeLag(None), &scale, &metrics, false)
-            .await;
+            .await
+            .outcomes;
         assert!(!out[0].decision.changed);
         assert_eq!(out[0].decision.desired, 1);
         let error = out[0].error.as_ref().expect("an error");
@@ -366,7 +445,8 @@ mod tests {
         };
         let out = autoscaler()
             .tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
-            .await;
+            .await
+            .outcomes;
         assert!(out[0].decision.changed && !out[0].acted);
         let error = out[0].error.as_ref().expect("an error");
         assert!(error.is_throttling(), "{error:?}");
@@ -381,7 +461,8 @@ mod tests {
         };
         let out = autoscaler()
             .tick(&FakeLag(Some(backlog())), &refused, &metrics, false)
-            .await;
+            .await
+            .outcomes;
         assert!(out[0].error.as_ref().is_some_and(|e| !e.is_throttling()));
     }
 
@@ -390,7 +471,8 @@ mod tests {
         let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
         let out = autoscaler()
             .tick(&FakeLag(Some(backlog())), &scale, &metrics, true)
-            .await;
+            .await
+            .outcomes;
         assert!(out[0].decision.changed && !out[0].acted);
         assert!(scale.sets.lock().expect("lock").is_empty());
         let json = serde_json::to_value(&out[0]).expect("json");

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use crate::manifest::Scaling;
 
-pub use crate::kafka::lag::{Observation, PartitionRead};
+pub use crate::kafka::lag::{MemberSource, Members, Observation, PartitionRead, TopicSpan};
 
 /// The policy's settings. [`Config::new`] is the one constructor: it takes the manifest's
 /// `[scaling]` bounds, and the `with_*` methods change the defaults it picks for the rest.
@@ -139,6 +139,20 @@ impl State {
             ..State::default()
         }
     }
+
+    /// The same memory, starting from the count the platform reports now. A count changed
+    /// behind the policy's back (a deploy, a person) restarts the scale-in window.
+    #[must_use]
+    pub fn with_current(self, current: u32) -> State {
+        if current == self.current {
+            return self;
+        }
+        State {
+            current,
+            below_since: None,
+            ..self
+        }
+    }
 }
 
 /// The outcome of one tick.
@@ -203,7 +217,7 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
     let current = state.current;
     let obs = match check_read(cfg, current, obs) {
         Ok(obs) => obs,
-        Err(reason) => return (hold(current, reason), state.clone()),
+        Err(reason) => return (Decision::hold(current, reason), state.clone()),
     };
     let lag = partition_lag(obs);
     let prev = comparable_prev(state, obs);
@@ -292,15 +306,17 @@ fn check_read<'a>(
     Ok(obs)
 }
 
-/// The decision of a tick that keeps `current` for `reason`, with no figures.
-fn hold(current: u32, reason: String) -> Decision {
-    Decision {
-        desired: current,
-        changed: false,
-        reason,
-        lag: 0,
-        lag_seconds: None,
-        stuck: Vec::new(),
+impl Decision {
+    /// The decision of a tick that keeps `current` for `reason`, with no figures.
+    pub fn hold(current: u32, reason: String) -> Decision {
+        Decision {
+            desired: current,
+            changed: false,
+            reason,
+            lag: 0,
+            lag_seconds: None,
+            stuck: Vec::new(),
+        }
     }
 }
 
@@ -358,7 +374,7 @@ fn find_stuck(
     lag: &[u64],
     unmoved_before: &[u32],
 ) -> Stuck {
-    let consumers = obs.consumers.unwrap_or(0);
+    let consumers = obs.member_count().unwrap_or(0);
     let unmoved_ticks: Vec<u32> = match prev {
         Some(prev) => obs
             .partitions
@@ -432,9 +448,9 @@ fn measure_rates(
         consumed.push(committed_delta(now, before) as f64 / dt);
     }
 
-    let consumers = obs.consumers.unwrap_or(0);
+    let consumers = obs.member_count().unwrap_or(0);
     let first = known.is_none();
-    let members = match prev.consumers {
+    let members = match prev.member_count() {
         Some(before) if before == consumers => Some(consumers),
         Some(before) if first => Some(consumers.max(before)),
         _ => None,
@@ -707,7 +723,7 @@ impl<'a> Projection<'a> {
     ) -> Projection<'a> {
         let p = lag.len() as u32;
         let current = state.current;
-        let serving = obs.consumers.unwrap_or(current);
+        let serving = obs.member_count().unwrap_or(current);
         let pending_for = match state.scaled_out_at {
             Some(at) if current > serving => (cfg.startup_seconds - (obs.at - at))
                 .min(cfg.startup_seconds)
@@ -965,18 +981,23 @@ mod tests {
 
     /// Partitions with these (end, committed) offsets, read at `at`.
     fn obs(at: f64, offsets: &[(i64, i64)], consumers: u32) -> Observation {
-        Observation {
+        Observation::one_topic(
             at,
-            partitions: offsets
+            "t",
+            offsets
                 .iter()
                 .map(|&(end, committed)| PartitionRead {
                     end_offset: end,
                     committed_offset: Some(committed),
+                    log_start_offset: None,
                     read_at: at,
                 })
                 .collect(),
-            consumers: Some(consumers),
-        }
+            Some(Members {
+                count: consumers,
+                source: MemberSource::Group,
+            }),
+        )
     }
 
     #[test]
@@ -1219,6 +1240,7 @@ mod tests {
         o.partitions.push(PartitionRead {
             end_offset: 1_000,
             committed_offset: None,
+            log_start_offset: None,
             read_at: 0.0,
         });
         assert_eq!(partition_lag(&o), vec![60, 0, 0, 0]);

@@ -22,7 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::keda::Keda;
-use super::policy::{self, Config, Observation, PartitionRead, State};
+use super::policy::{self, Config, MemberSource, Members, Observation, PartitionRead, State};
 
 /// A produce-rate trace: `t_seconds,produce_rate[,stuck]` rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -388,17 +388,22 @@ pub fn simulate(trace: &Trace, setup: &Setup, which: Which) -> Run {
         // Decide at the start of the second, on the state so far.
         let next = match which {
             Which::Shoal if t % setup.interval_seconds == 0 => {
-                let obs = Observation {
-                    at: t as f64,
-                    partitions: (0..p)
+                let obs = Observation::one_topic(
+                    t as f64,
+                    "simulated",
+                    (0..p)
                         .map(|i| PartitionRead {
                             end_offset: arrived.last().copied().unwrap_or(0.0).floor() as i64,
                             committed_offset: Some(consumed[i].floor() as i64),
+                            log_start_offset: None,
                             read_at: t as f64,
                         })
                         .collect(),
-                    consumers: Some(serving_count(&replicas, t)),
-                };
+                    Some(Members {
+                        count: serving_count(&replicas, t),
+                        source: MemberSource::Group,
+                    }),
+                );
                 let (decision, s) = policy::decide(&cfg, &state, Some(&obs));
                 state = s;
                 if decision.changed {

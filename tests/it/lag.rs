@@ -93,7 +93,7 @@ async fn committed_first_then_end_offsets_and_no_commit_is_not_lag() {
     let reader = LagReader::open(&sb.env(), Duration::from_secs(10))
         .await
         .expect("reader");
-    let o = reader.read(&group, &topic).expect("lag read");
+    let o = reader.read(&group, &[topic]).expect("lag read");
     let ends: Vec<i64> = o.partitions.iter().map(|p| p.end_offset).collect();
     let committed: Vec<Option<i64>> = o.partitions.iter().map(|p| p.committed_offset).collect();
     assert_eq!(ends, vec![10, 10, 10]);
@@ -108,7 +108,7 @@ async fn an_unreachable_broker_is_an_error_not_a_reading() {
     let reader = LagReader::open(&env, Duration::from_secs(2))
         .await
         .expect("reader");
-    let err = reader.read("g", "t").expect_err("no broker");
+    let err = reader.read("g", &["t".into()]).expect_err("no broker");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
 }
 

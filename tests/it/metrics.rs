@@ -83,18 +83,19 @@ async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
         client,
         cluster: env.cluster.clone(),
     };
-    assert_eq!(ecs.current(&service).await.expect("current"), 1);
+    assert_eq!(ecs.counts(&service).await.expect("counts").desired, 1);
     ecs.set(&service, 4).await.expect("set");
-    assert_eq!(ecs.current(&service).await.expect("current"), 4);
-    let missing = ecs.current("no-such-service").await;
+    assert_eq!(ecs.counts(&service).await.expect("counts").desired, 4);
+    let missing = ecs.counts("no-such-service").await;
     assert!(
         matches!(missing, Err(ScaleError::NoService { .. })),
         "{missing:?}"
     );
     let many = ecs
-        .current_many(&[service.clone(), "no-such-service".to_string()])
-        .await;
-    assert_eq!(many.get(&service), Some(&4));
+        .counts_many(&[service.clone(), "no-such-service".to_string()])
+        .await
+        .expect("counts");
+    assert_eq!(many.get(&service).map(|c| c.desired), Some(4));
     assert_eq!(many.len(), 1, "a missing service is left out: {many:?}");
 }
 

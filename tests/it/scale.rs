@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use shoal::manifest::Scaling;
-use shoal::scale::policy::{decide, useful_counts, Config, Observation, PartitionRead, State};
+use shoal::scale::policy::{
+    decide, useful_counts, Config, MemberSource, Members, Observation, PartitionRead, State,
+};
 use shoal::scale::sim::{self, Setup, Trace, Which};
 use shoal::scale::Comparison;
 
@@ -24,18 +26,23 @@ fn config(min: u32, max: u32) -> Config {
 }
 
 fn observation(at: f64, offsets: &[(i64, Option<i64>)], consumers: Option<u32>) -> Observation {
-    Observation {
+    Observation::one_topic(
         at,
-        partitions: offsets
+        "t",
+        offsets
             .iter()
             .map(|&(end_offset, committed_offset)| PartitionRead {
                 end_offset,
                 committed_offset,
+                log_start_offset: None,
                 read_at: at,
             })
             .collect(),
-        consumers,
-    }
+        consumers.map(|count| Members {
+            count,
+            source: MemberSource::Group,
+        }),
+    )
 }
 
 /// Partition count, bounds (min ≤ max), and a current count within them.

@@ -115,6 +115,14 @@ impl LiveSet {
         self.current.iter().filter(|c| c.running()).count() as u32
     }
 
+    /// The desired and running counts, as the autoscaler reads them.
+    pub fn counts(&self) -> crate::platform::Counts {
+        crate::platform::Counts {
+            desired: self.desired(),
+            running: self.running(),
+        }
+    }
+
     /// The spec as the plan compares it.
     pub fn plan_spec(&self) -> Value {
         let mut v = self.spec.clone().unwrap_or_else(|| json!({}));

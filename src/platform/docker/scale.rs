@@ -7,7 +7,7 @@ use bollard::Docker;
 use tracing::{info, warn};
 
 use crate::manifest::Environment;
-use crate::platform::{RolloutError, ScaleError};
+use crate::platform::{Counts, RolloutError, ScaleError};
 
 use super::*;
 
@@ -111,9 +111,27 @@ impl DockerScale {
 }
 
 impl crate::platform::Scale for DockerScale {
-    async fn current(&self, service: &str) -> Result<u32, ScaleError> {
+    async fn counts(&self, service: &str) -> Result<Counts, ScaleError> {
         let (_, set) = self.set_of(service).await?;
-        Ok(set.map_or(0, |s| s.desired()))
+        Ok(set.map_or(Counts::NONE, |s| s.counts()))
+    }
+
+    /// One container list for all of them.
+    async fn counts_many(
+        &self,
+        services: &[String],
+    ) -> Result<BTreeMap<String, Counts>, ScaleError> {
+        let all = list(&self.docker, &self.project, &self.env)
+            .await
+            .map_err(engine_error)?;
+        let mut sets = live_sets(&all);
+        Ok(services
+            .iter()
+            .map(|s| {
+                let counts = sets.remove(s).map_or(Counts::NONE, |set| set.counts());
+                (s.clone(), counts)
+            })
+            .collect())
     }
 
     async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {

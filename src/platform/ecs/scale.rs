@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use tracing::warn;
+use aws_sdk_ecs::types::Service;
 
-use crate::platform::{Scale, ScaleError};
+use crate::platform::{Counts, Scale, ScaleError};
 
 /// Desired counts on ECS.
 #[derive(Debug, Clone)]
@@ -14,11 +14,11 @@ pub struct EcsServices {
 }
 
 impl Scale for EcsServices {
-    async fn current(&self, service: &str) -> Result<u32, ScaleError> {
+    async fn counts(&self, service: &str) -> Result<Counts, ScaleError> {
         let found = super::describe(&self.client, &self.cluster, &[service.to_string()]).await?;
         found
             .first()
-            .map(|s| s.desired_count().max(0) as u32)
+            .map(counts_of)
             .ok_or_else(|| ScaleError::NoService {
                 service: service.to_string(),
                 cluster: self.cluster.clone(),
@@ -26,27 +26,28 @@ impl Scale for EcsServices {
     }
 
     /// One DescribeServices per ten services.
-    async fn current_many(&self, services: &[String]) -> BTreeMap<String, u32> {
-        match super::describe(&self.client, &self.cluster, services).await {
-            Ok(found) => found
-                .iter()
-                .filter_map(|s| {
-                    Some((
-                        s.service_name()?.to_string(),
-                        s.desired_count().max(0) as u32,
-                    ))
-                })
-                .collect(),
-            Err(e) => {
-                warn!(error = %e, "cannot read the desired counts");
-                BTreeMap::new()
-            }
-        }
+    async fn counts_many(
+        &self,
+        services: &[String],
+    ) -> Result<BTreeMap<String, Counts>, ScaleError> {
+        let found = super::describe(&self.client, &self.cluster, services).await?;
+        Ok(found
+            .iter()
+            .filter_map(|s| Some((s.service_name()?.to_string(), counts_of(s))))
+            .collect())
     }
 
     async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
         let count = i32::try_from(count)?;
         super::set_desired_count(&self.client, &self.cluster, service, count).await?;
         Ok(())
+    }
+}
+
+/// A service's desired and running counts (ECS gives them as `i32`; below 0 reads as 0).
+fn counts_of(s: &Service) -> Counts {
+    Counts {
+        desired: s.desired_count().max(0) as u32,
+        running: s.running_count().max(0) as u32,
     }
 }
