@@ -375,6 +375,8 @@ mod tests {
             log_retention_days: 7,
             keep_images: 20,
             vars: Default::default(),
+            secrets: Default::default(),
+            allow_plain: Vec::new(),
             kafka: KafkaAccess::None,
         }
     }

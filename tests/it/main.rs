@@ -22,6 +22,7 @@ mod metrics;
 mod msk;
 mod parity;
 mod plan;
+mod prod_env;
 mod render;
 mod rollout_replay;
 mod scaffold;
