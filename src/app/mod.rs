@@ -503,7 +503,11 @@ impl Ctx {
     }
 
     fn render(&self, args: &RenderArgs) -> Result<i32> {
-        let renderings = self.renderings(args.consumer.as_deref())?;
+        // What is printed or written shows no credential (a plain one is refused on ECS).
+        let mut renderings = self.renderings(args.consumer.as_deref())?;
+        for (_, v) in &mut renderings {
+            crate::manifest::credential::redact_json(v);
+        }
         if let Some(dir) = &args.write {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;

@@ -55,13 +55,21 @@ pub fn credential_reason(name: &str, value: &str) -> Option<&'static str> {
 /// The value of `name` as it may be shown: a credential's whole value replaced, and any URL
 /// password masked.
 pub fn redact_value<'v>(name: &str, value: &'v str) -> Cow<'v, str> {
+    mask_value(name, value, &|_| REDACTED.to_string())
+}
+
+/// As [`redact_value`], with `mask` giving what replaces each secret part. The docker
+/// platform masks with a digest, so a changed password still changes what it stores.
+pub fn mask_value<'v>(name: &str, value: &'v str, mask: &dyn Fn(&str) -> String) -> Cow<'v, str> {
     if value.is_empty() || value.starts_with("arn:") {
         return Cow::Borrowed(value);
     }
     if is_credential_name(name) {
-        return Cow::Borrowed(REDACTED);
+        return Cow::Owned(mask(value));
     }
-    redact_text(value)
+    URL_PASSWORD.replace_all(value, |c: &regex::Captures<'_>| {
+        format!("{}{}@", &c["head"], mask(&c["password"]))
+    })
 }
 
 /// `text` with every URL password masked (`postgres://user:***@host`): for free text such as
@@ -82,17 +90,17 @@ pub fn redact_json(value: &mut Value) {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             for (k, v) in map.iter_mut() {
-                match (k.as_str(), &name, v.as_str()) {
-                    ("value", Some(n), Some(s)) => {
-                        let shown = redact_value(n, s).into_owned();
-                        *v = Value::String(shown);
+                let shown = match (k.as_str(), &name, v.as_str()) {
+                    ("value", Some(n), Some(s)) => redact_value(n, s).into_owned(),
+                    // A map of variables (`vars`, a docker spec's environment).
+                    (key, _, Some(s)) if is_variable_name(key) => redact_value(key, s).into_owned(),
+                    (_, _, Some(s)) => redact_text(s).into_owned(),
+                    _ => {
+                        redact_json(v);
+                        continue;
                     }
-                    (key, _, Some(s)) => {
-                        let shown = redact_value(key, s).into_owned();
-                        *v = Value::String(shown);
-                    }
-                    _ => redact_json(v),
-                }
+                };
+                *v = Value::String(shown);
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact_json),
@@ -103,6 +111,15 @@ pub fn redact_json(value: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// An environment variable's name as written by convention, `UPPER_SNAKE`: a JSON key of
+/// that shape names a variable, where `key` or `name` are a document's own fields.
+fn is_variable_name(key: &str) -> bool {
+    key.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// `NAME=value` lines (a container's `Env`), each redacted by its name.
@@ -133,7 +150,13 @@ mod tests {
         ] {
             assert!(is_credential_name(name), "{name}");
         }
-        for name in ["DATABASE_URL", "KEYSPACE", "TOKENIZER", "BATCH_SIZE", "MONKEY"] {
+        for name in [
+            "DATABASE_URL",
+            "KEYSPACE",
+            "TOKENIZER",
+            "BATCH_SIZE",
+            "MONKEY",
+        ] {
             assert!(!is_credential_name(name), "{name}");
         }
         assert_eq!(
@@ -166,7 +189,8 @@ mod tests {
                 {"name": "RUST_LOG", "value": "info"}
             ],
             "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:1:parameter/p"}],
-            "vars": {"SESSION_TOKEN": "t", "REGION": "us-east-1"}
+            "vars": {"SESSION_TOKEN": "t", "REGION": "us-east-1"},
+            "problem": {"key": "cpu", "message": "bad"}
         });
         redact_json(&mut v);
         assert_eq!(
@@ -178,7 +202,8 @@ mod tests {
                     {"name": "RUST_LOG", "value": "info"}
                 ],
                 "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:1:parameter/p"}],
-                "vars": {"SESSION_TOKEN": "***", "REGION": "us-east-1"}
+                "vars": {"SESSION_TOKEN": "***", "REGION": "us-east-1"},
+                "problem": {"key": "cpu", "message": "bad"}
             })
         );
     }

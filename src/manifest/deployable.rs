@@ -37,11 +37,7 @@ fn set_names<'a>(env: &'a Environment, consumer: &'a Consumer) -> BTreeSet<&'a s
 
 /// Checks `consumers` (as they deploy: `[env]` expanded) against `env`. `project_text` is
 /// `shoal.toml`'s text, to put lines on the problems.
-pub(super) fn check(
-    project_text: &str,
-    env: &Environment,
-    consumers: &[Consumer],
-) -> Problems {
+pub(super) fn check(project_text: &str, env: &Environment, consumers: &[Consumer]) -> Problems {
     let mut problems = Problems::default();
     let env_key = format!("env.{}", quote_key(&env.name));
     let ecs = env.platform == Platform::Ecs;

@@ -9,9 +9,7 @@ use regex::Regex;
 use super::environment::ROLE_ARN;
 use super::problem::{quote_key, FileProblems, Problem, Problems};
 use super::raw;
-use super::{
-    interp, Api, Build, Consumer, KafkaUse, Kind, Platform, Required, Scaling, Topic,
-};
+use super::{interp, Api, Build, Consumer, KafkaUse, Kind, Platform, Required, Scaling, Topic};
 
 pub const NAME_HELP: &str = "use 1 to 63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit (the name becomes an ECS family, an ECS service and an ECR repository)";
 
@@ -195,8 +193,8 @@ fn required(
         match Platform::parse(&platform) {
             Some(p) => lists.push((key, Some(p), list)),
             None => {
-                fp.push(&key, format!("{platform:?} is not a platform")).help =
-                    Some("use required_on = { ecs = [...] } or { docker = [...] }".into());
+                fp.push(&key, format!("{platform:?} is not a platform"))
+                    .help = Some("use required_on = { ecs = [...] } or { docker = [...] }".into());
             }
         }
     }
@@ -230,8 +228,11 @@ pub(super) fn allow_plain(
     let list = list.unwrap_or_default();
     for (i, name) in list.iter().enumerate() {
         if !table.contains_key(name) {
-            fp.push(format!("{key}[{i}]"), format!("{name:?} is not set in {table_name}"))
-                .help = Some(format!(
+            fp.push(
+                format!("{key}[{i}]"),
+                format!("{name:?} is not set in {table_name}"),
+            )
+            .help = Some(format!(
                 "list only keys of {table_name} whose plain value is not secret, or remove it"
             ));
         }
@@ -422,8 +423,8 @@ fn secrets(
                 Some("a variable comes from [env] or [secrets], not both".into());
         }
         if !is_secret_arn(value) {
-            fp.push(&path, "is not a Secrets Manager or SSM parameter ARN").help =
-                Some(SECRET_ARN_HELP.into());
+            fp.push(&path, "is not a Secrets Manager or SSM parameter ARN")
+                .help = Some(SECRET_ARN_HELP.into());
         }
     }
     table

@@ -23,6 +23,7 @@ mod msk;
 mod parity;
 mod plan;
 mod prod_env;
+mod redaction;
 mod render;
 mod rollout_replay;
 mod scaffold;

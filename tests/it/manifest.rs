@@ -463,7 +463,10 @@ const ECS_ENV: &str = "project = \"p\"\n[env.e]\nplatform = \"ecs\"\naccount_id 
 
 invalid_project!(
     env_secret_given_as_a_value,
-    format!("default_env = \"e\"\n{}secrets = {{ DATABASE_URL = \"postgres://u:p@h/d\" }}\n", ECS_ENV.replace("default_env = \"e\"\n", "")),
+    format!(
+        "default_env = \"e\"\n{}secrets = {{ DATABASE_URL = \"postgres://u:p@h/d\" }}\n",
+        ECS_ENV.replace("default_env = \"e\"\n", "")
+    ),
     "env.e.secrets.DATABASE_URL",
     "not a Secrets Manager or SSM parameter ARN"
 );
@@ -475,7 +478,10 @@ invalid_project!(
 );
 invalid_project!(
     env_allow_plain_names_no_var,
-    format!("default_env = \"e\"\n{}allow_plain = [\"DATABASE_URL\"]\n", ECS_ENV.replace("default_env = \"e\"\n", "")),
+    format!(
+        "default_env = \"e\"\n{}allow_plain = [\"DATABASE_URL\"]\n",
+        ECS_ENV.replace("default_env = \"e\"\n", "")
+    ),
     "env.e.allow_plain[0]",
     "not set in vars"
 );

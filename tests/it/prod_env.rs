@@ -21,7 +21,8 @@ fn deploy_problems(f: &Fixture, env: &str) -> Vec<Problem> {
     project.check_deployable(&env, &fleet.consumers).0
 }
 
-const LOCAL: &str = "[env.local]\nplatform = \"docker\"\nkafka = { bootstrap = [\"127.0.0.1:9092\"] }\n";
+const LOCAL: &str =
+    "[env.local]\nplatform = \"docker\"\nkafka = { bootstrap = [\"127.0.0.1:9092\"] }\n";
 
 /// An ECS environment with everything it needs but `extra` (vars, secrets, allow_plain).
 fn ecs_env(extra: &str) -> String {
@@ -66,7 +67,9 @@ fn vars_secrets_and_the_manifest_each_count_as_set() {
             required.to_string(),
         ),
         (
-            ecs_env(&format!("secrets = {{ DATABASE_URL = \"{WAREHOUSE_ARN}\" }}\n")),
+            ecs_env(&format!(
+                "secrets = {{ DATABASE_URL = \"{WAREHOUSE_ARN}\" }}\n"
+            )),
             required.to_string(),
         ),
         (
@@ -78,7 +81,9 @@ fn vars_secrets_and_the_manifest_each_count_as_set() {
             format!("{required}[env]\nDATABASE_URL = \"postgres://warehouse/db\"\n"),
         ),
     ] {
-        let f = Fixture::new(&format!("project = \"p\"\ndefault_env = \"sandbox\"\n{shoal_toml}"));
+        let f = Fixture::new(&format!(
+            "project = \"p\"\ndefault_env = \"sandbox\"\n{shoal_toml}"
+        ));
         f.consumer("sink", &manifest);
         assert_eq!(
             deploy_problems(&f, "sandbox"),
@@ -116,7 +121,9 @@ fn required_on_a_platform_and_one_of_several() {
     );
     let f = Fixture::new(&format!(
         "project = \"p\"\ndefault_env = \"sandbox\"\n{}",
-        ecs_env("secrets = { JWT_SECRET = \"arn:aws:ssm:us-east-1:123456789012:parameter/jwt\" }\n")
+        ecs_env(
+            "secrets = { JWT_SECRET = \"arn:aws:ssm:us-east-1:123456789012:parameter/jwt\" }\n"
+        )
     ));
     f.consumer(
         "api",
@@ -168,9 +175,9 @@ fn ecs_refuses_a_plain_credential_and_points_to_secrets() {
         problems[1]
     );
     // The docker platform keeps its plain values (its output is redacted instead).
-    let f = Fixture::new(&format!(
-        "project = \"p\"\n[env.local]\nplatform = \"docker\"\nvars = {{ DATABASE_URL = \"postgres://app:hunter2@db/x\" }}\n"
-    ));
+    let f = Fixture::new(
+        "project = \"p\"\n[env.local]\nplatform = \"docker\"\nvars = { DATABASE_URL = \"postgres://app:hunter2@db/x\" }\n",
+    );
     f.consumer("c", "kind = \"worker\"\n[env]\nSESSION_TOKEN = \"abc\"\n");
     assert_eq!(deploy_problems(&f, "local"), Vec::new());
 }
@@ -229,7 +236,10 @@ fn the_shipped_prod_environment_is_complete() {
     let fleet = discover::discover(&root)
         .and_then(|f| f.for_env(&env, &|_| None))
         .unwrap_or_else(|p| panic!("{p}"));
-    assert_eq!(project.check_deployable(&env, &fleet.consumers), Default::default());
+    assert_eq!(
+        project.check_deployable(&env, &fleet.consumers),
+        Default::default()
+    );
 
     let renderer = Renderer::for_project(&root).expect("template");
     let target = Target {
