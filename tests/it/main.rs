@@ -10,6 +10,7 @@ mod cli;
 mod context_hash;
 mod deploy;
 mod docker_platform;
+mod ecr_settings;
 mod ecs_register;
 mod exposure_api;
 mod exposure_consumer;
