@@ -16,6 +16,7 @@ mod exposure_api;
 mod exposure_consumer;
 mod exposure_pipeline;
 mod fuzz;
+mod iam_policy;
 mod image;
 mod lag;
 mod manifest;
