@@ -9,16 +9,7 @@ use crate::support::{assert_ok, text, Sandbox};
 
 fn consumer(sb: &Sandbox) -> String {
     let name = format!("ecr-{}", &sb.project[3..sb.project.len().min(11)]);
-    let fx = &sb.fixture;
-    fx.write(
-        &format!("consumers/{name}/consumer.toml"),
-        "kind = \"worker\"\n",
-    );
-    fx.write(
-        &format!("consumers/{name}/Dockerfile"),
-        "FROM scratch\nCOPY payload.txt /payload.txt\n",
-    );
-    fx.write(&format!("consumers/{name}/payload.txt"), "ecr settings");
+    sb.payload_consumer(&name, "kind = \"worker\"\n", "ecr settings");
     name
 }
 

@@ -211,15 +211,8 @@ fn the_policy_names_every_operation_in_the_source_and_nothing_more() {
 fn every_call_a_deploy_job_makes_is_allowed() {
     let sb = Sandbox::new();
     let name = format!("iam-{}", &sb.project[3..sb.project.len().min(11)]);
-    let fx = &sb.fixture;
-    fx.write(
-        &format!("consumers/{name}/consumer.toml"),
-        "kind = \"worker\"\n[kafka]\ngroup = \"g\"\ntopics = [\"t\"]\n[scaling]\nmin = 1\nmax = 2\n",
-    );
-    fx.write(
-        &format!("consumers/{name}/Dockerfile"),
-        "FROM scratch\nCOPY payload.txt /payload.txt\n",
-    );
+    let manifest =
+        "kind = \"worker\"\n[kafka]\ngroup = \"g\"\ntopics = [\"t\"]\n[scaling]\nmin = 1\nmax = 2\n";
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
             .args(args)
@@ -233,9 +226,9 @@ fn every_call_a_deploy_job_makes_is_allowed() {
         logged_calls(&text(&out.stderr))
     };
     let mut calls = BTreeSet::new();
-    fx.write(&format!("consumers/{name}/payload.txt"), "one");
+    sb.payload_consumer(&name, manifest, "one");
     calls.extend(run(&["deploy", "--env", "sandbox", "--timeout", "30s"]));
-    fx.write(&format!("consumers/{name}/payload.txt"), "two");
+    sb.payload_consumer(&name, manifest, "two");
     calls.extend(run(&["deploy", "--env", "sandbox", "--timeout", "30s"]));
     calls.extend(run(&["plan", "--env", "sandbox"]));
     calls.extend(run(&["status", "--env", "sandbox"]));

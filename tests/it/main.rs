@@ -9,6 +9,7 @@ mod base_images;
 mod cli;
 mod context_hash;
 mod deploy;
+mod deploy_workflow;
 mod docker_platform;
 mod ecr_settings;
 mod ecs_register;

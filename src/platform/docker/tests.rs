@@ -181,26 +181,12 @@ fn the_spec_label_keeps_no_plain_credential() {
         .is_some_and(|k| k.starts_with("sha256:")));
     assert_eq!(shown["RUST_LOG"], "info");
     assert!(spec.env.contains(&"API_KEYS=key-one".to_string()));
-    let rotated = Spec::new(
-        &c,
-        &task_definition(
-            &c,
-            &env_of(&[("DATABASE_URL", "postgres://shoal:other@db:5432/shoal")]),
-        ),
-        &Secrets::default(),
-        1,
-    )
-    .expect("spec");
-    let first = Spec::new(
-        &c,
-        &task_definition(
-            &c,
-            &env_of(&[("DATABASE_URL", "postgres://shoal:hunter2@db:5432/shoal")]),
-        ),
-        &Secrets::default(),
-        1,
-    )
-    .expect("spec");
+    let with_url = |url: &str| {
+        let td = task_definition(&c, &env_of(&[("DATABASE_URL", url)]));
+        Spec::new(&c, &td, &Secrets::default(), 1).expect("spec")
+    };
+    let first = with_url("postgres://shoal:hunter2@db:5432/shoal");
+    let rotated = with_url("postgres://shoal:other@db:5432/shoal");
     assert_ne!(
         first.revision, rotated.revision,
         "a new password is a new revision"
