@@ -1,6 +1,7 @@
 //! exposure-consumer: Kafka → warehouse, one row per exposure_id on an at-least-once pipe.
 //! See README.md.
 
+mod breaker;
 mod config;
 mod consumer;
 mod dialect;
