@@ -210,6 +210,9 @@ fn consumer_config(s: &Settings) -> ClientConfig {
         // the warehouse (docs/benchmarks.md). At 50 ms an idle consumer sends 20 small
         // fetches a second per broker.
         .set("fetch.wait.max.ms", "50")
+        // librdkafka's prefetch, part of the consumer's memory bound with the buffer's budget
+        // (librdkafka's default is 64 MiB).
+        .set("queued.max.messages.kbytes", "16384")
         .set("statistics.interval.ms", "5000");
     if let Some(iam) = &s.iam {
         iam.apply(&mut c);
@@ -882,6 +885,7 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("session.timeout.ms"), Some("6000"));
         assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
         assert_eq!(
             c.get("fetch.wait.max.ms"),
             Some("200"),
