@@ -1263,11 +1263,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// A long warehouse outage with two rebalances in it (a second member joins the group, then
-/// leaves): the buffer stays within its budget (BATCH_SIZE × 10) throughout, because the
-/// partitions handed back after each rebalance are paused too, and the consumer's memory stays
-/// bounded while far more than that is produced. Then everything is written once.
-/// `EXPOSURE_OUTAGE_SECS` sets the outage's length (default 60).
+/// A long warehouse outage with two rebalances in it: the consumer starts next to a second
+/// member (3 partitions each), which leaves during the outage (the consumer is handed 3
+/// partitions it never paused) and joins again. The buffer stays within its budget
+/// (BATCH_SIZE × 10) throughout, because partitions assigned while the consumer is paused are
+/// paused too, and the consumer's memory stays bounded while far more than that is produced.
+/// Then the member leaves and everything is written once. `EXPOSURE_OUTAGE_SECS` sets the
+/// outage's length (default 60).
 #[tokio::test(flavor = "multi_thread")]
 async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalances() {
     let outage = Duration::from_secs(
@@ -1295,76 +1297,94 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
     env.push(("BATCH_SIZE", batch_size.to_string()));
     // librdkafka's prefetch, part of the memory bound.
     env.push(("RDKAFKA_QUEUED_MAX_MESSAGES_KBYTES", "4096".to_string()));
-    let consumer = spawn_workload("exposure-consumer", &env);
-    let pid = consumer.child.id();
-    case.produce(0..100);
-    case.wait_rows(100, Duration::from_secs(60));
-    case.wait_committed_to_end(Duration::from_secs(30));
-    let committed = case.committed();
-    let baseline = rss_kib(pid).expect("VmRSS");
+
+    // The second member: in the group (polling, committing nothing) while `Some`.
+    let join = || -> BaseConsumer {
+        let m: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &case.bootstrap)
+            .set("group.id", &case.group)
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()
+            .expect("second member");
+        m.subscribe(&[&case.topic]).expect("subscribe");
+        m
+    };
+    let leave = |m: BaseConsumer| {
+        m.unsubscribe();
+        drop(m);
+    };
+    // Polls the member (to keep it in the group) for `d`.
+    let idle = |member: &Option<BaseConsumer>, d: Duration| {
+        let until = Instant::now() + d;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match member {
+                Some(m) => {
+                    let _ = m.poll(left);
+                }
+                None => std::thread::sleep(left),
+            }
+        }
+    };
 
     proxy.cut();
+    let mut member = Some(join());
+    idle(&member, Duration::from_secs(2));
+    let consumer = spawn_workload("exposure-consumer", &env);
+    let pid = consumer.child.id();
     let t = Instant::now();
-    // ~4 KiB events, 40 every 100 ms: the budget's worth in the outage's first 3 seconds.
-    let traffic = Traffic::start(&case, 100, 40, 4000);
+    while metric(port, "exposure_consumer_assigned_partitions") != Some(f64::from(PARTITIONS / 2)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the consumer never got half the partitions"
+        );
+        idle(&member, Duration::from_millis(300));
+    }
+    let baseline = rss_kib(pid).expect("VmRSS");
+    let rebalances_before = metric(port, "exposure_consumer_rebalances_total").unwrap_or(0.0);
+
+    // ~4 KiB events, 40 every 100 ms: the budget's worth in the outage's first seconds.
+    let t = Instant::now();
+    let traffic = Traffic::start(&case, 0, 40, 4000);
     let mut samples: Vec<(Duration, u64, u64)> = Vec::new();
-    let sample = |samples: &mut Vec<(Duration, u64, u64)>| {
+    let mut step = 0;
+    while t.elapsed() < outage {
         let rss = rss_kib(pid).expect("VmRSS");
         let buffered = metric(port, "exposure_consumer_buffered_messages").unwrap_or(0.0) as u64;
         samples.push((t.elapsed(), rss, buffered));
-    };
-    let rebalances_before = metric(port, "exposure_consumer_rebalances_total").unwrap_or(0.0);
-    let mut member: Option<BaseConsumer> = None;
-    let mut joins = 0;
-    while t.elapsed() < outage {
-        sample(&mut samples);
-        let third = t.elapsed().as_secs_f64() / outage.as_secs_f64();
-        // Rebalance 1 at a third of the outage (a member joins), 2 at two thirds (it leaves).
-        if joins == 0 && third >= 1.0 / 3.0 {
-            let m: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &case.bootstrap)
-                .set("group.id", &case.group)
-                .set("enable.auto.commit", "false")
-                .set("session.timeout.ms", "6000")
-                .create()
-                .expect("second member");
-            m.subscribe(&[&case.topic]).expect("subscribe");
-            member = Some(m);
-            joins = 1;
-        }
-        if joins == 1 && third >= 2.0 / 3.0 {
+        let part = t.elapsed().as_secs_f64() / outage.as_secs_f64();
+        // Rebalance 1 at a third of the outage (the member leaves: the consumer is handed its
+        // partitions), 2 at two thirds (it joins again).
+        if step == 0 && part >= 1.0 / 3.0 {
             if let Some(m) = member.take() {
-                m.unsubscribe();
-                drop(m);
+                leave(m);
             }
-            joins = 2;
+            step = 1;
         }
-        match &member {
-            Some(m) => {
-                let _ = m.poll(Duration::from_millis(500));
-            }
-            None => std::thread::sleep(Duration::from_millis(500)),
+        if step == 1 && part >= 2.0 / 3.0 {
+            member = Some(join());
+            step = 2;
         }
+        idle(&member, Duration::from_millis(500));
     }
     let produced = traffic.stop();
-    sample(&mut samples);
-    assert_eq!(case.committed(), committed, "committed during the outage");
-    assert_eq!(case.rows(), 100);
     let rebalances = metric(port, "exposure_consumer_rebalances_total").unwrap_or(0.0);
-    assert!(
-        rebalances >= rebalances_before + 4.0,
-        "two rebalances (a revocation and an assignment each) during the outage: {rebalances_before} → {rebalances}"
-    );
+    assert!(case.committed().is_empty(), "committed during the outage");
+    assert_eq!(case.rows(), 0);
     let max_buffered = samples.iter().map(|s| s.2).max().unwrap_or(0);
     let max_rss = samples.iter().map(|s| s.1).max().unwrap_or(0);
-    let produced_kib = (produced - 100) * 4;
+    let produced_kib = produced * 4;
     eprintln!(
-        "outage {outage:?}: produced {} events (~{produced_kib} KiB); buffer ≤ {max_buffered} (budget {budget}); RSS {baseline} KiB before, {max_rss} KiB at most",
-        produced - 100
+        "outage {outage:?}: produced {produced} events (~{produced_kib} KiB); buffer ≤ {max_buffered} (budget {budget}); RSS {baseline} KiB before, {max_rss} KiB at most; rebalances {rebalances_before} → {rebalances}"
     );
     for (at, rss, buffered) in samples.iter().step_by(10) {
         eprintln!("  {at:>6.1?}: RSS {rss} KiB, {buffered} buffered");
     }
+    assert!(
+        rebalances >= rebalances_before + 4.0,
+        "two rebalances (a revocation and an assignment each) during the outage: {rebalances_before} → {rebalances}"
+    );
     assert!(
         max_buffered <= budget,
         "{max_buffered} messages buffered, over the budget of {budget}"
@@ -1380,6 +1400,9 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
         "RSS grew from {baseline} KiB to {max_rss} KiB during the outage"
     );
 
+    if let Some(m) = member.take() {
+        leave(m);
+    }
     proxy.restore();
     case.wait_rows(produced as i64, Duration::from_secs(300));
     case.wait_committed_to_end(Duration::from_secs(60));

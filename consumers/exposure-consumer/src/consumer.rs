@@ -138,15 +138,21 @@ impl ConsumerContext for Ctx {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // librdkafka starts fetching what it was just given: while the loop is over its budget
-        // (or the breaker is open), new partitions must not fill the buffer again.
+        // (or the breaker is open), new partitions must not fill the buffer again. librdkafka
+        // also keeps a partition's pause through its revocation, so one paused before and
+        // assigned again after the loop resumed is resumed here (a no-op when not paused).
         if let Rebalance::Assign(tpl) = rebalance {
-            if self.shared.paused.load(Relaxed) && tpl.count() > 0 {
+            if tpl.count() > 0 && self.shared.paused.load(Relaxed) {
                 match consumer.pause(tpl) {
                     Ok(()) => info!(
                         partitions = tpl.count(),
                         "paused the newly assigned partitions: the consumer is over its buffer budget or its breaker is open"
                     ),
                     Err(e) => warn!(error = %e, "pausing newly assigned partitions failed"),
+                }
+            } else if tpl.count() > 0 {
+                if let Err(e) = consumer.resume(tpl) {
+                    warn!(error = %e, "resuming newly assigned partitions failed");
                 }
             }
         }
