@@ -1183,8 +1183,9 @@ fn dlq_size(case: &Case) -> i64 {
 /// A warehouse-wide error is not bad rows. A NOT NULL column added to the table under live
 /// traffic makes the warehouse reject every row: the breaker opens (/health 503, the metric
 /// says so), the consumer stops consuming, commits nothing it did not write and sends nothing to
-/// the DLQ. Once the column is fixed (given a default), it resumes by itself and every event
-/// is written once. In a database of the test's own: the column must not break other tests.
+/// the DLQ. Once the column is fixed (given a default), it resumes by itself; then the same
+/// with a CHECK constraint no event meets, until it is dropped. Every event is written once.
+/// In a database of the test's own: the column must not break other tests.
 #[tokio::test(flavor = "multi_thread")]
 async fn exposure_consumer_breaker_stops_on_a_not_null_column_without_the_dlq() {
     let mut case = Case::new("breaker").await;
@@ -1243,6 +1244,34 @@ async fn exposure_consumer_breaker_stops_on_a_not_null_column_without_the_dlq() 
     assert_eq!(
         metric(port, "exposure_consumer_breaker_trips_total"),
         Some(1.0)
+    );
+
+    // A CHECK constraint no event meets: the same.
+    let rows = case.rows();
+    wait_for("rows after the fix", Duration::from_secs(60), || {
+        (case.rows() > rows + 100).then_some(())
+    });
+    case.sql(
+        "ALTER TABLE growthbook.experiment_exposures \
+         ADD CONSTRAINT it_api_only CHECK (source = 'api') NOT VALID",
+    );
+    let (_, body) = wait_for("/health to say 503 again", Duration::from_secs(60), || {
+        http_get(port, "/health").filter(|(s, _)| *s == 503)
+    });
+    assert!(
+        body.contains("it_api_only"),
+        "the warehouse's reason: {body}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(dlq_size(&case), 0, "messages in the DLQ");
+    assert!(case.committed_total() <= case.rows());
+    case.sql("ALTER TABLE growthbook.experiment_exposures DROP CONSTRAINT it_api_only");
+    wait_for("/health to say 200 again", Duration::from_secs(60), || {
+        http_get(port, "/health").filter(|(s, _)| *s == 200)
+    });
+    assert_eq!(
+        metric(port, "exposure_consumer_breaker_trips_total"),
+        Some(2.0)
     );
     let n = traffic.stop();
     case.wait_rows(n as i64, Duration::from_secs(120));
