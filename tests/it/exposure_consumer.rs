@@ -1106,14 +1106,14 @@ fn exposure_consumer_redshift_sql_runs_on_postgresql() {
 }
 
 /// Live traffic: a thread producing `per_tick` events every 100 ms (ids counting up from
-/// `start`) until stopped.
+/// `start`) until stopped, or until `limit` events are produced.
 struct Traffic {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<u64>>,
 }
 
 impl Traffic {
-    fn start(case: &Case, start: u64, per_tick: u64, pad: usize) -> Traffic {
+    fn start(case: &Case, start: u64, per_tick: u64, pad: usize, limit: u64) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let (prefix, experiment, bootstrap, topic) = (
             case.id_prefix.clone(),
@@ -1132,6 +1132,10 @@ impl Traffic {
                 .expect("producer");
             let mut next = start;
             while !stop2.load(Ordering::SeqCst) {
+                if next - start >= limit {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
                 for i in next..next + per_tick {
                     let value = event_json(&prefix, &experiment, i, &pad);
                     let key = format!("user-{}", i % 997);
@@ -1193,7 +1197,7 @@ async fn exposure_consumer_breaker_stops_on_a_not_null_column_without_the_dlq() 
     case.database = db.url.clone();
     let port = free_port();
     let _consumer = case.spawn(port);
-    let traffic = Traffic::start(&case, 0, 20, 0);
+    let traffic = Traffic::start(&case, 0, 20, 0, u64::MAX);
     wait_for("rows under live traffic", Duration::from_secs(60), || {
         (case.rows() >= 200).then_some(())
     });
@@ -1373,9 +1377,10 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
     let baseline = rss_kib(pid).expect("VmRSS");
     let rebalances_before = metric(port, "exposure_consumer_rebalances_total").unwrap_or(0.0);
 
-    // ~4 KiB events, 40 every 100 ms: the budget's worth in the outage's first seconds.
+    // ~4 KiB events, 40 every 100 ms (the budget's worth in the outage's first seconds), up to
+    // 24,000 (~94 MiB; a longer outage does not need more).
     let t = Instant::now();
-    let traffic = Traffic::start(&case, 0, 40, 4000);
+    let traffic = Traffic::start(&case, 0, 40, 4000, 24_000);
     let mut samples: Vec<(Duration, u64, u64)> = Vec::new();
     let mut step = 0;
     while t.elapsed() < outage {
