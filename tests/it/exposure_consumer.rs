@@ -1443,3 +1443,46 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
     case.assert_all_present(produced);
     drop(consumer);
 }
+
+/// The breaker's share rule, alone: a fresh consumer (no row taken yet, so no canary) whose
+/// first batch is mostly refused (a CHECK constraint two variations out of three break) opens
+/// the breaker once the batch is judged, instead of sending two thirds of it to the DLQ; the
+/// rows the warehouse took stay, nothing is committed, and all of it goes in once the
+/// constraint is dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_breaker_opens_when_most_rows_are_rejected() {
+    let mut case = Case::new("share").await;
+    let db = Database::create("share");
+    case.database = db.url.clone();
+    case.sql(crate::exposure_api::DDL);
+    case.sql(
+        "ALTER TABLE growthbook.experiment_exposures \
+         ADD CONSTRAINT it_variation_0 CHECK (variation_id = '0')",
+    );
+    let n = 150;
+    case.produce(0..n);
+    let port = free_port();
+    let mut env = case.env(port);
+    // All 150 in the first batch.
+    env.push(("BATCH_MAX_MS", "3000".to_string()));
+    let _consumer = spawn_workload("exposure-consumer", &env);
+    // Judging the batch takes a transaction per part: about 2 × 100 here.
+    let (_, body) = wait_for("the breaker to open", Duration::from_secs(180), || {
+        http_get(port, "/health").filter(|(s, b)| *s == 503 && b.contains("the breaker is open"))
+    });
+    assert!(body.contains("rejected 100 of the 150 rows"), "{body}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(dlq_size(&case), 0, "messages in the DLQ");
+    assert_eq!(case.rows(), 50, "the rows the warehouse took");
+    assert!(
+        case.committed().is_empty(),
+        "committed with the breaker open"
+    );
+
+    case.sql("ALTER TABLE growthbook.experiment_exposures DROP CONSTRAINT it_variation_0");
+    case.wait_rows(n as i64, Duration::from_secs(60));
+    case.wait_committed_to_end(Duration::from_secs(30));
+    case.assert_all_present(n);
+    assert_eq!(dlq_size(&case), 0, "messages in the DLQ");
+    assert_eq!(metric(port, "exposure_consumer_breaker_open"), Some(0.0));
+}

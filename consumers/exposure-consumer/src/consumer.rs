@@ -637,8 +637,8 @@ async fn flush(
                     .map(|()| 0)
                     .map_err(|e| Attempt::Failed(e.to_string()));
             }
-            let (inserted, rejected) =
-                match write_isolating(&mut sink.wh, &rows, sink.canary.as_ref())
+            let (mut inserted, mut rejected) =
+                match write_isolating(&mut sink.wh, &rows, sink.canary.as_ref(), &metrics)
                     .await
                     .map_err(|e| Attempt::Failed(e.to_string()))?
                 {
@@ -646,10 +646,36 @@ async fn flush(
                     Isolated::Done { inserted, rejected } => (inserted, rejected),
                 };
             let now = Instant::now();
-            let (judged, refused) = (rows.len() as u64, rejected.len() as u64);
-            if refused > 0 {
-                if let Some(why) = sink.breaker.would_open(now, judged, refused) {
+            let judged = rows.len() as u64;
+            if !rejected.is_empty() {
+                if let Some(why) = sink.breaker.would_open(now, judged, rejected.len() as u64) {
                     return Err(Attempt::Open(why));
+                }
+                // Before the DLQ, the rejected rows are judged once more: a warehouse fixed
+                // while the batch was being judged (a constraint dropped after refusing some
+                // of it) takes them now.
+                let at: HashSet<(i32, i64)> = rejected
+                    .iter()
+                    .map(|(m, _)| (m.partition, m.offset))
+                    .collect();
+                let again: Vec<(&Pending, &Exposure)> = rows
+                    .iter()
+                    .filter(|(m, _)| at.contains(&(m.partition, m.offset)))
+                    .copied()
+                    .collect();
+                debug!(rows = again.len(), "judging the rejected rows once more");
+                match write_isolating(&mut sink.wh, &again, None, &metrics)
+                    .await
+                    .map_err(|e| Attempt::Failed(e.to_string()))?
+                {
+                    Isolated::WarehouseWide(why) => return Err(Attempt::Open(why)),
+                    Isolated::Done {
+                        inserted: more,
+                        rejected: still,
+                    } => {
+                        inserted += more;
+                        rejected = still;
+                    }
                 }
                 let sent = send_dlq(&producer, &rejected, &topic, &dlq_topic)
                     .await
@@ -657,6 +683,7 @@ async fn flush(
                 metrics.dlq.fetch_add(sent, Relaxed);
                 metrics.rows_rejected.fetch_add(sent, Relaxed);
             }
+            let refused = rejected.len() as u64;
             sink.breaker.record(now, judged, refused);
             // The canary: a row the warehouse took, for the next batch with rejected rows.
             let refused_at: HashSet<(i32, i64)> = rejected
@@ -749,6 +776,7 @@ async fn write_isolating<'a>(
     wh: &mut Warehouse,
     rows: &[(&'a Pending, &'a Exposure)],
     canary: Option<&Exposure>,
+    metrics: &Metrics,
 ) -> Result<Isolated<'a>, WarehouseError> {
     let mut inserted = 0;
     let mut rejected = Vec::new();
@@ -757,8 +785,13 @@ async fn write_isolating<'a>(
     while let Some(part) = parts.pop() {
         let only: Vec<&Exposure> = part.iter().map(|(_, e)| *e).collect();
         match wh.write(&only).await {
-            Ok(n) => inserted += n,
+            Ok(n) => {
+                metrics.warehouse_ok();
+                inserted += n;
+            }
             Err(e) if e.rejects_data => {
+                // It answered: /health must not call a long judgement an outage.
+                metrics.warehouse_ok();
                 if let (false, Some(c)) = (canary_tried, canary) {
                     canary_tried = true;
                     let mut probe = c.clone();
