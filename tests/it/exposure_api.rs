@@ -80,7 +80,23 @@ fn try_request(
     })
 }
 
+/// The API key [`start_api`] configures unless a test sets its own auth.
+const KEY: &str = "it-key";
+
+/// A request with `X-API-Key: KEY` unless `headers` carry credentials.
 fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut all = headers.to_vec();
+    if !headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("authorization")
+    }) {
+        all.push(("X-API-Key", KEY));
+    }
+    try_request(port, method, path, &all, body)
+        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"))
+}
+
+/// A request exactly as given: no credentials unless `headers` carry them.
+fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     try_request(port, method, path, headers, body)
         .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"))
 }
@@ -99,9 +115,16 @@ struct Api {
     process: Running,
 }
 
+/// Starts the API with `env`, and `API_KEYS=KEY` when `env` sets no auth.
 fn start_api(env: &[(&str, String)]) -> Api {
     let port = free_port();
     let mut all = vec![("PORT", port.to_string())];
+    if !env
+        .iter()
+        .any(|(k, _)| ["API_KEYS", "JWT_SECRET", "AUTH"].contains(k))
+    {
+        all.push(("API_KEYS", KEY.to_string()));
+    }
     all.extend(env.iter().cloned());
     let process = spawn_workload("exposure-api", &all);
     // Any answer will do: /health may say 503 while the broker is away.
@@ -538,9 +561,20 @@ fn bad_settings_exit_2_naming_the_variable() {
             ],
             "DATABASE_URL",
         ),
+        // Auth is on by default: no credentials configured and no AUTH=none is an error.
+        (
+            vec![("KAFKA_BOOTSTRAP", "127.0.0.1:1"), ("API_KEYS", "")],
+            "neither API_KEYS nor JWT_SECRET is set",
+        ),
+        (
+            vec![("KAFKA_BOOTSTRAP", "127.0.0.1:1"), ("AUTH", "off")],
+            "AUTH",
+        ),
     ] {
         let mut cmd = std::process::Command::new(&bin);
-        cmd.env_clear().env("PORT", free_port().to_string());
+        cmd.env_clear()
+            .env("PORT", free_port().to_string())
+            .env("API_KEYS", KEY);
         for (k, v) in &env {
             cmd.env(k, v);
         }
@@ -569,7 +603,7 @@ fn api_keys_and_jwts_guard_the_routes() {
     ]);
     let p = api.port;
     let body = exposure("u-auth", 1).to_string();
-    let send = |headers: &[(&str, &str)]| request(p, "POST", "/exposure", headers, body.as_bytes());
+    let send = |headers: &[(&str, &str)]| raw(p, "POST", "/exposure", headers, body.as_bytes());
 
     let exp = now_secs() + 600;
     let good_jwt = format!(
@@ -627,9 +661,9 @@ fn api_keys_and_jwts_guard_the_routes() {
         assert!(r.json()["error"].is_string(), "{what}: {r:?}");
     }
     // Reads are guarded too; operations are not.
-    assert_eq!(get(p, "/exposures/u-auth").status, 401);
-    assert_eq!(get(p, "/metrics").status, 200);
-    assert_eq!(get(p, "/openapi.json").status, 200);
+    assert_eq!(raw(p, "GET", "/exposures/u-auth", &[], b"").status, 401);
+    assert_eq!(raw(p, "GET", "/metrics", &[], b"").status, 200);
+    assert_eq!(raw(p, "GET", "/openapi.json", &[], b"").status, 200);
 
     let authorized: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("X-API-Key", vec![("X-API-Key", "key-one")]),
@@ -1049,4 +1083,54 @@ fn reads_verify_the_warehouse_as_sslmode_says() {
         refused.body.contains("certificate verify failed"),
         "{refused:?}"
     );
+}
+
+/// Without credentials configured the API starts only with `AUTH=none`, says so with a warning
+/// at every start, takes writes from anyone, and still refuses reads.
+#[test]
+fn auth_none_opens_writes_only_and_warns_at_every_start() {
+    let bootstrap = shared_bootstrap();
+    let topic = format!("exposures-api-{}", unique());
+    create_topic(&bootstrap, &topic, 1);
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let port = free_port();
+    let child = std::process::Command::new(crate::workloads::workload_bin("exposure-api"))
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP", &bootstrap)
+        .env("EXPOSURES_TOPIC", &topic)
+        .env("PORT", port.to_string())
+        .env("AUTH", "none")
+        .stderr(log.reopen().expect("log file"))
+        .spawn()
+        .expect("start exposure-api");
+    let _api = Running { child };
+    wait_for("exposure-api to listen", Duration::from_secs(60), || {
+        try_request(port, "GET", "/openapi.json", &[], b"").filter(|r| r.status == 200)
+    });
+    let logged = std::fs::read_to_string(log.path()).expect("log");
+    assert!(
+        logged.contains("WARN") && logged.contains("AUTH=none"),
+        "a warning at start: {logged}"
+    );
+    let r = wait_for("a 202 without credentials", Duration::from_secs(30), || {
+        Some(raw(
+            port,
+            "POST",
+            "/exposure",
+            &[],
+            exposure("u-open", 1).to_string().as_bytes(),
+        ))
+        .filter(|r| r.status == 202)
+    });
+    assert_eq!(r.json()["status"], "accepted");
+    for path in ["/exposures/u-open", "/exposures/experiment/exp-1"] {
+        let r = raw(port, "GET", path, &[], b"");
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("API_KEYS or JWT_SECRET")),
+            "{r:?}"
+        );
+    }
 }

@@ -52,6 +52,8 @@ async fn a_broker_restart_loses_no_accepted_event() {
             ("EXPOSURES_TOPIC", topic.clone()),
             ("PORT", api_port.to_string()),
             ("PRODUCE_TIMEOUT_MS", "1500".to_string()),
+            // Writes without credentials (auth is on by default).
+            ("AUTH", "none".to_string()),
         ],
     );
     let addr = format!("127.0.0.1:{api_port}");

@@ -17,6 +17,8 @@ pub struct Settings {
     pub max_batch: usize,
     pub api_keys: Vec<String>,
     pub jwt_secret: Option<String>,
+    /// `AUTH=none`: writes need no credentials (reads still do).
+    pub auth_none: bool,
     /// librdkafka properties from `RDKAFKA_<NAME>` variables: (variable, property, value).
     pub rdkafka: Vec<(String, String, String)>,
     /// `KAFKA_AUTH=iam`: MSK IAM, with the region tokens are signed for.
@@ -93,6 +95,25 @@ impl Settings {
             return Err(err("API_KEYS", "has no key (comma-separated list)"));
         }
         let jwt_secret = get("JWT_SECRET").map(String::from);
+        let auth_none = match get("AUTH") {
+            None => false,
+            Some("none") => true,
+            Some(other) => {
+                return Err(err(
+                    "AUTH",
+                    format!(
+                        "{other:?} is not a mode: `none` (writes without credentials) or unset"
+                    ),
+                ))
+            }
+        };
+        if api_keys.is_empty() && jwt_secret.is_none() && !auth_none {
+            return Err(err(
+                "API_KEYS",
+                "neither API_KEYS nor JWT_SECRET is set: set one (comma-separated keys, or the \
+                 HS256 secret), or AUTH=none to take writes without credentials",
+            ));
+        }
         let rdkafka = vars
             .iter()
             .filter_map(|(k, v)| {
@@ -115,14 +136,15 @@ impl Settings {
             max_batch,
             api_keys,
             jwt_secret,
+            auth_none,
             rdkafka,
             iam,
         })
     }
 
-    /// Whether requests must authenticate.
+    /// Whether writes must authenticate (reads always must).
     pub fn auth_required(&self) -> bool {
-        !self.api_keys.is_empty() || self.jwt_secret.is_some()
+        !self.auth_none
     }
 }
 
@@ -148,14 +170,30 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let s = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b:9092")])).unwrap();
+        let s = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b:9092"), ("API_KEYS", "k")]))
+            .unwrap();
         assert_eq!(s.port, 8080);
         assert_eq!(s.topic, "exposures");
         assert_eq!(s.produce_timeout, Duration::from_millis(5000));
         assert_eq!(s.max_body_bytes, 1 << 20);
         assert_eq!(s.max_batch, 1000);
-        assert!(!s.auth_required());
+        assert!(s.auth_required());
         assert!(s.database.is_none());
+    }
+
+    #[test]
+    fn auth_is_on_unless_auth_none() {
+        let e = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b")])).unwrap_err();
+        assert_eq!(e.var, "API_KEYS");
+        assert!(e.problem.contains("AUTH=none"), "{e}");
+        let s = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("AUTH", "none")])).unwrap();
+        assert!(!s.auth_required());
+        let s =
+            Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("JWT_SECRET", "s")])).unwrap();
+        assert!(s.auth_required());
+        let e =
+            Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("AUTH", "off")])).unwrap_err();
+        assert_eq!(e.var, "AUTH");
     }
 
     #[test]
@@ -165,6 +203,9 @@ mod tests {
         let e =
             Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("PORT", "http")])).unwrap_err();
         assert_eq!(e.var, "PORT");
+        let e =
+            Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("API_KEYS", ",")])).unwrap_err();
+        assert_eq!(e.var, "API_KEYS");
         let e = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("MAX_BATCH", "0")]))
             .unwrap_err();
         assert_eq!(e.var, "MAX_BATCH");

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,9 +17,9 @@ use tracing::{debug, warn};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Principal};
 use crate::cursor::Cursor;
-use crate::event::{validate, validate_batch, Exposure, Invalid};
+use crate::event::{validate, validate_batch, Invalid, NewExposure};
 use crate::metrics::Metrics;
 use crate::producer::{Kafka, NotAcked};
 use crate::warehouse::{By, Page, StoredExposure, Warehouse};
@@ -156,9 +156,13 @@ fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 
 // ---- middleware --------------------------------------------------------------------------
 
-async fn require_auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    match s.auth.check(req.headers()) {
-        Ok(()) => next.run(req).await,
+async fn require_auth(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+    let write = req.method() == Method::POST;
+    match s.auth.check(req.headers(), write) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
         Err(why) => {
             if req.method() == Method::POST {
                 s.metrics.rejected("unauthorized", 1);
@@ -207,18 +211,23 @@ async fn not_found(State(s): State<Shared>, req: Request) -> ApiError {
 #[allow(dead_code)] // documentation only: bodies are validated by crate::event
 #[derive(Deserialize, ToSchema)]
 pub struct ExposureIn {
-    /// Non-empty, at most 256 characters; the Kafka key.
+    /// The client's own id, a UUID: a retry with the same id is the same event (one row).
+    /// Default: derived from the `Idempotency-Key` header, or a new UUIDv4.
+    exposure_id: Option<String>,
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters; the Kafka key.
     ds_user_id: String,
-    /// Non-empty, at most 256 characters.
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters.
     experiment_id: String,
-    /// Non-empty, at most 256 characters.
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters.
     variation_id: String,
-    /// A JSON object; default `{}`.
+    /// A JSON object; default `{}`. No NUL characters, at most 32 levels deep, at most
+    /// 65,535 bytes as JSON.
     #[schema(value_type = Option<Object>)]
     attributes: Option<Value>,
-    /// Non-empty, at most 256 characters.
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters.
     source: String,
-    /// RFC 3339 date-time; default: when the request arrived.
+    /// RFC 3339 date-time, normalised to UTC milliseconds, year 1 to 9999 in UTC; default:
+    /// when the request arrived.
     timestamp: Option<String>,
 }
 
@@ -251,19 +260,27 @@ pub struct BatchAccepted {
 /// the instant the request was taken, the default `timestamp` of its events too.
 async fn produce(
     s: &AppState,
-    events: &[Exposure],
+    events: Vec<NewExposure>,
+    key: Option<&str>,
+    principal: &Principal,
     accepted_at: DateTime<Utc>,
-) -> Result<Vec<Uuid>, ApiError> {
-    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
-    let messages: Vec<(&str, Vec<u8>)> = events
-        .iter()
-        .zip(&ids)
-        .map(|(e, id)| (e.ds_user_id.as_str(), e.to_message(*id, accepted_at)))
+) -> Result<Vec<String>, ApiError> {
+    let events: Vec<_> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let id = match key {
+                Some(key) => exposure_event::idempotent_id(&principal.0, key, i),
+                None => Uuid::new_v4(),
+            };
+            e.assign(id, accepted_at)
+        })
         .collect();
+    let messages: Vec<(&str, Vec<u8>)> = events.iter().map(|e| (e.key(), e.to_wire())).collect();
     match s.kafka.produce(&messages, &s.metrics).await {
         Ok(()) => {
             s.metrics.accepted(events.len());
-            Ok(ids)
+            Ok(events.into_iter().map(|e| e.exposure_id).collect())
         }
         Err(e) => {
             s.metrics.rejected("not_acked", events.len());
@@ -272,6 +289,24 @@ async fn produce(
                 NotAcked::QueueFull | NotAcked::Timeout => format!("{e}; retry later"),
                 NotAcked::Failed(_) => e.to_string(),
             }))
+        }
+    }
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(s: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_string())),
+        _ => {
+            s.metrics.rejected("invalid", 1);
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .field("Idempotency-Key"))
         }
     }
 }
@@ -290,7 +325,9 @@ fn reject(s: &AppState, inv: Invalid, events: usize) -> ApiError {
 }
 
 /// Accepts one exposure; answers 202 only after the broker acknowledged it.
-#[utoipa::path(post, path = "/exposure", request_body = ExposureIn, responses(
+#[utoipa::path(post, path = "/exposure", request_body = ExposureIn, params(
+    ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key (and the same credentials) gets the same exposure ids, so it writes each event once. An event's own `exposure_id` wins over the key"),
+), responses(
     (status = 202, description = "The broker acknowledged the event", body = Accepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
@@ -300,24 +337,29 @@ fn reject(s: &AppState, inv: Invalid, events: usize) -> ApiError {
 ))]
 async fn post_exposure(
     State(s): State<Shared>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let key = idempotency_key(&s, &headers)?;
     let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
     let now = Utc::now();
-    let event = validate(&value, "", now).map_err(|inv| reject(&s, inv, 1))?;
-    let ids = produce(&s, std::slice::from_ref(&event), now).await?;
+    let event = validate(&value, now).map_err(|inv| reject(&s, inv, 1))?;
+    let ids = produce(&s, vec![event], key.as_deref(), &principal, now).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
             status: "accepted",
-            exposure_id: ids[0].to_string(),
+            exposure_id: ids.into_iter().next().unwrap_or_default(),
         }),
     ))
 }
 
 /// Accepts a batch: every event is validated before any is produced; 202 only after the broker
 /// acknowledged all of them.
-#[utoipa::path(post, path = "/exposures", request_body = BatchIn, responses(
+#[utoipa::path(post, path = "/exposures", request_body = BatchIn, params(
+    ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key (and the same credentials) gets the same exposure ids, so it writes each event once. An event's own `exposure_id` wins over the key"),
+), responses(
     (status = 202, description = "The broker acknowledged every event", body = BatchAccepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
@@ -327,8 +369,11 @@ async fn post_exposure(
 ))]
 async fn post_exposures(
     State(s): State<Shared>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
+    let key = idempotency_key(&s, &headers)?;
     let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
     let now = Utc::now();
     let events = validate_batch(&value, s.max_batch, now).map_err(|inv| {
@@ -341,12 +386,12 @@ async fn post_exposures(
         };
         reject(&s, inv, n.max(1))
     })?;
-    let ids = produce(&s, &events, now).await?;
+    let exposure_ids = produce(&s, events, key.as_deref(), &principal, now).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {
             status: "accepted",
-            exposure_ids: ids.iter().map(Uuid::to_string).collect(),
+            exposure_ids,
         }),
     ))
 }

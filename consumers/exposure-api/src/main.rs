@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Settings;
@@ -99,11 +99,21 @@ async fn serve(settings: Settings, iam: Option<msk_iam::Signer>) -> Result<(), (
                 .map_err(|e| (EXIT_CONFIG, format!("DATABASE_URL: {e}")))?,
         ),
     };
+    if settings.auth_none {
+        warn!(
+            "AUTH=none: POST /exposure and /exposures accept events from anyone without \
+             credentials; reads still need API_KEYS or JWT_SECRET"
+        );
+    }
     let state = Arc::new(http::AppState {
         kafka,
         warehouse,
         metrics: metrics::Metrics::new(iam),
-        auth: auth::Auth::new(settings.api_keys.clone(), settings.jwt_secret.as_deref()),
+        auth: auth::Auth::new(
+            settings.api_keys.clone(),
+            settings.jwt_secret.as_deref(),
+            settings.auth_none,
+        ),
         max_batch: settings.max_batch,
         openapi: http::openapi_json(),
     });
