@@ -4,6 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// What a Kafka message costs beyond its key and value, counted generously (a record batch's
+/// header and one record's framing): an event is refused when key + value + this passes
+/// `message.max.bytes`.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 512;
+
 /// The resolved settings of one process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -13,8 +18,19 @@ pub struct Settings {
     pub port: u16,
     pub topic: String,
     pub produce_timeout: Duration,
+    /// `MAX_BODY_BYTES`; default: the producer's `message.max.bytes`.
     pub max_body_bytes: usize,
     pub max_batch: usize,
+    /// The producer's `message.max.bytes` (`RDKAFKA_MESSAGE_MAX_BYTES`, librdkafka's default
+    /// 1000000): an event whose message would be larger is answered 413.
+    pub message_max_bytes: usize,
+    /// `MAX_CONCURRENCY`: requests to the `/exposure*` routes handled at once; more get 503.
+    pub max_concurrency: usize,
+    /// `REQUEST_TIMEOUT_MS`: a request to the `/exposure*` routes not answered by then gets 503.
+    pub request_timeout: Duration,
+    /// `SHED_QUEUE_MESSAGES`: the producer queue's high-water mark; writes that would take it
+    /// past this many messages get 503 at once.
+    pub shed_queue_messages: usize,
     pub api_keys: Vec<String>,
     pub jwt_secret: Option<String>,
     /// `AUTH=none`: writes need no credentials (reads still do).
@@ -74,10 +90,6 @@ impl Settings {
         if produce_timeout_ms == 0 || produce_timeout_ms > 900_000 {
             return Err(err("PRODUCE_TIMEOUT_MS", "must be between 1 and 900000"));
         }
-        let max_body_bytes = number::<usize>(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 1 << 20)?;
-        if max_body_bytes == 0 {
-            return Err(err("MAX_BODY_BYTES", "must be at least 1"));
-        }
         let max_batch = number::<usize>(get("MAX_BATCH"), "MAX_BATCH", 1000)?;
         if max_batch == 0 {
             return Err(err("MAX_BATCH", "must be at least 1"));
@@ -124,6 +136,43 @@ impl Settings {
         if let Some((var, _, _)) = rdkafka.iter().find(|(_, p, _)| p.is_empty()) {
             return Err(err(var, "names no librdkafka property"));
         }
+        let message_max_bytes = match rdkafka.iter().find(|(_, p, _)| p == "message.max.bytes") {
+            None => 1_000_000,
+            Some((var, _, v)) => match v.trim().parse::<usize>() {
+                Ok(n) if n >= MESSAGE_OVERHEAD_BYTES * 2 => n,
+                _ => {
+                    return Err(err(
+                        var,
+                        format!(
+                            "must be a number of bytes, at least {}",
+                            MESSAGE_OVERHEAD_BYTES * 2
+                        ),
+                    ))
+                }
+            },
+        };
+        let max_body_bytes =
+            number::<usize>(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", message_max_bytes)?;
+        if max_body_bytes == 0 {
+            return Err(err("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        let max_concurrency = number::<usize>(get("MAX_CONCURRENCY"), "MAX_CONCURRENCY", 512)?;
+        if max_concurrency == 0 {
+            return Err(err("MAX_CONCURRENCY", "must be at least 1"));
+        }
+        let request_timeout_ms = number::<u64>(
+            get("REQUEST_TIMEOUT_MS"),
+            "REQUEST_TIMEOUT_MS",
+            produce_timeout_ms + 2000,
+        )?;
+        if request_timeout_ms == 0 {
+            return Err(err("REQUEST_TIMEOUT_MS", "must be at least 1"));
+        }
+        let shed_queue_messages =
+            number::<usize>(get("SHED_QUEUE_MESSAGES"), "SHED_QUEUE_MESSAGES", 10_000)?;
+        if shed_queue_messages == 0 {
+            return Err(err("SHED_QUEUE_MESSAGES", "must be at least 1"));
+        }
         let iam = msk_iam::IamSettings::from_vars(|k| vars.get(k).map(String::as_str))
             .map_err(|p| err(&p.var, p.problem))?;
         Ok(Settings {
@@ -134,6 +183,10 @@ impl Settings {
             produce_timeout: Duration::from_millis(produce_timeout_ms),
             max_body_bytes,
             max_batch,
+            message_max_bytes,
+            max_concurrency,
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            shed_queue_messages,
             api_keys,
             jwt_secret,
             auth_none,
@@ -175,10 +228,32 @@ mod tests {
         assert_eq!(s.port, 8080);
         assert_eq!(s.topic, "exposures");
         assert_eq!(s.produce_timeout, Duration::from_millis(5000));
-        assert_eq!(s.max_body_bytes, 1 << 20);
+        assert_eq!(s.max_body_bytes, 1_000_000, "message.max.bytes");
+        assert_eq!(s.message_max_bytes, 1_000_000);
+        assert_eq!(s.max_concurrency, 512);
+        assert_eq!(s.request_timeout, Duration::from_millis(7000));
+        assert_eq!(s.shed_queue_messages, 10_000);
         assert_eq!(s.max_batch, 1000);
         assert!(s.auth_required());
         assert!(s.database.is_none());
+    }
+
+    #[test]
+    fn the_body_limit_follows_message_max_bytes() {
+        let s = Settings::from_vars(&vars(&[
+            ("KAFKA_BOOTSTRAP", "b"),
+            ("API_KEYS", "k"),
+            ("RDKAFKA_MESSAGE_MAX_BYTES", "20000"),
+        ]))
+        .unwrap();
+        assert_eq!((s.message_max_bytes, s.max_body_bytes), (20_000, 20_000));
+        let e = Settings::from_vars(&vars(&[
+            ("KAFKA_BOOTSTRAP", "b"),
+            ("API_KEYS", "k"),
+            ("RDKAFKA_MESSAGE_MAX_BYTES", "lots"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "RDKAFKA_MESSAGE_MAX_BYTES");
     }
 
     #[test]

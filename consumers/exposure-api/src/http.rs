@@ -1,18 +1,23 @@
 //! The HTTP API: routes, handlers, JSON errors and the OpenAPI document.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::BoxError;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
 use tracing::{debug, warn};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
@@ -34,12 +39,30 @@ pub struct AppState {
     pub metrics: Metrics,
     pub auth: Auth,
     pub max_batch: usize,
+    /// The producer's `message.max.bytes`: a larger event is answered 413.
+    pub message_max_bytes: usize,
+    /// The producer queue's high-water mark: writes that would pass it are answered 503.
+    pub shed_queue_messages: usize,
     pub openapi: String,
 }
 
 pub type Shared = Arc<AppState>;
 
-pub fn router(state: Shared, max_body_bytes: usize) -> Router {
+/// The limits of the `/exposure*` routes.
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// Requests handled at once; one more is answered 503 at once, not queued.
+    pub max_concurrency: usize,
+    /// A request not answered by then is answered 503.
+    pub request_timeout: Duration,
+}
+
+pub fn router(state: Shared, limits: Limits) -> Router {
+    let overload = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrency))
+        .timeout(limits.request_timeout);
     let api = Router::new()
         .route("/exposure", post(post_exposure))
         .route("/exposures", post(post_exposures))
@@ -48,7 +71,9 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
             "/exposures/experiment/{experiment_id}",
             get(get_by_experiment),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        // Outside authentication: an overloaded API sheds before doing any work.
+        .route_layer(overload);
     Router::new()
         .merge(api)
         .route("/health", get(health))
@@ -59,7 +84,7 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .fallback(not_found)
         .with_state(state)
 }
@@ -127,6 +152,20 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+/// What the overload layers say: too many requests at once, or one took too long.
+async fn overloaded(e: BoxError) -> ApiError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::unavailable("too many requests in progress (MAX_CONCURRENCY); retry later")
+    } else if e.is::<tower::timeout::error::Elapsed>() {
+        ApiError::unavailable(
+            "the request was not answered within REQUEST_TIMEOUT_MS; retry later (with the same \
+             Idempotency-Key, a retry cannot duplicate events)",
+        )
+    } else {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
 
@@ -264,6 +303,7 @@ async fn produce(
     key: Option<&str>,
     principal: &Principal,
     accepted_at: DateTime<Utc>,
+    batch: bool,
 ) -> Result<Vec<String>, ApiError> {
     let events: Vec<_> = events
         .into_iter()
@@ -277,6 +317,38 @@ async fn produce(
         })
         .collect();
     let messages: Vec<(&str, Vec<u8>)> = events.iter().map(|e| (e.key(), e.to_wire())).collect();
+    let limit = s.message_max_bytes - crate::config::MESSAGE_OVERHEAD_BYTES;
+    if let Some((i, size)) = messages
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .enumerate()
+        .find(|(_, size)| *size > limit)
+    {
+        s.metrics.rejected("too_large", events.len());
+        let field = if batch {
+            format!("exposures[{i}]")
+        } else {
+            "body".to_string()
+        };
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{field} is {size} bytes as a Kafka message, more than the {limit} the producer's \
+                 message.max.bytes ({}) leaves for one event",
+                s.message_max_bytes
+            ),
+        )
+        .field(field));
+    }
+    let queued = s.kafka.queued();
+    if queued + messages.len() > s.shed_queue_messages {
+        s.metrics.rejected("overloaded", events.len());
+        return Err(ApiError::unavailable(format!(
+            "the producer queue holds {queued} events, past its high-water mark \
+             (SHED_QUEUE_MESSAGES={}); retry later",
+            s.shed_queue_messages
+        )));
+    }
     match s.kafka.produce(&messages, &s.metrics).await {
         Ok(()) => {
             s.metrics.accepted(events.len());
@@ -345,7 +417,7 @@ async fn post_exposure(
     let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
     let now = Utc::now();
     let event = validate(&value, now).map_err(|inv| reject(&s, inv, 1))?;
-    let ids = produce(&s, vec![event], key.as_deref(), &principal, now).await?;
+    let ids = produce(&s, vec![event], key.as_deref(), &principal, now, false).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -386,7 +458,7 @@ async fn post_exposures(
         };
         reject(&s, inv, n.max(1))
     })?;
-    let exposure_ids = produce(&s, events, key.as_deref(), &principal, now).await?;
+    let exposure_ids = produce(&s, events, key.as_deref(), &principal, now, true).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {

@@ -115,9 +115,18 @@ async fn serve(settings: Settings, iam: Option<msk_iam::Signer>) -> Result<(), (
             settings.auth_none,
         ),
         max_batch: settings.max_batch,
+        message_max_bytes: settings.message_max_bytes,
+        shed_queue_messages: settings.shed_queue_messages,
         openapi: http::openapi_json(),
     });
-    let app = http::router(state.clone(), settings.max_body_bytes);
+    let app = http::router(
+        state.clone(),
+        http::Limits {
+            max_body_bytes: settings.max_body_bytes,
+            max_concurrency: settings.max_concurrency,
+            request_timeout: settings.request_timeout,
+        },
+    );
     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
