@@ -403,9 +403,9 @@ fn reject(s: &AppState, inv: Invalid, events: usize) -> ApiError {
     (status = 202, description = "The broker acknowledged the event", body = Accepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-    (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
-    (status = 422, description = "A field is missing, empty, too long or of the wrong type; `field` names it", body = ErrorBody),
-    (status = 503, description = "Not acknowledged within PRODUCE_TIMEOUT_MS or the queue is full; `Retry-After: 1`", body = ErrorBody),
+    (status = 413, description = "Body over MAX_BODY_BYTES, or the event's Kafka message over the producer's message.max.bytes", body = ErrorBody),
+    (status = 422, description = "A field is missing, empty, too long, of the wrong type or holds a character it may not, or a bad Idempotency-Key; `field` names it", body = ErrorBody),
+    (status = 503, description = "Not acknowledged within PRODUCE_TIMEOUT_MS, the queue is full or past SHED_QUEUE_MESSAGES, more than MAX_CONCURRENCY requests in progress, or not answered within REQUEST_TIMEOUT_MS; `Retry-After: 1`", body = ErrorBody),
 ))]
 async fn post_exposure(
     State(s): State<Shared>,
@@ -435,9 +435,9 @@ async fn post_exposure(
     (status = 202, description = "The broker acknowledged every event", body = BatchAccepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-    (status = 413, description = "Body over MAX_BODY_BYTES, or more than MAX_BATCH events (`field`: `exposures`)", body = ErrorBody),
-    (status = 422, description = "An event is invalid; `field` names it, e.g. `exposures[3].ds_user_id`", body = ErrorBody),
-    (status = 503, description = "Some event was not acknowledged in time; `Retry-After: 1`", body = ErrorBody),
+    (status = 413, description = "Body over MAX_BODY_BYTES, more than MAX_BATCH events (`field`: `exposures`), or an event's Kafka message over the producer's message.max.bytes (`field`: `exposures[3]`)", body = ErrorBody),
+    (status = 422, description = "An event is invalid, or a bad Idempotency-Key; `field` names it, e.g. `exposures[3].ds_user_id`", body = ErrorBody),
+    (status = 503, description = "Some event was not acknowledged in time, or the API is overloaded (as for POST /exposure); `Retry-After: 1`. Retry with the same Idempotency-Key", body = ErrorBody),
 ))]
 async fn post_exposures(
     State(s): State<Shared>,
@@ -622,8 +622,9 @@ async fn openapi(State(s): State<Shared>) -> impl IntoResponse {
         title = "exposure-api",
         description = "Accepts experiment exposure events over HTTP and produces them to Kafka \
             (202 only after the broker acknowledged them); reads stored exposures from the \
-            warehouse. When API_KEYS or JWT_SECRET is set, the /exposure* routes need \
-            `X-API-Key: <key>` or `Authorization: Bearer <key or HS256 JWT>`."
+            warehouse. The /exposure* routes need `X-API-Key: <key>` or \
+            `Authorization: Bearer <key or HS256 JWT>` (API_KEYS, JWT_SECRET); with AUTH=none \
+            the writes do not."
     ),
     paths(
         post_exposure,
