@@ -1,7 +1,8 @@
 //! Request authentication: an API key (`X-API-Key: <key>` or `Authorization: Bearer <key>`)
 //! from `API_KEYS`, or an HS256 JWT (`Authorization: Bearer <jwt>`) signed with `JWT_SECRET`.
 //! Reads always need one. Writes need one too, unless `AUTH=none` opened them: then a request
-//! without credentials is anonymous (one that sends credentials still has them checked).
+//! without credentials is anonymous (one that sends credentials still has them checked, when
+//! there are keys or a secret to check them against).
 
 use axum::http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -39,10 +40,11 @@ impl Auth {
     pub fn check(&self, headers: &HeaderMap, write: bool) -> Result<Principal, &'static str> {
         let presented = headers.contains_key("x-api-key")
             || headers.contains_key(axum::http::header::AUTHORIZATION);
-        if write && self.writes_open && !presented {
+        let configured = !self.api_keys.is_empty() || self.jwt.is_some();
+        if write && self.writes_open && (!presented || !configured) {
             return Ok(Principal("anonymous".into()));
         }
-        if self.api_keys.is_empty() && self.jwt.is_none() {
+        if !configured {
             return Err("reads need credentials, and this API has none configured: set API_KEYS or JWT_SECRET");
         }
         if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -121,6 +123,10 @@ mod tests {
             Ok(Principal("anonymous".into()))
         );
         assert!(open.check(&headers(&[]), false).is_err(), "reads");
+        assert!(
+            open.check(&headers(&[("x-api-key", "k")]), true).is_ok(),
+            "nothing to check a key against"
+        );
         let open_with_keys = Auth::new(vec!["k1".into()], None, true);
         assert!(open_with_keys.check(&headers(&[]), true).is_ok());
         assert!(open_with_keys.check(&headers(&[]), false).is_err());
