@@ -49,7 +49,7 @@ impl Comparison {
 
     /// A side-by-side table with a line describing the setup.
     pub fn to_text(&self, trace: &Trace, setup: &Setup) -> String {
-        let weights = match &setup.partition_weights {
+        let weights = match setup.weights(trace) {
             Some(w) => format!(
                 "partition weights {}",
                 w.iter().map(f64::to_string).collect::<Vec<_>>().join(",")

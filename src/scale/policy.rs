@@ -428,11 +428,12 @@ pub const BUSY_LAG_SECONDS: f64 = 10.0;
 /// Arrivals are each partition's end-offset delta over the interval. A member's rate is what
 /// it committed over the interval, counted only when it was busy: the same members at both
 /// reads (until there is a first estimate, an interval in which members joined counts too, as
-/// if the most members had served all along), and every partition it owns under the range
-/// assignor committed at both reads, behind by more than [`BUSY_LAG_SECONDS`] of its arrivals
-/// at both (until there is a first estimate, behind at this one will do) and not unmoved.
-/// Either way an underestimate, which errs towards more replicas. The busy members' mean is
-/// averaged with the known rate.
+/// if the most members had served all along), every partition it owns under the range
+/// assignor not unmoved and committed at both reads or at neither, and one of them committed at both reads and behind by more than
+/// [`BUSY_LAG_SECONDS`] of its arrivals at both (until there is a first estimate, behind at
+/// this one will do): a member polls all its partitions, so one that stays behind keeps it
+/// busy (a hot partition among quiet ones too). Either way an underestimate, which errs
+/// towards more replicas. The busy members' mean is averaged with the known rate.
 fn measure_rates(
     prev: Option<&Observation>,
     obs: &Observation,
@@ -469,22 +470,30 @@ fn measure_rates(
         for owned in range_assignment(p, members) {
             let range = start..start + owned as usize;
             start += owned as usize;
+            // A member polls every partition it owns, so one partition that stays behind
+            // keeps it busy all interval: what it committed over all of them is its rate.
+            // A partition behind by no more than a commit interval's arrivals says nothing (a
+            // member that keeps up still shows the lag of its last commit), an unmoved one
+            // wastes its share, and a first commit in the interval hides what was consumed.
             let busy = owned > 0
                 && range.clone().all(|i| {
+                    unmoved_ticks[i] == 0
+                        && prev.partitions[i].committed_offset.is_some()
+                            == obs.partitions[i].committed_offset.is_some()
+                })
+                && range.clone().any(|i| {
                     let before = &prev.partitions[i];
                     let now = &obs.partitions[i];
-                    // Behind by more than a commit interval's arrivals: a member that keeps
-                    // up still shows the lag of its last commit.
                     let behind = |r: &PartitionRead| {
                         r.committed_offset.is_some_and(|c| {
-                            r.end_offset.saturating_sub(c) as f64 > arrival[i] * BUSY_LAG_SECONDS
+                            r.end_offset.saturating_sub(c) as f64
+                                > arrival[i] * BUSY_LAG_SECONDS
                         })
                     };
                     before.committed_offset.is_some()
                         && (behind(before) || first)
                         && behind(now)
                         && lag[i] > 0
-                        && unmoved_ticks[i] == 0
                 });
             if busy {
                 rates.push(range.map(|i| consumed[i]).sum::<f64>());
@@ -1338,10 +1347,10 @@ mod tests {
         // 4 partitions, 2 members: the first owns 0 and 1, the second 2 and 3.
         let prev = obs(0.0, &[(1000, 0), (1000, 0), (1000, 0), (1000, 0)], 2);
         // The first member's partitions stay behind and move 300 and 600 in 10 s; the second
-        // member's partition 2 catches up, so its 90/s is not a measure of its rate.
+        // member's partitions both catch up, so its 155/s is not a measure of its rate.
         let o = obs(
             10.0,
-            &[(1100, 300), (1200, 600), (1100, 1100), (1100, 900)],
+            &[(1100, 300), (1200, 600), (1100, 1100), (1100, 1050)],
             2,
         );
         let lag = partition_lag(&o);
@@ -1349,6 +1358,15 @@ mod tests {
         assert_eq!(rates.arrival, Some(vec![10.0, 20.0, 10.0, 10.0]));
         // The first member measures 30 + 60 = 90/s, averaged with the known 70.
         assert_eq!(rates.per_replica, Some(80.0));
+        // One partition that stays behind keeps its member busy (a hot partition): the
+        // second member's 110 + 90 = 200/s counts when partition 3 is still 200 behind.
+        let hot = obs(
+            10.0,
+            &[(1100, 300), (1200, 600), (1100, 1100), (1100, 900)],
+            2,
+        );
+        let rates = measure_rates(Some(&prev), &hot, &partition_lag(&hot), &[0; 4], Some(70.0));
+        assert_eq!(rates.per_replica, Some((70.0 + (90.0 + 200.0) / 2.0) / 2.0));
 
         // An unmoved partition makes its member not busy: nothing measured, 70 kept.
         let rates = measure_rates(Some(&prev), &o, &lag, &[1, 0, 0, 0], Some(70.0));
@@ -1411,7 +1429,8 @@ mod tests {
         let lag = partition_lag(&o);
         let rates = measure_rates(Some(&behind_before), &o, &lag, &[0, 0], Some(11.0));
         assert_eq!(rates.per_replica, Some((11.0 + 330.0 / 30.0) / 2.0));
-        // A partition never committed at the previous read measures nothing.
+        // A partition first committed during the interval hides what was consumed from it:
+        // nothing is measured.
         let mut uncommitted = behind_before.clone();
         uncommitted.partitions[1].committed_offset = None;
         let rates = measure_rates(Some(&uncommitted), &o, &lag, &[0, 0], None);

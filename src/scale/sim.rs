@@ -52,11 +52,14 @@ use crate::aws::AwsError;
 use crate::kafka::KafkaError;
 use crate::platform::{Counts, Scale, ScaleError};
 
-/// A produce-rate trace: `t_seconds,produce_rate[,stuck]` rows.
+/// A produce-rate trace: `t_seconds,produce_rate[,stuck]` rows, and the partitions' weights
+/// when a `# partition-weights: W0,W1,…` line gives them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
     pub file: PathBuf,
     pub rows: Vec<Row>,
+    /// The weights and the line that gave them.
+    pub partition_weights: Option<(usize, Vec<f64>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,9 +102,10 @@ impl Trace {
     }
 
     /// Parses `t_seconds,produce_rate[,stuck]` rows. A first row that does not start with a
-    /// number is a header; blank lines and `#` comments are skipped. Times must not go
-    /// backwards (repeat a time to make a step). `stuck` is empty, `-`, or partition numbers
-    /// separated by spaces.
+    /// number is a header; blank lines and `#` comments are skipped, except a
+    /// `# partition-weights: W0,W1,…` line, which gives the partitions' weights (as
+    /// `--partition-weights`, which overrides it). Times must not go backwards (repeat a time
+    /// to make a step). `stuck` is empty, `-`, or partition numbers separated by spaces.
     pub fn parse(path: &Path, text: &str) -> Result<Trace, TraceError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let err = |line: usize, message: String| TraceError {
@@ -110,10 +114,21 @@ impl Trace {
             message,
         };
         let mut rows: Vec<Row> = Vec::new();
+        let mut partition_weights = None;
         let mut seen_data_or_header = false;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let l = raw.trim();
+            if let Some(w) = l.strip_prefix(WEIGHTS_LINE) {
+                if partition_weights.is_some() {
+                    return Err(err(line, format!("a second `{WEIGHTS_LINE}` line")));
+                }
+                let w = parse_partition_weights(w.trim()).map_err(|e| {
+                    err(line, e.replacen("--partition-weights", WEIGHTS_LINE, 1))
+                })?;
+                partition_weights = Some((line, w));
+                continue;
+            }
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
@@ -203,11 +218,34 @@ impl Trace {
         Ok(Trace {
             file: path.to_path_buf(),
             rows,
+            partition_weights,
         })
     }
 
-    /// Checks the stuck partitions against the partition count.
+    /// Checks the stuck partitions and the weights against the partition count.
     pub fn check(&self, partitions: u32) -> Result<(), TraceError> {
+        if let Some((line, w)) = &self.partition_weights {
+            if w.len() != partitions as usize {
+                return Err(TraceError {
+                    file: self.file.clone(),
+                    line: Some(*line),
+                    message: format!(
+                        "`{WEIGHTS_LINE}` has {} weight{} for {partitions} partitions; give one weight per partition (or --partition-weights)",
+                        w.len(),
+                        if w.len() == 1 { "" } else { "s" },
+                    ),
+                });
+            }
+            if w.iter().sum::<f64>() <= 0.0 {
+                return Err(TraceError {
+                    file: self.file.clone(),
+                    line: Some(*line),
+                    message: format!(
+                        "`{WEIGHTS_LINE}` weights are all 0; at least one partition must get traffic"
+                    ),
+                });
+            }
+        }
         for row in &self.rows {
             if let Some(p) = row.stuck.iter().find(|&&p| p >= partitions) {
                 return Err(TraceError {
@@ -300,6 +338,9 @@ impl Default for Setup {
     }
 }
 
+/// The comment line that gives a trace's partition weights.
+pub const WEIGHTS_LINE: &str = "# partition-weights:";
+
 /// Parses `--partition-weights`: numbers ≥ 0 separated by commas, one per partition.
 pub fn parse_partition_weights(text: &str) -> Result<Vec<f64>, String> {
     text.split(',')
@@ -381,10 +422,18 @@ impl Setup {
         Ok(())
     }
 
+    /// The weights in force for a trace: `--partition-weights`, else the trace's own, else
+    /// none (even).
+    pub fn weights<'a>(&'a self, trace: &'a Trace) -> Option<&'a [f64]> {
+        self.partition_weights
+            .as_deref()
+            .or(trace.partition_weights.as_ref().map(|(_, w)| w.as_slice()))
+    }
+
     /// Each partition's share of the trace's rate, summing to 1.
-    pub fn shares(&self) -> Vec<f64> {
+    pub fn shares(&self, trace: &Trace) -> Vec<f64> {
         let p = self.partitions.max(1) as usize;
-        match &self.partition_weights {
+        match self.weights(trace) {
             Some(w) if w.len() == p && w.iter().sum::<f64>() > 0.0 => {
                 let total: f64 = w.iter().sum();
                 w.iter().map(|v| v / total).collect()
@@ -638,7 +687,7 @@ pub fn simulate(trace: &Trace, setup: &Setup, which: Which) -> Run {
     let start = setup.min.min(setup.max);
     let commit_every = setup.commit_interval_seconds.max(1);
     let mut world = World {
-        shares: setup.shares(),
+        shares: setup.shares(trace),
         arrived: Vec::with_capacity(duration as usize),
         consumed: vec![0.0; p],
         committed: vec![None; p],
