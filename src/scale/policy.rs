@@ -486,8 +486,7 @@ fn measure_rates(
                     let now = &obs.partitions[i];
                     let behind = |r: &PartitionRead| {
                         r.committed_offset.is_some_and(|c| {
-                            r.end_offset.saturating_sub(c) as f64
-                                > arrival[i] * BUSY_LAG_SECONDS
+                            r.end_offset.saturating_sub(c) as f64 > arrival[i] * BUSY_LAG_SECONDS
                         })
                     };
                     before.committed_offset.is_some()

@@ -123,9 +123,8 @@ impl Trace {
                 if partition_weights.is_some() {
                     return Err(err(line, format!("a second `{WEIGHTS_LINE}` line")));
                 }
-                let w = parse_partition_weights(w.trim()).map_err(|e| {
-                    err(line, e.replacen("--partition-weights", WEIGHTS_LINE, 1))
-                })?;
+                let w = parse_partition_weights(w.trim())
+                    .map_err(|e| err(line, e.replacen("--partition-weights", WEIGHTS_LINE, 1)))?;
                 partition_weights = Some((line, w));
                 continue;
             }
