@@ -620,7 +620,6 @@ fn the_simulated_observation_holds_only_what_a_read_sees() {
                 }
                 MemberSource::Platform => {
                     assert_eq!(o.members, None, "the broker cannot say");
-                    assert!(t.decision.reason.contains("platform") || t.counts.running > 0);
                 }
             }
             assert_eq!(
