@@ -759,6 +759,7 @@ fn simulate_json_is_keyed_by_policy_with_a_replayable_timeline() {
             "p99_lag_seconds",
             "replica_seconds",
             "scale_actions",
+            "rebalance_seconds",
         ] {
             assert!(p[key].is_number(), "{policy}.{key}: {p}");
         }
