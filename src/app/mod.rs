@@ -11,7 +11,7 @@ use clap::CommandFactory;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::cli::{Cli, Command, Output, RenderArgs, SimPolicy, SimulateArgs};
+use crate::cli::{Cli, Command, Output, RenderArgs, SimMembers, SimPolicy, SimulateArgs};
 use crate::deploy::{DeployError, DeployOptions, Platform as DeployPlatform};
 use crate::discover::{self, context, Fleet};
 use crate::error::{exit, Error, Result};
@@ -197,6 +197,18 @@ fn simulate(args: &SimulateArgs, output: Output) -> Result<i32> {
         lag_threshold: args.lag_threshold,
         interval_seconds: args.interval,
         duty_cycle: !args.no_duty_cycle,
+        rebalance_seconds: args.rebalance_seconds,
+        commit_interval_seconds: args.commit_interval,
+        members: match args.members {
+            SimMembers::Group => scale::policy::MemberSource::Group,
+            SimMembers::Platform => scale::policy::MemberSource::Platform,
+        },
+        partition_weights: args
+            .partition_weights
+            .as_deref()
+            .map(sim::parse_partition_weights)
+            .transpose()
+            .map_err(Error::Usage)?,
     };
     setup.check().map_err(Error::Usage)?;
     let bad_trace = |e: sim::TraceError| Error::Usage(e.to_string());
