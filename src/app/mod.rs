@@ -81,9 +81,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Autoscale(args) => {
             let r = ctx.resolve()?;
             crate::scale::command::run(
-                &ctx.project.name,
-                &r.env,
-                &r.fleet,
+                &r.ctx(&ctx.project),
                 &|outcomes| output::outcomes(ctx.output, outcomes),
                 &crate::scale::command::Options {
                     once: args.once,
@@ -341,6 +339,16 @@ impl Ctx {
             .map_err(Error::Invalid)
     }
 
+    /// Fails with every problem when `env` cannot run `fleet` as it stands.
+    fn deployable(&self, env: &Environment, fleet: &Fleet) -> Result<()> {
+        let problems = self.project.check_deployable(env, &fleet.consumers);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+
     fn hashes(&self, fleet: &Fleet) -> Result<BTreeMap<String, context::ContextHash>> {
         fleet
             .consumers
@@ -437,9 +445,11 @@ impl Ctx {
     fn validate(&self) -> Result<i32> {
         let fleet = self.fleet()?;
         // Every environment was checked on load; the selected one is also expanded when it was
-        // asked for explicitly, since only then must its ${VAR}s be set.
+        // asked for explicitly, since only then must its ${VAR}s be set, and checked against
+        // its workloads: what they require is set, and no credential is plain on ECS.
         if self.env_given {
-            self.env()?;
+            let env = self.env()?;
+            self.deployable(&env, &self.fleet_for(&env)?)?;
         }
         let topics: usize = fleet.consumers.iter().map(|c| c.topics.len()).sum();
         if self.output == Output::Json {
@@ -509,7 +519,11 @@ impl Ctx {
     }
 
     fn render(&self, args: &RenderArgs) -> Result<i32> {
-        let renderings = self.renderings(args.consumer.as_deref())?;
+        // What is printed or written shows no credential (a plain one is refused on ECS).
+        let mut renderings = self.renderings(args.consumer.as_deref())?;
+        for (_, v) in &mut renderings {
+            crate::manifest::credential::redact_json(v);
+        }
         if let Some(dir) = &args.write {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
@@ -565,6 +579,9 @@ impl Ctx {
     /// Runs a command on the environment's platform: the one place a platform is chosen.
     async fn on_platform(&self, command: OnPlatform) -> Result<i32> {
         let r = self.resolve()?;
+        if matches!(command, OnPlatform::Plan | OnPlatform::Deploy(_)) {
+            self.deployable(&r.env, &r.fleet)?;
+        }
         let c = r.ctx(&self.project);
         match r.env.platform {
             Platform::Ecs => run_on(&crate::platform::ecs::Ecs(&c), &c, command, self.output).await,
