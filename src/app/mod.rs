@@ -81,9 +81,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Autoscale(args) => {
             let r = ctx.resolve()?;
             crate::scale::command::run(
-                &ctx.project.name,
-                &r.env,
-                &r.fleet,
+                &r.ctx(&ctx.project),
                 &|outcomes| output::outcomes(ctx.output, outcomes),
                 &crate::scale::command::Options {
                     once: args.once,

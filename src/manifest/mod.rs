@@ -213,6 +213,20 @@ pub struct Build {
 pub struct KafkaUse {
     pub group: String,
     pub topics: Vec<String>,
+    /// Where the group starts on a partition it never committed on: the workload's
+    /// `auto.offset.reset`. The autoscaler counts such a partition's lag from it.
+    pub offset_reset: OffsetReset,
+}
+
+/// A consumer's `auto.offset.reset`, as `[kafka] offset_reset` declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// From the oldest message still held (the log-start offset).
+    #[default]
+    Earliest,
+    /// From the end: only what arrives after the group first reads the partition.
+    Latest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -42,6 +42,7 @@ pub struct BuildSection {
 pub struct KafkaSection {
     pub group: Option<String>,
     pub topics: Option<Vec<String>>,
+    pub offset_reset: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,7 +9,7 @@ use regex::Regex;
 use super::environment::ROLE_ARN;
 use super::problem::{quote_key, FileProblems, Problem, Problems};
 use super::raw;
-use super::{interp, Api, Build, Consumer, KafkaUse, Kind, Platform, Scaling, Topic};
+use super::{interp, Api, Build, Consumer, KafkaUse, Kind, OffsetReset, Platform, Scaling, Topic};
 
 pub const NAME_HELP: &str = "use 1 to 63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit (the name becomes an ECS family, an ECS service and an ECR repository)";
 
@@ -380,7 +380,26 @@ fn kafka(k: raw::KafkaSection, fp: &mut FileProblems) -> KafkaUse {
             .help = Some(TOPIC_HELP.into());
         }
     }
-    KafkaUse { group, topics }
+    let offset_reset = match k.offset_reset.as_deref() {
+        None | Some("earliest") => OffsetReset::Earliest,
+        Some("latest") => OffsetReset::Latest,
+        Some(other) => {
+            fp.push(
+                "kafka.offset_reset",
+                format!("{other:?} is not an offset reset"),
+            )
+            .help = Some(
+                "use \"earliest\" or \"latest\", the same as the workload's auto.offset.reset"
+                    .into(),
+            );
+            OffsetReset::Earliest
+        }
+    };
+    KafkaUse {
+        group,
+        topics,
+        offset_reset,
+    }
 }
 
 const TOPIC_HELP: &str = "use 1 to 249 letters, digits, '.', '_' or '-'";

@@ -49,6 +49,7 @@ pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> 
         .filter_map(|c| {
             let (scaling, kafka) = (c.scaling?, c.kafka.as_ref()?);
             let config = Config::new(scaling)
+                .with_offset_reset(kafka.offset_reset)
                 .with_interval_seconds(interval.as_secs_f64())
                 .with_scale_in_window_seconds(scale_in_window.as_secs_f64());
             Some(Target {
@@ -81,7 +82,13 @@ enum Hands {
 }
 
 impl Hands {
-    async fn open(env: &Environment, project: &str) -> Result<Hands> {
+    /// The hands for `env`. On the docker platform, `templates` are what a consumer with no
+    /// container left is started from ([`crate::platform::docker::Docker::templates`]).
+    async fn open(
+        env: &Environment,
+        project: &str,
+        templates: BTreeMap<String, crate::platform::docker::Template>,
+    ) -> Result<Hands> {
         Ok(match env.platform {
             crate::manifest::Platform::Ecs => {
                 let cfg = crate::aws::sdk_config(env).await;
@@ -97,7 +104,9 @@ impl Hands {
                 let docker = crate::platform::docker::connect()
                     .await
                     .map_err(|e| Error::Cause(Box::new(e)))?;
-                Hands::Docker(DockerScale::new(docker, env, project))
+                let mut scale = DockerScale::new(docker, env, project);
+                scale.fallback = templates;
+                Hands::Docker(scale)
             }
         })
     }
@@ -142,13 +151,12 @@ impl Publish for Hands {
 /// services' desired counts and publishes to CloudWatch; on docker it adds and removes
 /// containers and publishes nothing (the figures are on `/metrics`).
 pub async fn run(
-    project: &str,
-    env: &Environment,
-    fleet: &Fleet,
+    ctx: &crate::deploy::Ctx<'_>,
     on_tick: &dyn Fn(&[Outcome]),
     opts: &Options,
 ) -> Result<i32> {
-    let targets = targets(fleet, opts.interval, opts.scale_in_window);
+    let (project, env) = (ctx.project, ctx.env);
+    let targets = targets(ctx.fleet, opts.interval, opts.scale_in_window);
     if targets.is_empty() {
         return Err(Error::Usage(
             "no consumer has both [scaling] and [kafka]; nothing to autoscale".to_string(),
@@ -158,7 +166,13 @@ pub async fn run(
         .await
         .map_err(Error::from)?;
     let lag = Lag(Arc::new(reader));
-    let hands = Hands::open(env, project).await?;
+    let templates = match env.platform {
+        crate::manifest::Platform::Docker => {
+            crate::platform::docker::Docker(ctx).templates().await?
+        }
+        crate::manifest::Platform::Ecs => BTreeMap::new(),
+    };
+    let hands = Hands::open(env, project, templates).await?;
     if let Hands::Docker(_) = hands {
         info!(
             environment = %env.name,
@@ -471,7 +485,7 @@ async fn platform_running(
     chosen: &[(&crate::manifest::Consumer, &crate::manifest::KafkaUse)],
 ) -> BTreeMap<String, u32> {
     let services: Vec<String> = chosen.iter().map(|(c, _)| c.name.clone()).collect();
-    let counts = match Hands::open(env, project).await {
+    let counts = match Hands::open(env, project, BTreeMap::new()).await {
         Ok(hands) => hands
             .counts_many(&services)
             .await

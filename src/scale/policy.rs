@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::manifest::Scaling;
+use crate::manifest::{OffsetReset, Scaling};
 
 pub use crate::kafka::lag::{MemberSource, Members, Observation, PartitionRead, TopicSpan};
 
@@ -42,6 +42,9 @@ pub struct Config {
     /// May scale in to the count just below the fewest that keep up, spending the lag budget
     /// there (see [`decide`]); off, it settles at a count that keeps up.
     pub duty_cycle: bool,
+    /// Where the group starts on a partition it never committed on (`[kafka] offset_reset`):
+    /// where such a partition's lag is counted from.
+    pub offset_reset: OffsetReset,
 }
 
 impl Config {
@@ -64,6 +67,16 @@ impl Config {
             interval_seconds: 30.0,
             startup_seconds: 60.0,
             duty_cycle: scaling.duty_cycle,
+            offset_reset: OffsetReset::Earliest,
+        }
+    }
+
+    /// The same settings for a group that starts from `reset` where it never committed.
+    #[must_use]
+    pub fn with_offset_reset(self, reset: OffsetReset) -> Config {
+        Config {
+            offset_reset: reset,
+            ..self
         }
     }
 
@@ -130,6 +143,8 @@ pub struct State {
     pub below_since: Option<(f64, u32)>,
     /// When the policy last scaled out (its new replicas may still be starting).
     pub scaled_out_at: Option<f64>,
+    /// The end offset of each partition at the first read (see [`first_end_offsets`]).
+    pub first_end: Vec<i64>,
 }
 
 impl State {
@@ -171,36 +186,98 @@ pub struct Decision {
     pub stuck: Vec<u32>,
 }
 
-/// Replica counts worth paying for with `p` partitions: those where the busiest replica's
-/// share, ceil(p/n), drops. For 12 partitions: 1, 2, 3, 4, 6, 12.
-pub fn useful_counts(p: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let mut last = u32::MAX;
-    for n in 1..=p {
-        let k = p.div_ceil(n);
-        if k < last {
-            out.push(n);
-            last = k;
+/// How a group's partitions lie over its topics. Kafka's range assignor splits each topic on
+/// its own: with `n` members, member `m` gets the `m`-th range of every topic, and the first
+/// `p % n` members get one partition more of a topic with `p` partitions. So member 0 is the
+/// busiest, and members beyond the largest topic's partition count own nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Partitions per topic, in the order of [`Observation::partitions`].
+    sizes: Vec<u32>,
+}
+
+impl Layout {
+    /// One topic of `p` partitions.
+    pub fn one(p: u32) -> Layout {
+        Layout { sizes: vec![p] }
+    }
+
+    /// The read's topics; one topic of all its partitions when they do not add up.
+    pub fn of(obs: &Observation) -> Layout {
+        let p = obs.partitions.len() as u32;
+        let sizes: Vec<u32> = obs.topics.iter().map(|t| t.partitions).collect();
+        if sizes.is_empty() || sizes.iter().sum::<u32>() != p {
+            return Layout::one(p);
         }
+        Layout { sizes }
     }
-    out
+
+    /// All partitions, over every topic.
+    pub fn partitions(&self) -> u32 {
+        self.sizes.iter().sum()
+    }
+
+    /// The most members that can own a partition: the largest topic's partition count.
+    pub fn most_members(&self) -> u32 {
+        self.sizes.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Each member's partitions (indices into the read's partitions) under the range
+    /// assignor with `n` members, in member order.
+    pub fn assignment(&self, n: u32) -> Vec<Vec<usize>> {
+        let mut members = vec![Vec::new(); n as usize];
+        let mut first = 0usize;
+        for &p in &self.sizes {
+            let mut start = first;
+            for (m, owned) in range_assignment(p, n).into_iter().enumerate() {
+                members[m].extend(start..start + owned as usize);
+                start += owned as usize;
+            }
+            first += p as usize;
+        }
+        members
+    }
+
+    /// `owner_share(n)[i]`: how many partitions the owner of partition `i` owns, over every
+    /// topic, with `n` members (0 each with none).
+    pub fn owner_share(&self, n: u32) -> Vec<u32> {
+        let mut out = vec![0; self.partitions() as usize];
+        for owned in self.assignment(n) {
+            for &i in &owned {
+                out[i] = owned.len() as u32;
+            }
+        }
+        out
+    }
+
+    /// Replica counts worth paying for: those where the busiest member's share (the sum over
+    /// topics of ceil(p/n)) drops. For one topic of 12 partitions: 1, 2, 3, 4, 6, 12.
+    pub fn useful_counts(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut last = u32::MAX;
+        for n in 1..=self.most_members() {
+            let k: u32 = self.sizes.iter().map(|p| p.div_ceil(n)).sum();
+            if k < last {
+                out.push(n);
+                last = k;
+            }
+        }
+        out
+    }
 }
 
-/// How many partitions each of `n` consumers owns under Kafka's range assignor (one topic):
-/// the first `p % n` consumers get one more. `owner_share(p, n)[i]` is the number of
-/// partitions owned by the owner of partition `i`.
+/// [`Layout::useful_counts`] of one topic with `p` partitions.
+pub fn useful_counts(p: u32) -> Vec<u32> {
+    Layout::one(p).useful_counts()
+}
+
+/// [`Layout::owner_share`] of one topic with `p` partitions: the first `p % n` members own one
+/// more.
 pub fn owner_share(p: u32, n: u32) -> Vec<u32> {
-    if n == 0 {
-        return vec![0; p as usize];
-    }
-    let mut out = Vec::with_capacity(p as usize);
-    for count in range_assignment(p, n) {
-        out.extend(std::iter::repeat_n(count, count as usize));
-    }
-    out
+    Layout::one(p).owner_share(n)
 }
 
-/// Partitions per member under the range assignor, in member order.
+/// Partitions per member under the range assignor on one topic, in member order.
 pub fn range_assignment(p: u32, n: u32) -> Vec<u32> {
     if n == 0 {
         return Vec::new();
@@ -217,22 +294,33 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
     let current = state.current;
     let obs = match check_read(cfg, current, obs) {
         Ok(obs) => obs,
-        Err(reason) => return (Decision::hold(current, reason), state.clone()),
+        Err(reason) => return hold_within_bounds(cfg, state, reason),
     };
-    let lag = partition_lag(obs);
+    let layout = Layout::of(obs);
+    let first_end = first_end_offsets(state, obs);
+    let lag = partition_lag(cfg, obs, &first_end);
     let prev = comparable_prev(state, obs);
     let stuck = find_stuck(cfg, prev, obs, &lag, &state.unmoved_ticks);
     let rates = measure_rates(
         prev,
         obs,
+        &layout,
         &lag,
         &stuck.unmoved_ticks,
         state.per_replica_rate,
     );
-    let bounds = Bounds::new(cfg, obs.partitions.len() as u32);
+    let bounds = Bounds::new(cfg, &layout);
     let rec = recommend(cfg, state, obs, &lag, &stuck.partitions, &rates, &bounds);
 
     let mut reason = rec.reason;
+    if let Some(m) = obs.members {
+        let _ = write!(
+            reason,
+            " [{} member(s) from the {}]",
+            m.count,
+            m.source.name()
+        );
+    }
     if !stuck.partitions.is_empty() {
         let _ = write!(
             reason,
@@ -247,6 +335,9 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
     };
     reason.push_str(&step.note);
     let desired = step.desired.clamp(bounds.lo, bounds.hi);
+    if desired != step.desired {
+        let _ = write!(reason, "; kept within the manifest's bounds: {desired}");
+    }
 
     let next = State {
         current: desired,
@@ -260,6 +351,7 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
         } else {
             state.scaled_out_at
         },
+        first_end,
     };
     let decision = Decision {
         desired,
@@ -270,6 +362,41 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
         stuck: stuck.partitions,
     };
     (decision, next)
+}
+
+/// A tick with no read to decide on keeps the current count, unless it is outside the
+/// manifest's bounds (a person or a deploy set it so): then the nearest bound, which needs no
+/// read.
+fn hold_within_bounds(cfg: &Config, state: &State, reason: String) -> (Decision, State) {
+    let current = state.current;
+    let desired = current.clamp(cfg.min, cfg.max.max(cfg.min));
+    if desired == current {
+        return (Decision::hold(current, reason), state.clone());
+    }
+    let mut decision = Decision::hold(desired, reason);
+    decision.changed = true;
+    let _ = write!(
+        decision.reason,
+        "; but {current} is outside the manifest's bounds {}..={}: setting {desired}",
+        cfg.min, cfg.max
+    );
+    let next = State {
+        current: desired,
+        below_since: None,
+        ..state.clone()
+    };
+    (decision, next)
+}
+
+/// The end offset each partition had when the policy first read it (kept in
+/// [`State::first_end`]), for counting the lag of a partition with no commit under
+/// `offset_reset = "latest"`. Starts again when the partition count changes.
+fn first_end_offsets(state: &State, obs: &Observation) -> Vec<i64> {
+    if state.first_end.len() == obs.partitions.len() {
+        state.first_end.clone()
+    } else {
+        obs.partitions.iter().map(|r| r.end_offset).collect()
+    }
 }
 
 /// Checks that a tick's read can be decided on. Takes the read (`None` when the lag could not
@@ -320,14 +447,22 @@ impl Decision {
     }
 }
 
-/// Each partition's lag in messages: its end offset less its committed offset; 0 without a
-/// committed offset or with one past the end.
-fn partition_lag(obs: &Observation) -> Vec<u64> {
+/// Each partition's lag in messages: its end offset less its committed offset, never below
+/// 0. A partition the group never committed on starts where its `offset_reset` says: from the
+/// log-start offset under `earliest` (0 when the read has none), from the end offset the
+/// policy first saw (`first_end`) under `latest`. Its lag counts like any other, so a group
+/// scaled to zero that never committed still activates when messages arrive.
+fn partition_lag(cfg: &Config, obs: &Observation, first_end: &[i64]) -> Vec<u64> {
     obs.partitions
         .iter()
-        .map(|r| match r.committed_offset {
-            Some(c) => u64::try_from(r.end_offset.saturating_sub(c)).unwrap_or(0),
-            None => 0,
+        .enumerate()
+        .map(|(i, r)| {
+            let from = match (r.committed_offset, cfg.offset_reset) {
+                (Some(c), _) => c,
+                (None, OffsetReset::Earliest) => r.log_start_offset.unwrap_or(0),
+                (None, OffsetReset::Latest) => first_end.get(i).copied().unwrap_or(r.end_offset),
+            };
+            u64::try_from(r.end_offset.saturating_sub(from)).unwrap_or(0)
         })
         .collect()
 }
@@ -429,6 +564,7 @@ struct Rates {
 fn measure_rates(
     prev: Option<&Observation>,
     obs: &Observation,
+    layout: &Layout,
     lag: &[u64],
     unmoved_ticks: &[u32],
     known: Option<f64>,
@@ -458,12 +594,9 @@ fn measure_rates(
     let mut per_replica = known;
     if let Some(members) = members.filter(|&m| m > 0) {
         let mut rates = Vec::new();
-        let mut start = 0usize;
-        for owned in range_assignment(p, members) {
-            let range = start..start + owned as usize;
-            start += owned as usize;
-            let busy = owned > 0
-                && range.clone().all(|i| {
+        for owned in layout.assignment(members) {
+            let busy = !owned.is_empty()
+                && owned.iter().all(|&i| {
                     let before = &prev.partitions[i];
                     let had_lag = before
                         .committed_offset
@@ -471,7 +604,7 @@ fn measure_rates(
                     (had_lag || first) && lag[i] > 0 && unmoved_ticks[i] == 0
                 });
             if busy {
-                rates.push(range.map(|i| consumed[i]).sum::<f64>());
+                rates.push(owned.iter().map(|&i| consumed[i]).sum::<f64>());
             }
         }
         if !rates.is_empty() {
@@ -491,23 +624,22 @@ fn measure_rates(
 /// The replica counts a tick may pick from.
 #[derive(Debug, Clone, PartialEq)]
 struct Bounds {
-    /// The fewest: `min`, but no more than `hi`.
+    /// The fewest: the manifest's `min`, always.
     lo: u32,
-    /// The most: `max` (but at least `min`), no more than the partitions.
+    /// The most: `max`, but no more than can own a partition ([`Layout::most_members`]) and
+    /// never below `min`.
     hi: u32,
-    /// [`useful_counts`] of the partitions.
+    /// [`Layout::useful_counts`].
     counts: Vec<u32>,
 }
 
 impl Bounds {
-    /// The bounds of `cfg` for `p` partitions.
-    fn new(cfg: &Config, p: u32) -> Bounds {
-        let hi = cfg.max.min(p).max(cfg.min.min(p));
-        let lo = cfg.min.min(hi);
+    /// The bounds of `cfg` for the group's `layout`.
+    fn new(cfg: &Config, layout: &Layout) -> Bounds {
         Bounds {
-            lo,
-            hi,
-            counts: useful_counts(p),
+            lo: cfg.min,
+            hi: cfg.max.min(layout.most_members()).max(cfg.min),
+            counts: layout.useful_counts(),
         }
     }
 
@@ -680,7 +812,8 @@ fn recommend_from_rates(projection: &Projection, bounds: &Bounds) -> Recommendat
 /// projects each partition's lag under a candidate count.
 struct Projection<'a> {
     cfg: &'a Config,
-    p: u32,
+    /// The group's partitions over its topics.
+    layout: Layout,
     lag: &'a [u64],
     stuck: &'a [u32],
     arrival: &'a [f64],
@@ -721,7 +854,7 @@ impl<'a> Projection<'a> {
         arrival: &'a [f64],
         rate: f64,
     ) -> Projection<'a> {
-        let p = lag.len() as u32;
+        let layout = Layout::of(obs);
         let current = state.current;
         let serving = obs.member_count().unwrap_or(current);
         let pending_for = match state.scaled_out_at {
@@ -734,9 +867,11 @@ impl<'a> Projection<'a> {
             Some((since, _)) => (cfg.scale_in_window_seconds - (obs.at - since)).max(0.0),
             None => cfg.scale_in_window_seconds,
         };
+        let now_share = layout.owner_share(serving);
+        let cur_share = layout.owner_share(current.max(serving));
         Projection {
             cfg,
-            p,
+            layout,
             lag,
             stuck,
             arrival,
@@ -745,8 +880,8 @@ impl<'a> Projection<'a> {
             arrival_total: live_arrival(arrival, stuck),
             current,
             serving,
-            now_share: owner_share(p, serving),
-            cur_share: owner_share(p, current.max(serving)),
+            now_share,
+            cur_share,
             pending_for,
             window_left,
             horizon: cfg.interval_seconds + cfg.startup_seconds,
@@ -756,7 +891,7 @@ impl<'a> Projection<'a> {
 
     /// The live partitions, in order.
     fn live(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.p as usize).filter(|&i| is_live(self.stuck, i))
+        (0..self.lag.len()).filter(|&i| is_live(self.stuck, i))
     }
 
     /// The highest time lag over the live partitions: lag over the arrival rate, or over the
@@ -814,7 +949,7 @@ impl<'a> Projection<'a> {
     /// `target_utilisation` as headroom.
     fn sustainable(&self, n: u32) -> bool {
         n > 0 && {
-            let share = owner_share(self.p, n);
+            let share = self.layout.owner_share(n);
             self.live().all(|i| {
                 self.arrival[i] <= self.cfg.target_utilisation * self.rate / f64::from(share[i])
             })
@@ -846,7 +981,7 @@ impl<'a> Projection<'a> {
             return self.total_lag == 0 && self.arrival_total == 0.0;
         }
         let cfg = self.cfg;
-        let share = owner_share(self.p, n);
+        let share = self.layout.owner_share(n);
         self.live().all(|i| {
             let c = self.rate / f64::from(share[i]);
             let a = self.arrival[i];
@@ -869,7 +1004,7 @@ impl<'a> Projection<'a> {
     /// Whether `n` replicas drain every live partition's backlog within `max_lag_seconds`
     /// once the new replicas serve: the fallback when no count fits.
     fn drains(&self, n: u32) -> bool {
-        let share = owner_share(self.p, n.max(1));
+        let share = self.layout.owner_share(n.max(1));
         self.live().all(|i| {
             let c = self.rate / f64::from(share[i]);
             let a = self.arrival[i];
@@ -1181,17 +1316,6 @@ mod tests {
     }
 
     #[test]
-    fn no_committed_offset_is_not_lag() {
-        let c = cfg(1, 12);
-        let mut o = obs(0.0, &[(0, 0); 12], 1);
-        o.partitions[0].end_offset = 1_000_000;
-        o.partitions[0].committed_offset = None;
-        let (d, _) = decide(&c, &State::new(1), Some(&o));
-        assert_eq!(d.desired, 1);
-        assert_eq!(d.lag, 0);
-    }
-
-    #[test]
     fn builders_change_one_setting_each() {
         let c = cfg(1, 12)
             .with_interval_seconds(15.0)
@@ -1234,16 +1358,69 @@ mod tests {
         assert_eq!(check_read(&c, 4, Some(&fresh)), Ok(&fresh));
     }
 
+    /// Each partition's lag under the default settings, with no earlier read.
+    fn lag_of(o: &Observation) -> Vec<u64> {
+        partition_lag(&cfg(1, 12), o, &first_end_offsets(&State::new(1), o))
+    }
+
     #[test]
-    fn lag_is_end_less_committed_and_nothing_without_a_commit() {
-        let mut o = obs(0.0, &[(100, 40), (5, 9), (7, 7)], 1);
+    fn lag_is_end_less_committed_and_never_below_zero() {
+        let o = obs(0.0, &[(100, 40), (5, 9), (7, 7)], 1);
+        assert_eq!(lag_of(&o), vec![60, 0, 0]);
+    }
+
+    #[test]
+    fn a_partition_never_committed_counts_from_where_the_group_would_start() {
+        let mut o = obs(0.0, &[(100, 40)], 1);
         o.partitions.push(PartitionRead {
             end_offset: 1_000,
             committed_offset: None,
-            log_start_offset: None,
+            log_start_offset: Some(300),
             read_at: 0.0,
         });
-        assert_eq!(partition_lag(&o), vec![60, 0, 0, 0]);
+        o.topics[0].partitions = 2;
+        // earliest: from the log start.
+        assert_eq!(lag_of(&o), vec![60, 700]);
+        // latest: from the end first seen, so nothing at first and what arrives after.
+        let latest = cfg(1, 12).with_offset_reset(OffsetReset::Latest);
+        let (_, state) = decide(&latest, &State::new(1), Some(&o));
+        assert_eq!(state.first_end, vec![100, 1_000]);
+        let mut later = o.clone();
+        later.at = 30.0;
+        later.partitions[1].end_offset = 1_250;
+        assert_eq!(
+            partition_lag(&latest, &later, &first_end_offsets(&state, &later)),
+            vec![60, 250]
+        );
+    }
+
+    #[test]
+    fn a_group_at_zero_that_never_committed_activates_when_messages_arrive() {
+        let zero = cfg(0, 4);
+        let read = |at: f64, end: i64| {
+            Observation::one_topic(
+                at,
+                "t",
+                vec![
+                    PartitionRead {
+                        end_offset: end,
+                        committed_offset: None,
+                        log_start_offset: Some(0),
+                        read_at: at,
+                    };
+                    2
+                ],
+                Some(Members {
+                    count: 0,
+                    source: MemberSource::Platform,
+                }),
+            )
+        };
+        let (idle, state) = decide(&zero, &State::new(0), Some(&read(0.0, 0)));
+        assert_eq!(idle.desired, 0, "{}", idle.reason);
+        let (d, _) = decide(&zero, &state, Some(&read(30.0, 5)));
+        assert!(d.desired >= 1 && d.changed, "{}", d.reason);
+        assert_eq!(d.lag, 10);
     }
 
     #[test]
@@ -1269,7 +1446,7 @@ mod tests {
         for tick in 1..=4u32 {
             let end = 100 + i64::from(tick) * 10;
             let o = obs(f64::from(tick) * 30.0, &[(end, 0), (end, end - 5)], 1);
-            let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &unmoved);
+            let found = find_stuck(&c, Some(&prev), &o, &lag_of(&o), &unmoved);
             assert_eq!(found.unmoved_ticks, vec![tick, 0], "tick {tick}");
             let expected: Vec<u32> = if tick >= 3 { vec![0] } else { vec![] };
             assert_eq!(found.partitions, expected, "tick {tick}");
@@ -1278,7 +1455,7 @@ mod tests {
         }
         // Once it moves, its count starts again.
         let o = obs(150.0, &[(150, 1), (150, 145)], 1);
-        let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &unmoved);
+        let found = find_stuck(&c, Some(&prev), &o, &lag_of(&o), &unmoved);
         assert_eq!(found.unmoved_ticks, vec![0, 0]);
         assert!(found.partitions.is_empty());
         // stuck_ticks = 0 counts as 1.
@@ -1288,7 +1465,7 @@ mod tests {
         };
         let o = obs(180.0, &[(200, 1), (200, 195)], 1);
         let prev = obs(150.0, &[(150, 1), (150, 145)], 1);
-        let found = find_stuck(&once, Some(&prev), &o, &partition_lag(&o), &[0, 0]);
+        let found = find_stuck(&once, Some(&prev), &o, &lag_of(&o), &[0, 0]);
         assert_eq!(found.partitions, vec![0]);
     }
 
@@ -1298,21 +1475,21 @@ mod tests {
         let prev = obs(0.0, &[(100, 100), (100, 0)], 1);
         // Partition 0 has no lag; partition 1 is behind and unmoved.
         let o = obs(30.0, &[(100, 100), (200, 0)], 1);
-        let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &[2, 2]);
+        let found = find_stuck(&c, Some(&prev), &o, &lag_of(&o), &[2, 2]);
         assert_eq!(found.unmoved_ticks, vec![0, 3]);
         assert_eq!(found.partitions, vec![1]);
         // No members: nobody to be stuck.
         let o = obs(30.0, &[(100, 100), (200, 0)], 0);
-        let found = find_stuck(&c, Some(&prev), &o, &partition_lag(&o), &[2, 2]);
+        let found = find_stuck(&c, Some(&prev), &o, &lag_of(&o), &[2, 2]);
         assert_eq!(found.unmoved_ticks, vec![0, 0]);
         // No committed offset at the previous read.
         let mut before = prev.clone();
         before.partitions[1].committed_offset = None;
         let o = obs(30.0, &[(100, 100), (200, 0)], 1);
-        let found = find_stuck(&c, Some(&before), &o, &partition_lag(&o), &[2, 2]);
+        let found = find_stuck(&c, Some(&before), &o, &lag_of(&o), &[2, 2]);
         assert_eq!(found.unmoved_ticks, vec![0, 0]);
         // No previous read: every count starts again.
-        let found = find_stuck(&c, None, &o, &partition_lag(&o), &[5, 5]);
+        let found = find_stuck(&c, None, &o, &lag_of(&o), &[5, 5]);
         assert_eq!(found.unmoved_ticks, vec![0, 0]);
         assert!(found.partitions.is_empty());
     }
@@ -1328,18 +1505,25 @@ mod tests {
             &[(1100, 300), (1200, 600), (1100, 1100), (1100, 900)],
             2,
         );
-        let lag = partition_lag(&o);
-        let rates = measure_rates(Some(&prev), &o, &lag, &[0; 4], Some(70.0));
+        let lag = lag_of(&o);
+        let rates = measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0; 4], Some(70.0));
         assert_eq!(rates.arrival, Some(vec![10.0, 20.0, 10.0, 10.0]));
         // The first member measures 30 + 60 = 90/s, averaged with the known 70.
         assert_eq!(rates.per_replica, Some(80.0));
 
         // An unmoved partition makes its member not busy: nothing measured, 70 kept.
-        let rates = measure_rates(Some(&prev), &o, &lag, &[1, 0, 0, 0], Some(70.0));
+        let rates = measure_rates(
+            Some(&prev),
+            &o,
+            &Layout::of(&o),
+            &lag,
+            &[1, 0, 0, 0],
+            Some(70.0),
+        );
         assert_eq!(rates.per_replica, Some(70.0));
 
         // No previous read: no arrivals, and the known rate as it was.
-        let rates = measure_rates(None, &o, &lag, &[0; 4], Some(70.0));
+        let rates = measure_rates(None, &o, &Layout::of(&o), &lag, &[0; 4], Some(70.0));
         assert_eq!(
             rates,
             Rates {
@@ -1354,19 +1538,19 @@ mod tests {
         // No lag at the first read, one member; two members and lag at the second.
         let prev = obs(0.0, &[(100, 100), (100, 100)], 1);
         let o = obs(10.0, &[(400, 200), (400, 150)], 2);
-        let lag = partition_lag(&o);
-        let rates = measure_rates(Some(&prev), &o, &lag, &[0, 0], None);
+        let lag = lag_of(&o);
+        let rates = measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0, 0], None);
         assert_eq!(rates.arrival, Some(vec![30.0, 30.0]));
         // Each member owns one partition: 10/s and 5/s.
         assert_eq!(rates.per_replica, Some(7.5));
         // Once a rate is known, neither counts: nothing new is measured.
-        let rates = measure_rates(Some(&prev), &o, &lag, &[0, 0], Some(9.0));
+        let rates = measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0, 0], Some(9.0));
         assert_eq!(rates.per_replica, Some(9.0));
     }
 
     #[test]
     fn bounds_round_up_to_useful_counts() {
-        let b = Bounds::new(&cfg(1, 12), 12);
+        let b = Bounds::new(&cfg(1, 12), &Layout::one(12));
         assert_eq!((b.lo, b.hi), (1, 12));
         assert_eq!(b.round_up(5), 6);
         assert_eq!(b.round_up(0), 1);
@@ -1374,21 +1558,21 @@ mod tests {
         assert_eq!(b.candidates(), vec![1, 2, 3, 4, 6, 12]);
 
         // max 10 of 12 partitions: 10 is not useful but is the most there may be.
-        let b = Bounds::new(&cfg(0, 10), 12);
+        let b = Bounds::new(&cfg(0, 10), &Layout::one(12));
         assert_eq!((b.lo, b.hi), (0, 10));
         assert_eq!(b.round_up(0), 0);
         assert_eq!(b.round_up(7), 10);
         assert_eq!(b.candidates(), vec![0, 1, 2, 3, 4, 6, 10]);
 
         // More replicas than partitions are never useful.
-        let b = Bounds::new(&cfg(1, 12), 4);
+        let b = Bounds::new(&cfg(1, 12), &Layout::one(4));
         assert_eq!((b.lo, b.hi), (1, 4));
     }
 
     #[test]
     fn recommend_falls_back_to_lag_per_replica() {
         let c = cfg(1, 12);
-        let b = Bounds::new(&c, 12);
+        let b = Bounds::new(&c, &Layout::one(12));
         let lag = vec![400; 12];
         // 4800 messages at 1000 per replica: 5, rounded up to 6.
         let rec = recommend_from_lag(&c, 1, &lag, &[], None, &b);
@@ -1421,7 +1605,7 @@ mod tests {
             &[0; 12],
             &[],
             Some(&[0.0; 12]),
-            &Bounds::new(&zero, 12),
+            &Bounds::new(&zero, &Layout::one(12)),
         );
         assert_eq!(idle.count, 0);
         // `recommend` takes this path until the per-replica rate is known.
@@ -1448,7 +1632,7 @@ mod tests {
             arrival: Some(vec![250.0 / 12.0; 12]),
             per_replica: Some(100.0),
         };
-        let b = Bounds::new(&c, 12);
+        let b = Bounds::new(&c, &Layout::one(12));
         recommend(&c, &State::new(3), &o, &[0; 12], &[], &rates, &b)
     }
 
@@ -1472,14 +1656,14 @@ mod tests {
     #[test]
     fn recommend_from_rates_picks_a_useful_count_in_time() {
         let c = cfg(1, 12);
-        let b = Bounds::new(&c, 12);
+        let b = Bounds::new(&c, &Layout::one(12));
         // 1 replica, 25/s arriving on each partition and 1000 behind on each (40 s).
         let o = obs(0.0, &[(1000, 0); 12], 1);
         let rates = Rates {
             arrival: Some(vec![25.0; 12]),
             per_replica: Some(100.0),
         };
-        let lag = partition_lag(&o);
+        let lag = lag_of(&o);
         let rec = recommend(&c, &State::new(1), &o, &lag, &[], &rates, &b);
         // While the new replicas start (60 s) the one serving falls 16.7/s per partition
         // further behind: 2000. 4 (3 partitions each, 33/s) would still have 1250 (50 s)
@@ -1552,7 +1736,7 @@ mod tests {
     #[test]
     fn activation_from_zero_needs_lag_above_the_threshold() {
         let c = cfg(0, 12);
-        let b = Bounds::new(&c, 12);
+        let b = Bounds::new(&c, &Layout::one(12));
         assert_eq!(activate_from_zero(&c, 0, 0, &b).desired, 0);
         let step = activate_from_zero(&c, 5, 0, &b);
         assert_eq!(

@@ -477,6 +477,40 @@ fn a_secret_missing_from_the_local_file_is_named_and_a_present_one_is_set() {
     assert!(l.containers().is_empty(), "{:?}", l.containers());
 }
 
+/// With `min = 0` a deploy starts no container. A group that never committed still has lag
+/// (counted from the log start, `offset_reset = "earliest"`), so the autoscaler starts the
+/// first container, from the spec the deploy would use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_at_zero_that_never_committed_is_started_when_messages_arrive() {
+    let l = Local::new();
+    let topic = format!("{}-wake", l.project);
+    let group = format!("{}-group", l.project);
+    l.consumer(
+        "worker",
+        &format!(
+            "kind = \"worker\"\n[kafka]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\n\
+             [scaling]\nmin = 0\nmax = 2\nmax_lag_seconds = 30\n"
+        ),
+    );
+    assert_ok(&l.deploy());
+    assert!(l.running().is_empty(), "{:?}", l.running());
+    let bootstrap = l
+        .vars
+        .get("KAFKA_BOOTSTRAP")
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    crate::lag::backlog(&bootstrap, &topic, 2, 10, &group, &[]).await;
+
+    let out = l.shoal(&["autoscale", "--env", "local", "--once", "-o", "json"]);
+    assert_ok(&out);
+    let ticks: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(ticks[0]["acted"], true, "{ticks}");
+    assert_eq!(ticks[0]["decision"]["lag"], 20, "{ticks}");
+    let reason = ticks[0]["decision"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("scale from zero"), "{reason}");
+    assert!(!l.running().is_empty(), "a container was started: {ticks}");
+}
+
 /// Lag on tansu drives the container count: a backlog (committed at 0) scales the worker out
 /// with `autoscale --once`; once the test commits the end offsets, the daemon (ticking every
 /// second, with a 2 s scale-in window) scales it back to the minimum.

@@ -21,7 +21,7 @@ fn config(bootstrap: &str) -> ClientConfig {
 }
 
 /// Creates `topic` with `partitions`, writes `per_partition` messages to each, and commits
-/// `committed[p]` for `group` where given.
+/// `committed[p]` for `group` where given (nothing at all when none is).
 pub async fn backlog(
     bootstrap: &str,
     topic: &str,
@@ -69,13 +69,15 @@ pub async fn backlog(
                 .expect("offset");
         }
     }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .expect("OffsetCommit");
+    if tpl.count() > 0 {
+        consumer
+            .commit(&tpl, CommitMode::Sync)
+            .expect("OffsetCommit");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn committed_first_then_end_offsets_and_no_commit_is_not_lag() {
+async fn committed_first_then_end_offsets_and_the_log_start_where_nothing_is_committed() {
     let sb = Sandbox::new();
     let bootstrap = sb.var("KAFKA_BOOTSTRAP");
     let topic = format!("{}-lag", sb.project);
@@ -96,8 +98,92 @@ async fn committed_first_then_end_offsets_and_no_commit_is_not_lag() {
     let o = reader.read(&group, &[topic]).expect("lag read");
     let ends: Vec<i64> = o.partitions.iter().map(|p| p.end_offset).collect();
     let committed: Vec<Option<i64>> = o.partitions.iter().map(|p| p.committed_offset).collect();
+    let starts: Vec<Option<i64>> = o.partitions.iter().map(|p| p.log_start_offset).collect();
     assert_eq!(ends, vec![10, 10, 10]);
     assert_eq!(committed, vec![Some(4), Some(10), None]);
+    assert_eq!(starts, vec![None, None, Some(0)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_topic_of_the_group_is_read_in_order() {
+    let sb = Sandbox::new();
+    let bootstrap = sb.var("KAFKA_BOOTSTRAP");
+    let group = format!("{}-group", sb.project);
+    let (a, b) = (format!("{}-a", sb.project), format!("{}-b", sb.project));
+    backlog(&bootstrap, &a, 2, 5, &group, &[Some(1), Some(2)]).await;
+    backlog(&bootstrap, &b, 3, 7, &group, &[Some(3), None, Some(7)]).await;
+    let reader = LagReader::open(&sb.env(), Duration::from_secs(10))
+        .await
+        .expect("reader");
+    let o = reader
+        .read(&group, &[a.clone(), b.clone()])
+        .expect("lag read");
+    let spans: Vec<(String, u32)> = o
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), t.partitions))
+        .collect();
+    assert_eq!(spans, vec![(a, 2), (b, 3)]);
+    let reads: Vec<(i64, Option<i64>)> = o
+        .partitions
+        .iter()
+        .map(|p| (p.end_offset, p.committed_offset))
+        .collect();
+    assert_eq!(
+        reads,
+        vec![
+            (5, Some(1)),
+            (5, Some(2)),
+            (7, Some(3)),
+            (7, None),
+            (7, Some(7))
+        ]
+    );
+}
+
+/// The members come from DescribeGroups where the broker answers it: one live member that
+/// owns the topic's partitions. A broker that cannot answer (tansu 0.6 drops the connection)
+/// leaves them unknown, for the autoscaler to take the platform's running count; the test
+/// then checks that the broker really cannot answer, so a reader that stops asking fails it.
+#[tokio::test(flavor = "multi_thread")]
+async fn members_come_from_the_group_where_the_broker_can_describe_it() {
+    let sb = Sandbox::new();
+    let bootstrap = sb.var("KAFKA_BOOTSTRAP");
+    let topic = format!("{}-members", sb.project);
+    let group = format!("{}-group", sb.project);
+    backlog(&bootstrap, &topic, 2, 3, &group, &[Some(0), Some(0)]).await;
+    let member: BaseConsumer = config(&bootstrap)
+        .set("group.id", &group)
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("member");
+    member.subscribe(&[&topic]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while member.assignment().map_or(0, |a| a.count()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no assignment in 30 s"
+        );
+        let _ = member.poll(Duration::from_millis(200));
+    }
+    let reader = LagReader::open(&sb.env(), Duration::from_secs(5))
+        .await
+        .expect("reader");
+    let o = reader.read(&group, &[topic]).expect("lag read");
+    match o.members {
+        Some(m) => assert_eq!(
+            (m.count, m.source),
+            (1, shoal::kafka::lag::MemberSource::Group)
+        ),
+        None => {
+            let asked = member.fetch_group_list(Some(&group), Duration::from_secs(5));
+            assert!(
+                asked.is_err(),
+                "the broker describes the group ({:?}) but the reader said nothing",
+                asked.map(|l| l.groups().len())
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

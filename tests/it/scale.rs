@@ -45,13 +45,16 @@ fn observation(at: f64, offsets: &[(i64, Option<i64>)], consumers: Option<u32>) 
     )
 }
 
+/// The most a decision may pick: `max`, no more than the partitions, never below `min`.
+fn highest(p: u32, min: u32, max: u32) -> u32 {
+    max.min(p).max(min)
+}
+
 /// Partition count, bounds (min ≤ max), and a current count within them.
 fn bounds() -> impl Strategy<Value = (u32, u32, u32, u32)> {
     (1u32..=24, 0u32..=8, 1u32..=30).prop_flat_map(|(p, min, max)| {
         let max = max.max(min).max(1);
-        let hi = max.min(p).max(min.min(p));
-        let lo = min.min(hi);
-        (Just(p), Just(min), Just(max), lo..=hi)
+        (Just(p), Just(min), Just(max), min..=highest(p, min, max))
     })
 }
 
@@ -106,9 +109,9 @@ proptest! {
             .map(|(r, &missing)| (r.2, if missing { None } else { Some(r.3) }))
             .collect();
         let (d, next) = decide(&cfg, &state, Some(&observation(30.0, &now, consumers)));
-        let hi = max.min(p);
-        prop_assert!(d.desired <= hi, "{} > min(max {max}, P {p}): {}", d.desired, d.reason);
-        prop_assert!(d.desired >= min.min(hi), "{} < min {min}: {}", d.desired, d.reason);
+        let hi = highest(p, min, max);
+        prop_assert!(d.desired <= hi, "{} > max {max} (or P {p}, unless min {min}): {}", d.desired, d.reason);
+        prop_assert!(d.desired >= min, "{} < min {min}: {}", d.desired, d.reason);
         prop_assert_eq!(next.current, d.desired);
         prop_assert!(!d.reason.is_empty());
     }
@@ -135,6 +138,20 @@ proptest! {
         prop_assert_eq!(d.desired, current);
         prop_assert!(d.reason.contains("stale"), "{}", d.reason);
         prop_assert_eq!(&next, &state);
+    }
+
+    /// A count a person or a deploy set outside the manifest's bounds is brought back to the
+    /// nearest bound, even on a tick with no read; within the bounds it is kept.
+    #[test]
+    fn a_count_outside_the_bounds_is_brought_back_even_without_a_read(
+        (min, max) in (0u32..=8, 1u32..=30).prop_map(|(min, max)| (min, max.max(min))),
+        current in 0u32..=60,
+    ) {
+        let cfg = config(min, max);
+        let (d, next) = decide(&cfg, &State::new(current), None);
+        prop_assert_eq!(d.desired, current.clamp(min, max));
+        prop_assert_eq!(d.changed, d.desired != current);
+        prop_assert_eq!(next.current, d.desired);
     }
 
     /// More lag (committed offsets further behind, everything else the same) never lowers

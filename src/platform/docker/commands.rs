@@ -78,6 +78,30 @@ impl Docker<'_> {
         Ok(out)
     }
 
+    /// What the autoscaler starts a consumer's first container from when it has none left
+    /// (scaling up from zero): the container a deploy of this tree would make, for every
+    /// consumer with `[scaling]`. Its image is the tree's content-hash tag, so it is the
+    /// deployed one as long as the tree has not changed since the deploy.
+    pub async fn templates(&self) -> Result<BTreeMap<String, Template>, DeployError> {
+        let ctx = self.0;
+        let inputs = ctx.inputs().await?;
+        Ok(self
+            .specs(&inputs, &BTreeMap::new())?
+            .iter()
+            .filter(|s| {
+                ctx.fleet
+                    .get(&s.consumer)
+                    .is_some_and(|c| c.scaling.is_some())
+            })
+            .map(|s| {
+                (
+                    s.consumer.clone(),
+                    Template::from_spec(ctx.project, &ctx.env.name, s),
+                )
+            })
+            .collect())
+    }
+
     async fn state(&self, docker: &bollard::Docker) -> Result<(State, Inputs<'_>), DeployError> {
         let ctx = self.0;
         let inputs = ctx.inputs().await?;
