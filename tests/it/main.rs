@@ -4,6 +4,7 @@
 
 mod architecture;
 mod autoscale;
+mod autoscale_ticks;
 mod autoscaler_workload;
 mod base_images;
 mod cli;
