@@ -682,6 +682,16 @@ impl Bounds {
             .clamp(self.lo, self.hi)
     }
 
+    /// The most a count below `current` may be: the next candidate down (see
+    /// [`Bounds::candidates`]), or `lo` when there is none.
+    fn step_below(&self, current: u32) -> u32 {
+        self.candidates()
+            .into_iter()
+            .filter(|&n| n < current)
+            .max()
+            .unwrap_or(self.lo)
+    }
+
     /// The counts a rated recommendation tries, fewest first: the useful counts within the
     /// bounds, then `hi` if it is not one, and 0 first when `lo` is 0.
     fn candidates(&self) -> Vec<u32> {
@@ -779,6 +789,7 @@ fn recommend_from_lag(
 ) -> Recommendation {
     let total_lag = live_lag(lag, stuck);
     let arrival_total = arrival.map(|a| live_arrival(a, stuck));
+    let lag_seconds = arrival.and_then(|a| lag_at_arrivals(lag, stuck, a));
     let per = cfg.fallback_lag_per_replica.max(1.0);
     let raw = (total_lag as f64 / per).ceil() as u32;
     let idle = total_lag == 0 && arrival_total.is_none_or(|a| a == 0.0);
@@ -791,15 +802,42 @@ fn recommend_from_lag(
         "rates not known yet: lag {total_lag} at {per:.0} per replica needs {count} replica(s)"
     );
     if count < current && !idle {
-        count = current;
-        reason.push_str(", but not scaling in until rates are known");
+        match lag_seconds.filter(|&s| s <= BUSY_LAG_SECONDS) {
+            Some(s) => {
+                // Every partition is within a commit interval of its arrivals: the group
+                // keeps up, and no member is busy enough to measure its rate. One useful count
+                // fewer (after the scale-in window) either still keeps up, or makes members
+                // busy, which measures the rate.
+                count = count.max(bounds.step_below(current));
+                let _ = write!(
+                    reason,
+                    "; the group keeps up (lag {s:.1}s): one count fewer, to {count}"
+                );
+            }
+            None => {
+                count = current;
+                reason.push_str(", but not scaling in until rates are known");
+            }
+        }
     }
     Recommendation {
         count,
         lag: total_lag,
-        lag_seconds: None,
+        lag_seconds,
         reason,
     }
+}
+
+/// The highest time lag over the live partitions at their arrival rates: what the lag's
+/// oldest message is behind by, as far as arrivals tell. 0 with no lag; `None` when a live
+/// partition with lag has no arrivals (its lag is then not a time).
+fn lag_at_arrivals(lag: &[u64], stuck: &[u32], arrival: &[f64]) -> Option<f64> {
+    let mut most = 0.0f64;
+    for i in (0..lag.len()).filter(|&i| is_live(stuck, i) && lag[i] > 0) {
+        let a = arrival.get(i).copied().filter(|&a| a > 0.0)?;
+        most = most.max(lag[i] as f64 / a);
+    }
+    Some(most)
 }
 
 /// The fewest candidate count (see [`Bounds::candidates`]) that [`Projection::fits`]; when
@@ -1208,14 +1246,38 @@ mod tests {
     }
 
     #[test]
-    fn without_rates_it_does_not_scale_in_while_messages_flow() {
+    fn without_rates_a_group_that_keeps_up_steps_down_one_count_per_window() {
         let c = cfg(1, 12);
-        // 6 replicas, no lag, 10/s arriving on every partition, but no member has been busy:
-        // the per-replica rate is unknown, so 6 stays.
+        // 6 replicas, no lag, 10/s arriving on every partition, so no member is busy and the
+        // per-replica rate stays unknown. The group keeps up, so each scale-in window takes
+        // it one useful count down (6, 4, 3, 2, 1) rather than holding 6 for ever.
+        let mut s = State::new(6);
+        let mut counts = vec![6];
+        for tick in 0..40i64 {
+            let end = tick * 300;
+            let o = obs(tick as f64 * 30.0, &[(end, end); 12], s.current);
+            let (d, next) = decide(&c, &s, Some(&o));
+            if d.changed {
+                assert!(d.reason.contains("the group keeps up"), "{}", d.reason);
+                counts.push(d.desired);
+            }
+            s = next;
+        }
+        assert!(s.per_replica_rate.is_none());
+        assert_eq!(counts, vec![6, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn without_rates_a_group_behind_does_not_scale_in() {
+        let c = cfg(1, 12);
+        // 6 replicas, each partition 15 s of its 10/s behind, and the members unknown, so no
+        // rate can be measured: more than a commit interval behind is not "keeps up", and 6
+        // stays.
         let mut s = State::new(6);
         for tick in 0..10i64 {
-            let end = tick * 300;
-            let o = obs(tick as f64 * 30.0, &[(end, end); 12], 6);
+            let end = tick * 300 + 150;
+            let mut o = obs(tick as f64 * 30.0, &[(end, end - 150); 12], 6);
+            o.members = None;
             let (d, next) = decide(&c, &s, Some(&o));
             assert_eq!(d.desired, 6, "{}", d.reason);
             s = next;
@@ -1675,15 +1737,36 @@ mod tests {
         );
         // Stuck partitions are left out: 4400 needs 5, so 6 again; 1 of them needs 1.
         assert_eq!(recommend_from_lag(&c, 1, &lag, &[0], None, &b).lag, 4400);
-        // Messages arriving, so not idle: no scale-in without rates.
+        // Messages arriving and 10 s of them behind on every partition: not idle, and not
+        // known to keep up, so no scale-in without rates.
         let arrival = vec![1.0; 12];
-        let few = vec![10; 12];
+        let few = vec![11; 12];
         let rec = recommend_from_lag(&c, 8, &few, &[], Some(&arrival), &b);
         assert_eq!(rec.count, 8);
+        assert_eq!(rec.lag_seconds, Some(11.0));
         assert_eq!(
             rec.reason,
-            "rates not known yet: lag 120 at 1000 per replica needs 1 replica(s), but not scaling in until rates are known"
+            "rates not known yet: lag 132 at 1000 per replica needs 1 replica(s), but not scaling in until rates are known"
         );
+        // Within a commit interval of the arrivals everywhere: the group keeps up, and no
+        // member is busy enough to measure a rate. One useful count fewer (8 is not one on 12
+        // partitions: 6), so that the rest either keep up or become busy and measurable.
+        let kept_up = vec![5; 12];
+        let rec = recommend_from_lag(&c, 8, &kept_up, &[], Some(&arrival), &b);
+        assert_eq!((rec.count, rec.lag_seconds), (6, Some(5.0)));
+        assert!(
+            rec.reason
+                .ends_with("the group keeps up (lag 5.0s): one count fewer, to 6"),
+            "{}",
+            rec.reason
+        );
+        let rec = recommend_from_lag(&c, 2, &kept_up, &[], Some(&arrival), &b);
+        assert_eq!(rec.count, 1);
+        // Lag on a partition with no arrivals is not a time: not known to keep up.
+        let mut quiet = arrival.clone();
+        quiet[3] = 0.0;
+        let rec = recommend_from_lag(&c, 8, &kept_up, &[], Some(&quiet), &b);
+        assert_eq!((rec.count, rec.lag_seconds), (8, None));
         // Idle with min 0: none.
         let zero = cfg(0, 12);
         let idle = recommend_from_lag(
