@@ -512,6 +512,12 @@ async fn steady_traffic_scales_out_and_lower_traffic_scales_back_in() {
         .await;
     let scaled = ticks.iter().position(|t| t.desired >= 3).expect("found");
     assert!(ticks[scaled].error.is_none(), "{}", show(&ticks));
+    // The tick set the count once the new containers were healthy; on a loaded machine the
+    // docker CLI may list them a moment later.
+    let seen = Instant::now();
+    while p.running() < 3 && seen.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(
         p.running() >= 3,
         "{} running\n{}",
