@@ -166,6 +166,7 @@ pub(super) fn consumer(
         topics,
         scaling,
         api,
+        defaults: false,
     })
 }
 

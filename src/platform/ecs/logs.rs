@@ -1,0 +1,307 @@
+//! `shoal logs` on ECS: a consumer's lines from CloudWatch Logs.
+//!
+//! The task definition sends each container's output to the log group
+//! `<log_group_prefix>/<consumer>` with the stream prefix `<consumer>` (the awslogs driver),
+//! so every task writes the stream `<consumer>/<container>/<task id>`; the task id names the
+//! replica. The lines since `--since` come from FilterLogEvents (every page, every stream of
+//! the consumer, in time order). Following, shoal asks for a StartLiveTail session and, when
+//! the endpoint refuses or lacks it (moto's answer is not an event stream, and the SDK sends
+//! it to a `stream-` host an emulator does not have), polls FilterLogEvents from the newest
+//! line seen; it logs which of the two runs.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::types::StartLiveTailResponseStream;
+use aws_sdk_cloudwatchlogs::Client;
+use tracing::{debug, info, warn};
+
+use crate::aws::{self, AwsError};
+use crate::manifest::Environment;
+use crate::platform::logs::{in_time_order, LogLine, LogQuery, LogSink, Tail};
+
+/// How often the polling fallback asks for new lines. FilterLogEvents allows a few calls a
+/// second per account, so this leaves room for other readers.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// What reading a consumer's CloudWatch logs can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EcsLogsError {
+    #[error(
+        "{consumer} has no log group {group} in environment {env}: nothing of it has been deployed there"
+    )]
+    NoLogGroup {
+        consumer: String,
+        group: String,
+        env: String,
+    },
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// Reads `query`'s lines and hands them to `sink` in time order; following, never returns
+/// unless a read fails.
+pub async fn read(
+    env: &Environment,
+    query: &LogQuery,
+    sink: &mut LogSink<'_>,
+) -> Result<(), EcsLogsError> {
+    let client = aws::logs(&aws::sdk_config(env).await);
+    let group = env.log_group(&query.consumer);
+    let arn = group_arn(&client, &group)
+        .await?
+        .ok_or_else(|| EcsLogsError::NoLogGroup {
+            consumer: query.consumer.clone(),
+            group: group.clone(),
+            env: env.name.clone(),
+        })?;
+    let source = Source {
+        client: &client,
+        group: &group,
+        stream_prefix: format!("{}/", query.consumer),
+        pattern: query.filter.as_deref().map(filter_pattern),
+    };
+    let mut seen = Seen::new(query.since_millis());
+    let lines = source.filter(seen.from).await?;
+    sink(seen.fresh(lines));
+    if !query.follow {
+        return Ok(());
+    }
+    match source.live_tail(&arn, &mut seen, sink).await {
+        Ok(()) => {}
+        Err(e) => info!(
+            log_group = %group,
+            reason = %e,
+            "StartLiveTail is not available here; following with {}",
+            Tail::Polling.as_str()
+        ),
+    }
+    loop {
+        tokio::time::sleep(POLL).await;
+        let lines = source.filter(seen.from).await?;
+        sink(seen.fresh(lines));
+    }
+}
+
+/// The ARN of a log group (StartLiveTail names groups by ARN), or `None` when there is none.
+async fn group_arn(client: &Client, group: &str) -> Result<Option<String>, AwsError> {
+    let page = client
+        .describe_log_groups()
+        .log_group_name_prefix(group)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("CloudWatch Logs", "DescribeLogGroups", e))?;
+    Ok(page
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(group))
+        .map(|g| {
+            g.log_group_arn()
+                .map(str::to_string)
+                .or_else(|| g.arn().map(|a| a.trim_end_matches(":*").to_string()))
+                .unwrap_or_default()
+        }))
+}
+
+/// A CloudWatch filter pattern that matches the lines containing `text`: one quoted term,
+/// which CloudWatch matches as an exact, case-sensitive phrase.
+pub fn filter_pattern(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The replica a stream belongs to: its last part, the ECS task id.
+pub fn replica_of(stream: &str) -> &str {
+    stream.rsplit('/').next().unwrap_or(stream)
+}
+
+/// The lines already handed on, so that a poll that starts at the newest timestamp seen does
+/// not repeat the lines that carry it.
+struct Seen {
+    /// The next read starts here (milliseconds since the epoch).
+    from: i64,
+    /// The lines at `from`, by stream and message.
+    at_from: BTreeSet<(String, String)>,
+}
+
+impl Seen {
+    fn new(from: i64) -> Seen {
+        Seen {
+            from,
+            at_from: BTreeSet::new(),
+        }
+    }
+
+    /// The lines not handed on before, in time order; moves `from` to the newest.
+    fn fresh(&mut self, lines: Vec<LogLine>) -> Vec<LogLine> {
+        let mut out = Vec::new();
+        for line in in_time_order(lines) {
+            if line.timestamp < self.from {
+                continue;
+            }
+            let key = (line.replica.clone(), line.message.clone());
+            if line.timestamp == self.from && !self.at_from.insert(key.clone()) {
+                continue;
+            }
+            if line.timestamp > self.from {
+                self.from = line.timestamp;
+                self.at_from.clear();
+                self.at_from.insert(key);
+            }
+            out.push(line);
+        }
+        out
+    }
+}
+
+struct Source<'a> {
+    client: &'a Client,
+    group: &'a str,
+    stream_prefix: String,
+    pattern: Option<String>,
+}
+
+impl Source<'_> {
+    /// Every line of the consumer's streams from `from` on: all pages of FilterLogEvents.
+    async fn filter(&self, from: i64) -> Result<Vec<LogLine>, AwsError> {
+        let mut lines = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .filter_log_events()
+                .log_group_name(self.group)
+                .log_stream_name_prefix(&self.stream_prefix)
+                .start_time(from)
+                .set_filter_pattern(self.pattern.clone())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("CloudWatch Logs", "FilterLogEvents", e))?;
+            for e in page.events() {
+                lines.push(LogLine {
+                    timestamp: e.timestamp().unwrap_or(0),
+                    replica: replica_of(e.log_stream_name().unwrap_or_default()).to_string(),
+                    message: e.message().unwrap_or_default().trim_end().to_string(),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        debug!(
+            log_group = self.group,
+            from,
+            lines = lines.len(),
+            "read log events"
+        );
+        Ok(lines)
+    }
+
+    /// Follows with StartLiveTail sessions, a new one when one ends (they last up to three
+    /// hours). Returns the error when a session cannot start or breaks, so the caller polls.
+    async fn live_tail(
+        &self,
+        arn: &str,
+        seen: &mut Seen,
+        sink: &mut LogSink<'_>,
+    ) -> Result<(), AwsError> {
+        loop {
+            let mut session = self
+                .client
+                .start_live_tail()
+                .log_group_identifiers(arn)
+                .log_stream_name_prefixes(&self.stream_prefix)
+                .set_log_event_filter_pattern(self.pattern.clone())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("CloudWatch Logs", "StartLiveTail", e))?;
+            let mut started = false;
+            loop {
+                let event = session.response_stream.recv().await.map_err(|e| {
+                    AwsError::from_sdk("CloudWatch Logs", "StartLiveTail (stream)", e)
+                })?;
+                match event {
+                    Some(StartLiveTailResponseStream::SessionStart(_)) => {
+                        if !started {
+                            info!(
+                                log_group = self.group,
+                                "following with {}",
+                                Tail::LiveTail.as_str()
+                            );
+                        }
+                        started = true;
+                    }
+                    Some(StartLiveTailResponseStream::SessionUpdate(update)) => {
+                        let lines = update
+                            .session_results()
+                            .iter()
+                            .map(|e| LogLine {
+                                timestamp: e.timestamp().unwrap_or(0),
+                                replica: replica_of(e.log_stream_name().unwrap_or_default())
+                                    .to_string(),
+                                message: e.message().unwrap_or_default().trim_end().to_string(),
+                            })
+                            .collect();
+                        sink(seen.fresh(lines));
+                    }
+                    Some(other) => debug!(?other, "a live tail event shoal does not know"),
+                    None => break,
+                }
+            }
+            if !started {
+                return Err(AwsError::Other {
+                    service: "CloudWatch Logs",
+                    operation: "StartLiveTail",
+                    problem: "the session ended before it started".into(),
+                });
+            }
+            warn!(
+                log_group = self.group,
+                "the live tail session ended; starting another"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(timestamp: i64, replica: &str, message: &str) -> LogLine {
+        LogLine {
+            timestamp,
+            replica: replica.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn the_task_id_is_the_streams_last_part() {
+        assert_eq!(replica_of("orders/orders/0f1e2d3c4b5a"), "0f1e2d3c4b5a");
+        assert_eq!(replica_of("bare"), "bare");
+    }
+
+    #[test]
+    fn a_filter_is_one_quoted_phrase() {
+        assert_eq!(filter_pattern("order 7"), "\"order 7\"");
+        assert_eq!(filter_pattern("say \"hi\""), "\"say \\\"hi\\\"\"");
+    }
+
+    /// Each poll starts at the newest timestamp seen, so its lines come again: they are
+    /// handed on once, and a new line with that same timestamp still is.
+    #[test]
+    fn polls_repeat_no_line() {
+        let mut seen = Seen::new(0);
+        let first = seen.fresh(vec![line(20, "b", "two"), line(10, "a", "one")]);
+        assert_eq!(first, [line(10, "a", "one"), line(20, "b", "two")]);
+        assert_eq!(seen.from, 20);
+        let again = seen.fresh(vec![
+            line(20, "b", "two"),
+            line(20, "a", "also two"),
+            line(30, "a", "three"),
+        ]);
+        assert_eq!(again, [line(20, "a", "also two"), line(30, "a", "three")]);
+        assert!(seen.fresh(vec![line(30, "a", "three")]).is_empty());
+    }
+}
