@@ -240,6 +240,23 @@ async fn ecs_logs_interleave_both_tasks_in_time_order_with_filter_and_since() {
         "{stdout}"
     );
 
+    // In a terminal (forced here) each replica keeps a colour of its own.
+    let out = l
+        .command(&[])
+        .env_remove("NO_COLOR")
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .expect("runs shoal logs");
+    assert_ok(&out);
+    let coloured = text(&out.stdout);
+    let cyan = "\u{1b}[36m";
+    let yellow = "\u{1b}[33m";
+    assert!(
+        coloured.contains(&format!("{cyan}{TASK_A} |"))
+            && coloured.contains(&format!("{yellow}{TASK_B} |")),
+        "{coloured:?}"
+    );
+
     let filtered = json_lines(&l.logs(&["--filter", "order", "-o", "json"]));
     assert_eq!(
         messages(&filtered),

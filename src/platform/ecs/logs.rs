@@ -6,10 +6,11 @@
 //! replica. The lines since `--since` come from FilterLogEvents (every page, every stream of
 //! the consumer, in time order). Following, shoal asks for a StartLiveTail session and, when
 //! the endpoint refuses or lacks it (moto's answer is not an event stream, and the SDK sends
-//! it to a `stream-` host an emulator does not have), polls FilterLogEvents from the newest
-//! line seen; it logs which of the two runs.
+//! it to a `stream-` host an emulator does not have), polls FilterLogEvents every [`POLL`],
+//! going back [`LOOKBACK_MS`] from the newest line seen so that late lines are not lost; it
+//! logs which of the two runs.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_cloudwatchlogs::types::StartLiveTailResponseStream;
@@ -62,8 +63,8 @@ pub async fn read(
         pattern: query.filter.as_deref().map(filter_pattern),
     };
     let mut seen = Seen::new(query.since_millis());
-    let lines = source.filter(seen.from).await?;
-    sink(seen.fresh(lines));
+    let events = source.filter(seen.from()).await?;
+    sink(seen.fresh(events));
     if !query.follow {
         return Ok(());
     }
@@ -78,8 +79,8 @@ pub async fn read(
     }
     loop {
         tokio::time::sleep(POLL).await;
-        let lines = source.filter(seen.from).await?;
-        sink(seen.fresh(lines));
+        let events = source.filter(seen.from()).await?;
+        sink(seen.fresh(events));
     }
 }
 
@@ -114,42 +115,57 @@ pub fn replica_of(stream: &str) -> &str {
     stream.rsplit('/').next().unwrap_or(stream)
 }
 
-/// The lines already handed on, so that a poll that starts at the newest timestamp seen does
-/// not repeat the lines that carry it.
+/// How far before the newest line seen a poll reads again: CloudWatch may ingest a line
+/// after a newer one (another task's, or a late batch), and a poll from the newest timestamp
+/// alone would never see it.
+pub const LOOKBACK_MS: i64 = 10_000;
+
+/// A line read from CloudWatch, with what identifies it among repeated reads: FilterLogEvents'
+/// event id, or for Live Tail (which has none) its stream, time, ingestion time and text.
+struct Event {
+    key: String,
+    line: LogLine,
+}
+
+/// The lines already handed on, so that reads that overlap (each poll goes back
+/// [`LOOKBACK_MS`]) print every line once, and a line that arrives late is printed, not lost.
 struct Seen {
-    /// The next read starts here (milliseconds since the epoch).
-    from: i64,
-    /// The lines at `from`, by stream and message.
-    at_from: BTreeSet<(String, String)>,
+    /// The oldest line wanted.
+    since: i64,
+    /// The newest timestamp handed on.
+    newest: i64,
+    /// The keys handed on within [`LOOKBACK_MS`] of `newest`, with their timestamps.
+    keys: BTreeMap<String, i64>,
 }
 
 impl Seen {
-    fn new(from: i64) -> Seen {
+    fn new(since: i64) -> Seen {
         Seen {
-            from,
-            at_from: BTreeSet::new(),
+            since,
+            newest: since,
+            keys: BTreeMap::new(),
         }
     }
 
-    /// The lines not handed on before, in time order; moves `from` to the newest.
-    fn fresh(&mut self, lines: Vec<LogLine>) -> Vec<LogLine> {
+    /// Where the next poll starts.
+    fn from(&self) -> i64 {
+        (self.newest - LOOKBACK_MS).max(self.since)
+    }
+
+    /// The events not handed on before, in time order.
+    fn fresh(&mut self, events: Vec<Event>) -> Vec<LogLine> {
         let mut out = Vec::new();
-        for line in in_time_order(lines) {
-            if line.timestamp < self.from {
+        for e in events {
+            if e.line.timestamp < self.since || self.keys.contains_key(&e.key) {
                 continue;
             }
-            let key = (line.replica.clone(), line.message.clone());
-            if line.timestamp == self.from && !self.at_from.insert(key.clone()) {
-                continue;
-            }
-            if line.timestamp > self.from {
-                self.from = line.timestamp;
-                self.at_from.clear();
-                self.at_from.insert(key);
-            }
-            out.push(line);
+            self.keys.insert(e.key, e.line.timestamp);
+            self.newest = self.newest.max(e.line.timestamp);
+            out.push(e.line);
         }
-        out
+        let horizon = self.newest - LOOKBACK_MS;
+        self.keys.retain(|_, t| *t >= horizon);
+        in_time_order(out)
     }
 }
 
@@ -162,7 +178,7 @@ struct Source<'a> {
 
 impl Source<'_> {
     /// Every line of the consumer's streams from `from` on: all pages of FilterLogEvents.
-    async fn filter(&self, from: i64) -> Result<Vec<LogLine>, AwsError> {
+    async fn filter(&self, from: i64) -> Result<Vec<Event>, AwsError> {
         let mut lines = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -178,10 +194,19 @@ impl Source<'_> {
                 .await
                 .map_err(|e| AwsError::from_sdk("CloudWatch Logs", "FilterLogEvents", e))?;
             for e in page.events() {
-                lines.push(LogLine {
-                    timestamp: e.timestamp().unwrap_or(0),
-                    replica: replica_of(e.log_stream_name().unwrap_or_default()).to_string(),
-                    message: e.message().unwrap_or_default().trim_end().to_string(),
+                let stream = e.log_stream_name().unwrap_or_default();
+                let timestamp = e.timestamp().unwrap_or(0);
+                let message = e.message().unwrap_or_default();
+                lines.push(Event {
+                    key: match e.event_id() {
+                        Some(id) => id.to_string(),
+                        None => format!("{stream}\n{timestamp}\n{message}"),
+                    },
+                    line: LogLine {
+                        timestamp,
+                        replica: replica_of(stream).to_string(),
+                        message: message.trim_end().to_string(),
+                    },
                 });
             }
             match page.next_token() {
@@ -233,17 +258,27 @@ impl Source<'_> {
                         started = true;
                     }
                     Some(StartLiveTailResponseStream::SessionUpdate(update)) => {
-                        let lines = update
+                        let events = update
                             .session_results()
                             .iter()
-                            .map(|e| LogLine {
-                                timestamp: e.timestamp().unwrap_or(0),
-                                replica: replica_of(e.log_stream_name().unwrap_or_default())
-                                    .to_string(),
-                                message: e.message().unwrap_or_default().trim_end().to_string(),
+                            .map(|e| {
+                                let stream = e.log_stream_name().unwrap_or_default();
+                                let timestamp = e.timestamp().unwrap_or(0);
+                                let message = e.message().unwrap_or_default();
+                                Event {
+                                    key: format!(
+                                        "{stream}\n{timestamp}\n{}\n{message}",
+                                        e.ingestion_time().unwrap_or(0)
+                                    ),
+                                    line: LogLine {
+                                        timestamp,
+                                        replica: replica_of(stream).to_string(),
+                                        message: message.trim_end().to_string(),
+                                    },
+                                }
                             })
                             .collect();
-                        sink(seen.fresh(lines));
+                        sink(seen.fresh(events));
                     }
                     Some(other) => debug!(?other, "a live tail event shoal does not know"),
                     None => break,
@@ -288,20 +323,42 @@ mod tests {
         assert_eq!(filter_pattern("say \"hi\""), "\"say \\\"hi\\\"\"");
     }
 
-    /// Each poll starts at the newest timestamp seen, so its lines come again: they are
-    /// handed on once, and a new line with that same timestamp still is.
+    fn event(key: &str, timestamp: i64, replica: &str, message: &str) -> Event {
+        Event {
+            key: key.into(),
+            line: line(timestamp, replica, message),
+        }
+    }
+
+    /// Each poll goes back [`LOOKBACK_MS`] from the newest line seen, so its lines come
+    /// again: they are handed on once, and one that arrives late, older than the newest, is
+    /// still handed on.
     #[test]
-    fn polls_repeat_no_line() {
-        let mut seen = Seen::new(0);
-        let first = seen.fresh(vec![line(20, "b", "two"), line(10, "a", "one")]);
-        assert_eq!(first, [line(10, "a", "one"), line(20, "b", "two")]);
-        assert_eq!(seen.from, 20);
-        let again = seen.fresh(vec![
-            line(20, "b", "two"),
-            line(20, "a", "also two"),
-            line(30, "a", "three"),
+    fn polls_repeat_no_line_and_lose_no_late_one() {
+        let mut seen = Seen::new(1_000);
+        assert_eq!(seen.from(), 1_000);
+        let first = seen.fresh(vec![
+            event("2", 20_000, "b", "two"),
+            event("1", 10_000, "a", "one"),
+            event("0", 500, "a", "before --since"),
         ]);
-        assert_eq!(again, [line(20, "a", "also two"), line(30, "a", "three")]);
-        assert!(seen.fresh(vec![line(30, "a", "three")]).is_empty());
+        assert_eq!(first, [line(10_000, "a", "one"), line(20_000, "b", "two")]);
+        assert_eq!(seen.from(), 20_000 - LOOKBACK_MS);
+        let again = seen.fresh(vec![
+            event("1", 10_000, "a", "one"),
+            event("2", 20_000, "b", "two"),
+            event("3", 18_000, "a", "late"),
+            event("4", 20_000, "a", "same time"),
+        ]);
+        assert_eq!(
+            again,
+            [line(18_000, "a", "late"), line(20_000, "a", "same time")]
+        );
+        assert!(seen
+            .fresh(vec![event("4", 20_000, "a", "same time")])
+            .is_empty());
+        // Keys older than the window are forgotten; reads never go back that far.
+        seen.fresh(vec![event("5", 40_000, "b", "later")]);
+        assert_eq!(seen.keys.keys().collect::<Vec<_>>(), ["5"]);
     }
 }
