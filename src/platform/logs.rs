@@ -40,6 +40,14 @@ pub struct LogLine {
 }
 
 impl LogLine {
+    pub fn new(timestamp: i64, replica: impl Into<String>, message: impl Into<String>) -> LogLine {
+        LogLine {
+            timestamp,
+            replica: replica.into(),
+            message: message.into(),
+        }
+    }
+
     /// The time as RFC 3339 with milliseconds, in UTC.
     pub fn time(&self) -> String {
         let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(self.timestamp).unwrap_or(0));
@@ -89,11 +97,7 @@ mod tests {
     use super::*;
 
     fn line(timestamp: i64, replica: &str, message: &str) -> LogLine {
-        LogLine {
-            timestamp,
-            replica: replica.into(),
-            message: message.into(),
-        }
+        LogLine::new(timestamp, replica, message)
     }
 
     #[test]

@@ -123,11 +123,8 @@ fn line(name: &str, raw: &str, query: &LogQuery) -> Option<LogLine> {
         .map(crate::platform::logs::millis)
         .ok()?;
     let message = message.trim_end_matches('\r');
-    (timestamp >= query.since_millis() && query.wants(message)).then(|| LogLine {
-        timestamp,
-        replica: name.to_string(),
-        message: message.to_string(),
-    })
+    (timestamp >= query.since_millis() && query.wants(message))
+        .then(|| LogLine::new(timestamp, name, message))
 }
 
 #[cfg(test)]

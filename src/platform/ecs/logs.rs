@@ -202,11 +202,7 @@ impl Source<'_> {
                         Some(id) => id.to_string(),
                         None => format!("{stream}\n{timestamp}\n{message}"),
                     },
-                    line: LogLine {
-                        timestamp,
-                        replica: replica_of(stream).to_string(),
-                        message: message.trim_end().to_string(),
-                    },
+                    line: LogLine::new(timestamp, replica_of(stream), message.trim_end()),
                 });
             }
             match page.next_token() {
@@ -270,11 +266,11 @@ impl Source<'_> {
                                         "{stream}\n{timestamp}\n{}\n{message}",
                                         e.ingestion_time().unwrap_or(0)
                                     ),
-                                    line: LogLine {
+                                    line: LogLine::new(
                                         timestamp,
-                                        replica: replica_of(stream).to_string(),
-                                        message: message.trim_end().to_string(),
-                                    },
+                                        replica_of(stream),
+                                        message.trim_end(),
+                                    ),
                                 }
                             })
                             .collect();
@@ -304,11 +300,7 @@ mod tests {
     use super::*;
 
     fn line(timestamp: i64, replica: &str, message: &str) -> LogLine {
-        LogLine {
-            timestamp,
-            replica: replica.into(),
-            message: message.into(),
-        }
+        LogLine::new(timestamp, replica, message)
     }
 
     #[test]
