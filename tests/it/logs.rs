@@ -385,5 +385,23 @@ fn docker_logs_interleave_the_replicas_and_follow_prints_a_new_line_until_killed
     let line = following.wait_for(&marker, Duration::from_secs(20));
     let v: serde_json::Value = serde_json::from_str(&line).expect("json");
     assert_eq!(v["replica"], running[1].0.as_str());
+
+    // A deploy replaces the containers while it follows: the new ones are followed too.
+    l.fixture.write(
+        "consumers/ticker/consumer.toml",
+        "kind = \"worker\"\n[env]\nREVISION = \"2\"\n[kafka]\ngroup = \"ticker\"\n\
+         topics = [\"ticker\"]\n[scaling]\nmin = 2\nmax = 2\n",
+    );
+    assert_ok(&l.shoal(&["deploy", "--env", "local", "--timeout", "60s"]));
+    let replaced = l.running();
+    let new_name = &replaced
+        .iter()
+        .find(|c| !running.iter().any(|old| old.0 == c.0))
+        .unwrap_or_else(|| panic!("a new container: {replaced:?}"))
+        .0;
+    following.wait_for(
+        &format!("\"replica\":\"{new_name}\""),
+        Duration::from_secs(20),
+    );
     following.kill();
 }

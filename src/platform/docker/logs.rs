@@ -1,25 +1,28 @@
 //! `shoal logs` on docker: the lines of every container of a consumer, through the Engine
 //! API's logs endpoint (stdout and stderr, with the engine's timestamps). Each container is
 //! a replica, named by its container name. Following, the streams of all containers are
-//! read at once and each batch that arrives together is put in time order.
+//! read at once, and the consumer's containers are listed again every [`RELIST`], so that
+//! the containers a deploy or the autoscaler starts are followed too; a removed container's
+//! stream just ends.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::LogsOptionsBuilder;
-use futures_util::stream::{self, StreamExt};
-use tracing::info;
+use bollard::Docker;
+use futures_util::stream::{self, Stream, StreamExt};
+use tracing::{debug, info};
 
 use crate::platform::logs::{in_time_order, LogLine, LogQuery, LogSink, Tail};
 
 use super::*;
 
-/// Most lines handed on in one batch while following.
-const BATCH: usize = 512;
+/// How often a followed read looks for new containers of the consumer.
+pub const RELIST: Duration = Duration::from_secs(2);
 
 /// Reads `query`'s lines from every container of the consumer in `project` and `env`, and
-/// hands them to `sink` in time order. Following, returns when every container's stream has
-/// ended (the containers were removed or stopped).
+/// hands them to `sink` in time order. Following, never returns unless the engine fails.
 pub async fn read(
     project: &str,
     env: &str,
@@ -27,32 +30,19 @@ pub async fn read(
     sink: &mut LogSink<'_>,
 ) -> Result<(), DockerError> {
     let docker = connect().await?;
-    let containers: Vec<Container> = list(&docker, project, env)
-        .await?
-        .into_iter()
-        .filter(|c| c.consumer == query.consumer)
-        .collect();
+    let containers = of_consumer(&docker, project, env, &query.consumer).await?;
     if containers.is_empty() {
         return Err(DockerError::Other(format!(
             "{} has no containers in environment {env}: it has not been deployed there (or `shoal down` removed it); run `shoal deploy --env {env}`",
             query.consumer
         )));
     }
-    let since_seconds = i32::try_from(query.since_millis() / 1000).unwrap_or(0);
-    let streams = containers.iter().map(|c| {
-        let options = LogsOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true)
-            .since(since_seconds)
-            .follow(query.follow)
-            .build();
-        let name = c.name.clone();
-        docker
-            .logs(&c.id, Some(options))
-            .map(move |item| (name.clone(), item))
-    });
-    let mut merged = stream::select_all(streams.map(Box::pin));
+    let mut known: BTreeSet<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let mut merged = stream::select_all(
+        containers
+            .iter()
+            .map(|c| Box::pin(lines_of(&docker, c, query))),
+    );
     if !query.follow {
         let mut lines = Vec::new();
         while let Some((name, item)) = merged.next().await {
@@ -68,15 +58,61 @@ pub async fn read(
         Tail::EngineStream.as_str()
     );
     let mut partial: HashMap<String, String> = HashMap::new();
-    let mut batches = merged.ready_chunks(BATCH);
-    while let Some(batch) = batches.next().await {
-        let mut lines = Vec::new();
-        for (name, item) in batch {
-            lines.extend(parse_partial(&name, item, query, &mut partial)?);
+    let mut relist = tokio::time::interval(RELIST);
+    relist.tick().await;
+    loop {
+        tokio::select! {
+            Some((name, item)) = merged.next(), if !merged.is_empty() => {
+                if let Err(e) = &item {
+                    debug!(container = %name, error = %e, "its log stream ended");
+                    continue;
+                }
+                sink(in_time_order(parse_partial(&name, item, query, &mut partial)?));
+            }
+            _ = relist.tick() => {
+                for c in of_consumer(&docker, project, env, &query.consumer).await? {
+                    if known.insert(c.id.clone()) {
+                        info!(container = %c.name, "following a new container");
+                        merged.push(Box::pin(lines_of(&docker, &c, query)));
+                    }
+                }
+            }
         }
-        sink(in_time_order(lines));
     }
-    Ok(())
+}
+
+/// The consumer's containers in `project` and `env`, oldest first.
+async fn of_consumer(
+    docker: &Docker,
+    project: &str,
+    env: &str,
+    consumer: &str,
+) -> Result<Vec<Container>, DockerError> {
+    Ok(list(docker, project, env)
+        .await?
+        .into_iter()
+        .filter(|c| c.consumer == consumer)
+        .collect())
+}
+
+/// One container's output from `query.since` on (and on, when following), each chunk with
+/// the container's name.
+fn lines_of(
+    docker: &Docker,
+    c: &Container,
+    query: &LogQuery,
+) -> impl Stream<Item = (String, Result<LogOutput, bollard::errors::Error>)> + use<> {
+    let options = LogsOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .since(i32::try_from(query.since_millis() / 1000).unwrap_or(0))
+        .follow(query.follow)
+        .build();
+    let name = c.name.clone();
+    docker
+        .logs(&c.id, Some(options))
+        .map(move |item| (name.clone(), item))
 }
 
 /// The lines of one chunk of a container's output that pass the query.
