@@ -199,9 +199,10 @@ Examples:
     /// On ECS the lines come from CloudWatch Logs (the consumer's log group, one stream per
     /// task, named by its task id); on the docker platform from each of its containers
     /// through the Docker Engine API (named by container). In a terminal each replica has a
-    /// colour of its own; `-o json` prints one object per line: timestamp, replica, message.
-    /// With --follow it keeps printing new lines until stopped (Ctrl-C); on ECS it uses a
-    /// CloudWatch Live Tail session where the endpoint has one, else it polls every 2s.
+    /// colour of its own; `-o json` prints one object per line: timestamp, consumer, replica,
+    /// message. With --follow it keeps printing new lines until stopped (Ctrl-C): on ECS
+    /// through a CloudWatch Live Tail session where the endpoint has one, else by polling every
+    /// 2s; on docker also from the containers a deploy or the autoscaler starts meanwhile.
     #[command(after_help = "\
 Examples:
   shoal logs exposure-consumer                  the last 10 minutes, every replica
