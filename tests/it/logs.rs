@@ -5,7 +5,8 @@
 //! `shoal logs` reads them back through FilterLogEvents. moto's StartLiveTail is not usable
 //! through the SDK (its answer is not an event stream, and the SDK sends the call to a
 //! `stream-` host), so `--follow` here runs shoal's polling fallback, and the test checks that
-//! shoal says so.
+//! shoal says so. The Live Tail path itself runs on recorded answers (a replayed event stream,
+//! named as such below).
 //!
 //! docker, on the machine's Docker Engine: the seed-shaped worker of
 //! tests/fixtures/zero-config/seed-worker, two replicas, each logging known lines.
@@ -404,4 +405,147 @@ fn docker_logs_interleave_the_replicas_and_follow_prints_a_new_line_until_killed
         Duration::from_secs(20),
     );
     following.kill();
+}
+
+/// The StartLiveTail path, on recorded answers (moto cannot give one: see the top of this
+/// file). The session starts and hands over lines, ends, and the next one is refused: shoal
+/// then polls FilterLogEvents, printing only what it had not printed. No AWS service is
+/// called; the answers are replayed by `StaticReplayClient` in the order shoal asks.
+#[tokio::test]
+async fn live_tail_lines_then_a_refused_session_falls_back_to_polling() {
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_runtime_api::http::{Request, Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+
+    let f = Fixture::standard();
+    f.consumer("orders", WORKER);
+    let env = shoal::manifest::Project::load(f.root())
+        .expect("shoal.toml")
+        .environment("sandbox")
+        .expect("sandbox");
+    let group = env.log_group("orders");
+    let t0 = now_millis() - 30_000;
+    let event = |kind: &'static str, payload: serde_json::Value| {
+        let message = Message::new(payload.to_string().into_bytes())
+            .add_header(Header::new(
+                ":message-type",
+                HeaderValue::String("event".into()),
+            ))
+            .add_header(Header::new(":event-type", HeaderValue::String(kind.into())))
+            .add_header(Header::new(
+                ":content-type",
+                HeaderValue::String("application/json".into()),
+            ));
+        let mut frame = Vec::new();
+        aws_smithy_eventstream::frame::write_message_to(&message, &mut frame).expect("framed");
+        frame
+    };
+    let stream = |task: &str| format!("orders/orders/{task}");
+    let mut live = event(
+        "sessionStart",
+        serde_json::json!({"sessionId": "s1", "logGroupIdentifiers": [group]}),
+    );
+    live.extend(event(
+        "sessionUpdate",
+        serde_json::json!({"sessionMetadata": {"sampled": false}, "sessionResults": [
+            {"logStreamName": stream(TASK_B), "timestamp": t0 + 2_000, "message": "live two", "ingestionTime": t0 + 2_100},
+            {"logStreamName": stream(TASK_A), "timestamp": t0 + 1_000, "message": "live one", "ingestionTime": t0 + 1_100},
+        ]}),
+    ));
+    let answer = |status: u16, content_type: &str, body: Vec<u8>| {
+        let mut response = Response::new(
+            StatusCode::try_from(status).expect("status"),
+            SdkBody::from(body),
+        );
+        response
+            .headers_mut()
+            .insert("content-type", content_type.to_string());
+        ReplayEvent::new(Request::new(SdkBody::empty()), response)
+    };
+    let json = |v: serde_json::Value| v.to_string().into_bytes();
+    let events = |list: serde_json::Value| {
+        json(serde_json::json!({"events": list, "searchedLogStreams": []}))
+    };
+    let denied =
+        || json(serde_json::json!({"__type": "AccessDeniedException", "message": "not allowed"}));
+    let before = serde_json::json!({"logStreamName": stream(TASK_A), "timestamp": t0, "message": "before", "eventId": "e0"});
+    let http = StaticReplayClient::new(vec![
+        answer(
+            200,
+            "application/x-amz-json-1.1",
+            json(serde_json::json!({"logGroups": [
+                {"logGroupName": group, "logGroupArn": format!("arn:aws:logs:us-east-1:123456789012:log-group:{group}")}
+            ]})),
+        ),
+        answer(
+            200,
+            "application/x-amz-json-1.1",
+            events(serde_json::json!([before])),
+        ),
+        answer(200, "application/vnd.amazon.eventstream", live),
+        answer(400, "application/x-amz-json-1.1", denied()),
+        answer(
+            200,
+            "application/x-amz-json-1.1",
+            events(serde_json::json!([before,
+                {"logStreamName": stream(TASK_B), "timestamp": t0 + 3_000, "message": "polled", "eventId": "e3"}
+            ])),
+        ),
+        answer(400, "application/x-amz-json-1.1", denied()),
+    ]);
+    let cfg = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ecs::config::SharedCredentialsProvider::new(
+            aws_sdk_ecs::config::Credentials::for_tests(),
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .http_client(http.clone())
+        .build();
+    let client = shoal::aws::logs(&cfg);
+    let query = shoal::platform::logs::LogQuery {
+        consumer: "orders".into(),
+        since: SystemTime::UNIX_EPOCH + Duration::from_millis(t0 as u64),
+        filter: None,
+        follow: true,
+    };
+    let mut printed: Vec<shoal::platform::logs::LogLine> = Vec::new();
+    let mut sink = |lines: Vec<shoal::platform::logs::LogLine>| printed.extend(lines);
+    let end = shoal::platform::ecs::logs::read_with(&client, &env, &query, &mut sink)
+        .await
+        .expect_err("the last recorded answer refuses the poll");
+    assert!(
+        end.to_string()
+            .contains("FilterLogEvents failed: AccessDeniedException"),
+        "{end}"
+    );
+    let seen: Vec<(&str, &str)> = printed
+        .iter()
+        .map(|l| (l.replica.as_str(), l.message.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (TASK_A, "before"),
+            (TASK_A, "live one"),
+            (TASK_B, "live two"),
+            (TASK_B, "polled")
+        ]
+    );
+    let targets: Vec<String> = http
+        .actual_requests()
+        .filter_map(|r| r.headers().get("x-amz-target").map(str::to_string))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "Logs_20140328.DescribeLogGroups",
+            "Logs_20140328.FilterLogEvents",
+            "Logs_20140328.StartLiveTail",
+            "Logs_20140328.StartLiveTail",
+            "Logs_20140328.FilterLogEvents",
+            "Logs_20140328.FilterLogEvents",
+        ]
+    );
 }

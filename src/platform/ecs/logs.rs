@@ -48,8 +48,18 @@ pub async fn read(
     sink: &mut LogSink<'_>,
 ) -> Result<(), EcsLogsError> {
     let client = aws::logs(&aws::sdk_config(env).await);
+    read_with(&client, env, query, sink).await
+}
+
+/// [`read`] with a CloudWatch Logs client of the caller's (a test's recorded answers).
+pub async fn read_with(
+    client: &Client,
+    env: &Environment,
+    query: &LogQuery,
+    sink: &mut LogSink<'_>,
+) -> Result<(), EcsLogsError> {
     let group = env.log_group(&query.consumer);
-    let arn = group_arn(&client, &group)
+    let arn = group_arn(client, &group)
         .await?
         .ok_or_else(|| EcsLogsError::NoLogGroup {
             consumer: query.consumer.clone(),
@@ -57,7 +67,7 @@ pub async fn read(
             env: env.name.clone(),
         })?;
     let source = Source {
-        client: &client,
+        client,
         group: &group,
         stream_prefix: format!("{}/", query.consumer),
         pattern: query.filter.as_deref().map(filter_pattern),
