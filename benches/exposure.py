@@ -133,7 +133,9 @@ def bench_api():
           % (DURATION, MAX_CONNECTIONS))
     apis = {
         "rust": lambda port, topic: start(
-            [RUST_API], {"KAFKA_BOOTSTRAP": BOOTSTRAP, "PORT": str(port), "EXPOSURES_TOPIC": topic}
+            # AUTH=none: oha posts without credentials, as to the baseline.
+            [RUST_API], {"KAFKA_BOOTSTRAP": BOOTSTRAP, "PORT": str(port), "EXPOSURES_TOPIC": topic,
+                         "AUTH": "none"}
         ),
         "python": lambda port, topic: start(
             [PYTHON, os.path.join(HERE, "baseline", "exposure_api.py")],
@@ -289,7 +291,8 @@ def bench_e2e():
     topic = experiment = f"bench-e2e-{RUN}"
     create_topic(topic)
     api_port, consumer_port = free_port(), free_port()
-    api = start([RUST_API], {"KAFKA_BOOTSTRAP": BOOTSTRAP, "PORT": str(api_port), "EXPOSURES_TOPIC": topic})
+    api = start([RUST_API], {"KAFKA_BOOTSTRAP": BOOTSTRAP, "PORT": str(api_port), "EXPOSURES_TOPIC": topic,
+                             "AUTH": "none"})
     consumer = start([RUST_CONSUMER], {
         "KAFKA_BOOTSTRAP": BOOTSTRAP, "DATABASE_URL": DATABASE_URL, "EXPOSURES_TOPIC": topic,
         "KAFKA_GROUP": f"bench-e2e-{RUN}", "PORT": str(consumer_port), "DLQ_TOPIC": f"{topic}.dlq",

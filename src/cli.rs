@@ -225,19 +225,26 @@ Examples:
         timeout: std::time::Duration,
     },
 
-    /// Run shoal's scaling policy and a model of KEDA+HPA over a produce-rate trace.
+    /// Run the autoscaler's tick and a model of KEDA+HPA over a produce-rate trace.
+    ///
+    /// shoal's side is the daemon's own tick (`shoal autoscale`), against a simulated broker
+    /// and platform: it reads end and committed offsets (committed every --commit-interval)
+    /// and the member count from --members, every --interval. Each change in the group's
+    /// members pauses the group for --rebalance-seconds, under either policy.
     ///
     /// The trace is a CSV of `t_seconds,produce_rate` rows (header optional, `#` comments
     /// allowed), interpolated linearly; repeat a time to make a step. An optional third column
     /// names partitions stuck from that row until the next (space-separated numbers; empty or
-    /// `-` for none). Prints peak and p99 lag seconds, replica-seconds and scale actions per
-    /// policy. Needs no project.
+    /// `-` for none). Prints peak and p99 lag seconds, replica-seconds, scale actions and
+    /// seconds spent rebalancing per policy. Needs no project.
     #[command(after_help = "\
 Examples:
   shoal simulate --trace benches/traces/spike.csv
   shoal simulate --trace benches/traces/diurnal.csv --plot diurnal.svg
   shoal simulate --trace load.csv --partitions 24 --per-replica-rate 250 --max-lag-seconds 30
-  shoal simulate --trace load.csv --policy keda --lag-threshold 5000 -o json")]
+  shoal simulate --trace load.csv --policy keda --lag-threshold 5000 -o json
+  shoal simulate --trace benches/traces/skewed.csv --partition-weights 6,1,1,1,1,1,1,1,1,1,1,1
+  shoal simulate --trace benches/traces/ramp.csv --members platform --rebalance-seconds 0")]
     Simulate(SimulateArgs),
 
     /// Plan, apply or delete the Kafka topics the consumers declare with [[topic]].
@@ -338,6 +345,13 @@ Examples:
     },
 }
 
+/// Where `shoal simulate` gets the group's member count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimMembers {
+    Group,
+    Platform,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SimPolicy {
     Shoal,
@@ -392,6 +406,28 @@ pub struct SimulateArgs {
     /// `duty_cycle = false` in [scaling]). Fewer rebalances, more replica-seconds.
     #[arg(long)]
     pub no_duty_cycle: bool,
+
+    /// Seconds each change in the group's members pauses the whole group (eager assignor's
+    /// rebalance); 0 models cooperative-sticky. Both policies pay it.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub rebalance_seconds: u64,
+
+    /// Seconds between a replica's offset commits (librdkafka's auto.commit.interval.ms,
+    /// 5000 by default); both policies read the committed offsets, as in production.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub commit_interval: u64,
+
+    /// Where shoal's tick gets the group's member count: `group` (the broker's
+    /// DescribeGroups: the replicas that joined) or `platform` (the broker cannot say; the
+    /// platform's running count, which includes replicas still starting, like ECS
+    /// runningCount).
+    #[arg(long, value_enum, default_value_t = SimMembers::Group)]
+    pub members: SimMembers,
+
+    /// One weight per partition, e.g. 4,1,1,1: each partition gets its weight's share of the
+    /// trace's rate. Default: even.
+    #[arg(long, value_name = "W0,W1,...")]
+    pub partition_weights: Option<String>,
 
     /// Also draw lag seconds and replicas over time for each policy into this SVG file.
     #[arg(long, value_name = "FILE.svg")]

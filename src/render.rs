@@ -221,7 +221,7 @@ pub fn environment(target: &Target<'_>, consumer: &Consumer) -> BTreeMap<String,
     out.extend(kafka_auth_environment(target.env));
     out.extend(consumer.env.clone());
     out.extend(target.env.vars.clone());
-    for name in consumer.secrets.keys() {
+    for name in consumer.secrets.keys().chain(target.env.secrets.keys()) {
         out.remove(name);
     }
     out
@@ -261,8 +261,9 @@ fn kafka_auth_environment(env: &crate::manifest::Environment) -> BTreeMap<String
     out
 }
 
-/// The container's secrets: the manifest's `[secrets]`, and with SCRAM on MSK the username
-/// and password from the cluster's Secrets Manager secret (ECS reads its JSON keys).
+/// The container's secrets: the manifest's `[secrets]`, then the environment's `secrets`
+/// (which win, as its `vars` do), and with SCRAM on MSK the username and password from the
+/// cluster's Secrets Manager secret (ECS reads its JSON keys).
 pub fn secrets(target: &Target<'_>, consumer: &Consumer) -> BTreeMap<String, String> {
     use crate::manifest::{KafkaAccess, KafkaAuth};
     let mut out = BTreeMap::new();
@@ -282,6 +283,7 @@ pub fn secrets(target: &Target<'_>, consumer: &Consumer) -> BTreeMap<String, Str
         );
     }
     out.extend(consumer.secrets.clone());
+    out.extend(target.env.secrets.clone());
     out
 }
 

@@ -1,5 +1,6 @@
 //! What shoal tells people: logs on stderr through `tracing`, errors with help, and GitHub
-//! annotations when running in GitHub Actions.
+//! annotations when running in GitHub Actions. A URL's password never reaches any of them
+//! (`manifest::credential::redact_text`).
 
 use std::io::Write;
 
@@ -8,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::Output;
 use crate::error::Error;
+use crate::manifest::credential::redact_text;
 
 const ERROR: Style = AnsiColor::Red.on_default().bold();
 const HELP: Style = AnsiColor::Cyan.on_default().bold();
@@ -24,11 +26,27 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| EnvFilter::new(format!("shoal={level},warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Redacting(std::io::stderr()))
         .with_target(verbose > 1)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
+}
+
+/// stderr for log lines, each written with its URL passwords masked (an event is formatted
+/// whole, then written at once).
+struct Redacting(std::io::Stderr);
+
+impl Write for Redacting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(redact_text(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Prints an error for a person (stderr) or a program (JSON on stdout).
@@ -38,20 +56,29 @@ pub fn error(e: &Error, output: Output) {
         _ => None,
     };
     if output == Output::Json {
-        let v = serde_json::json!({
-            "error": e.to_string(),
+        let mut v = serde_json::json!({
+            "error": redact_text(&e.to_string()),
             "exit_code": e.exit_code(),
             "problems": problems,
         });
+        crate::manifest::credential::redact_json(&mut v);
         outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         let mut err = anstream::stderr();
         if let Some(problems) = problems {
             for p in problems.iter() {
-                let _ = writeln!(err, "{ERROR}error{ERROR:#}: {p}");
+                let _ = writeln!(
+                    err,
+                    "{ERROR}error{ERROR:#}: {}",
+                    redact_text(&p.to_string())
+                );
             }
         }
-        let _ = writeln!(err, "{ERROR}error{ERROR:#}: {e}");
+        let _ = writeln!(
+            err,
+            "{ERROR}error{ERROR:#}: {}",
+            redact_text(&e.to_string())
+        );
         if let Some(help) = e.help() {
             let _ = writeln!(err, "{HELP}help{HELP:#}: {help}");
         }
@@ -70,11 +97,14 @@ fn github_annotations(e: &Error) {
                 outln(&format!(
                     "::error file={}{line}::{}",
                     p.file.display(),
-                    escape(&format!("{}: {}", p.key, p.message))
+                    escape(&redact_text(&format!("{}: {}", p.key, p.message)))
                 ));
             }
         }
-        other => outln(&format!("::error::{}", escape(&other.to_string()))),
+        other => outln(&format!(
+            "::error::{}",
+            escape(&redact_text(&other.to_string()))
+        )),
     }
 }
 

@@ -11,7 +11,7 @@ use clap::CommandFactory;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::cli::{Cli, Command, LogsArgs, Output, RenderArgs, SimPolicy, SimulateArgs};
+use crate::cli::{Cli, Command, LogsArgs, Output, RenderArgs, SimMembers, SimPolicy, SimulateArgs};
 use crate::deploy::{DeployError, DeployOptions, Platform as DeployPlatform};
 use crate::discover::{self, context, Fleet};
 use crate::error::{exit, Error, Result};
@@ -198,6 +198,18 @@ fn simulate(args: &SimulateArgs, output: Output) -> Result<i32> {
         lag_threshold: args.lag_threshold,
         interval_seconds: args.interval,
         duty_cycle: !args.no_duty_cycle,
+        rebalance_seconds: args.rebalance_seconds,
+        commit_interval_seconds: args.commit_interval,
+        members: match args.members {
+            SimMembers::Group => scale::policy::MemberSource::Group,
+            SimMembers::Platform => scale::policy::MemberSource::Platform,
+        },
+        partition_weights: args
+            .partition_weights
+            .as_deref()
+            .map(sim::parse_partition_weights)
+            .transpose()
+            .map_err(Error::Usage)?,
     };
     setup.check().map_err(Error::Usage)?;
     let bad_trace = |e: sim::TraceError| Error::Usage(e.to_string());
@@ -330,6 +342,16 @@ impl Ctx {
             .map_err(Error::Invalid)
     }
 
+    /// Fails with every problem when `env` cannot run `fleet` as it stands.
+    fn deployable(&self, env: &Environment, fleet: &Fleet) -> Result<()> {
+        let problems = self.project.check_deployable(env, &fleet.consumers);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+
     fn hashes(&self, fleet: &Fleet) -> Result<BTreeMap<String, context::ContextHash>> {
         fleet
             .consumers
@@ -439,9 +461,11 @@ impl Ctx {
     fn validate(&self) -> Result<i32> {
         let fleet = self.fleet()?;
         // Every environment was checked on load; the selected one is also expanded when it was
-        // asked for explicitly, since only then must its ${VAR}s be set.
+        // asked for explicitly, since only then must its ${VAR}s be set, and checked against
+        // its workloads: what they require is set, and no credential is plain on ECS.
         if self.env_given {
-            self.env()?;
+            let env = self.env()?;
+            self.deployable(&env, &self.fleet_for(&env)?)?;
         }
         let topics: usize = fleet.consumers.iter().map(|c| c.topics.len()).sum();
         let defaults: Vec<_> = fleet.consumers.iter().filter(|c| c.defaults).collect();
@@ -504,7 +528,11 @@ impl Ctx {
     }
 
     fn render(&self, args: &RenderArgs) -> Result<i32> {
-        let renderings = self.renderings(args.consumer.as_deref())?;
+        // What is printed or written shows no credential (a plain one is refused on ECS).
+        let mut renderings = self.renderings(args.consumer.as_deref())?;
+        for (_, v) in &mut renderings {
+            crate::manifest::credential::redact_json(v);
+        }
         if let Some(dir) = &args.write {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
@@ -599,6 +627,9 @@ impl Ctx {
     /// Runs a command on the environment's platform: the one place a platform is chosen.
     async fn on_platform(&self, command: OnPlatform) -> Result<i32> {
         let r = self.resolve()?;
+        if matches!(command, OnPlatform::Plan | OnPlatform::Deploy(_)) {
+            self.deployable(&r.env, &r.fleet)?;
+        }
         let c = r.ctx(&self.project);
         match r.env.platform {
             Platform::Ecs => run_on(&crate::platform::ecs::Ecs(&c), &c, command, self.output).await,

@@ -1,10 +1,13 @@
 //! What the platform commands print: text for people, JSON for programs, the same shapes on
-//! every platform, and the GitHub job summary when `GITHUB_STEP_SUMMARY` is set.
+//! every platform, and the GitHub job summary when `GITHUB_STEP_SUMMARY` is set. Every
+//! credential is redacted on the way out (`manifest::credential`): plans by the name of
+//! each field, JSON documents by their `{name, value}` pairs, and free text by its URLs.
 
 use serde_json::{json, Value};
 
 use crate::cli::Output;
 use crate::deploy::{Ctx, Deployed, StatusRow};
+use crate::manifest::credential::{redact_json, redact_text};
 use crate::plan::{self, Plan};
 use crate::platform::ecs::{Dashboard, RolledBack};
 use crate::platform::logs::LogLine;
@@ -39,11 +42,14 @@ fn plan_json(c: &Ctx<'_>, the_plan: &Plan) -> Value {
 }
 
 fn pretty(v: &Value) {
-    report::outln(&serde_json::to_string_pretty(v).unwrap_or_default());
+    let mut v = v.clone();
+    redact_json(&mut v);
+    report::outln(&serde_json::to_string_pretty(&v).unwrap_or_default());
 }
 
 /// `shoal plan`.
 pub fn plan(out: Output, c: &Ctx<'_>, place: &str, the_plan: &Plan) {
+    let the_plan = &the_plan.redacted();
     match out {
         Output::Json => pretty(&plan_json(c, the_plan)),
         Output::Text => report::out(&plan::print_text(the_plan, &heading(c, "Plan", place))),
@@ -52,6 +58,7 @@ pub fn plan(out: Output, c: &Ctx<'_>, place: &str, the_plan: &Plan) {
 
 /// The plan a deploy is about to apply; as JSON it is part of the deploy's one document.
 pub fn plan_before_deploy(out: Output, c: &Ctx<'_>, place: &str, the_plan: &Plan) {
+    let the_plan = &the_plan.redacted();
     if out == Output::Text {
         report::out(&plan::print_text(the_plan, &heading(c, "Deploy", place)));
     }
@@ -60,19 +67,24 @@ pub fn plan_before_deploy(out: Output, c: &Ctx<'_>, place: &str, the_plan: &Plan
 /// The end of a deploy: the GitHub job summary, then the steps (text) or the plan and
 /// summary (JSON).
 pub fn deployed(out: Output, c: &Ctx<'_>, d: &Deployed) {
+    let shown_plan = d.plan.redacted();
     if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-        append(&path, &d.summary.markdown(c.project, &c.env.name, &d.plan));
+        let markdown = d.summary.markdown(c.project, &c.env.name, &shown_plan);
+        append(&path, &redact_text(&markdown));
     }
     match out {
         Output::Json => pretty(&json!({
             "project": c.project,
             "environment": c.env.name,
             "platform": c.env.platform.as_str(),
-            "plan": plan::to_json(&d.plan, c.project, &c.env.name),
+            "plan": plan::to_json(&shown_plan, c.project, &c.env.name),
             "summary": d.summary,
             "ok": d.failure.is_none(),
         })),
-        Output::Text => report::outln(&format!("\nDeploy steps:\n{}", d.summary.text())),
+        Output::Text => report::outln(&format!(
+            "\nDeploy steps:\n{}",
+            redact_text(&d.summary.text())
+        )),
     }
 }
 
@@ -130,7 +142,7 @@ pub fn status(out: Output, c: &Ctx<'_>, place: &str, rows: &[StatusRow]) {
             ]
         })
         .collect();
-    report::out(&report::table(
+    report::out(&redact_text(&report::table(
         &[
             "CONSUMER",
             "DESIRED/RUN/PEND",
@@ -141,7 +153,7 @@ pub fn status(out: Output, c: &Ctx<'_>, place: &str, rows: &[StatusRow]) {
             "LAST EVENT",
         ],
         &cells,
-    ));
+    )));
 }
 
 /// `shoal down`.

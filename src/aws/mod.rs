@@ -310,6 +310,26 @@ impl Intercept for NameEndpoint {
         Ok(())
     }
 
+    /// After the operation's own configuration is applied, so its name is known.
+    fn read_before_serialization(
+        &self,
+        _context: &aws_sdk_ecs::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // One line per call (`-vv`, or RUST_LOG=shoal::aws=debug): what the deploy role's
+        // policy must allow (docs/iam/deploy-policy.json; tests/it/iam_policy.rs reads them).
+        if let Some(op) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>() {
+            tracing::debug!(
+                target: "shoal::aws::call",
+                service = op.service(),
+                operation = op.name(),
+                "AWS call"
+            );
+        }
+        Ok(())
+    }
+
     fn modify_before_completion(
         &self,
         context: &mut FinalizerInterceptorContextMut<'_>,
@@ -375,6 +395,8 @@ mod tests {
             log_retention_days: 7,
             keep_images: 20,
             vars: Default::default(),
+            secrets: Default::default(),
+            allow_plain: Vec::new(),
             kafka: KafkaAccess::None,
         }
     }

@@ -1,6 +1,7 @@
 //! The Docker Engine: where it is, connecting once, and building one image through its API.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use bollard::query_parameters::BuildImageOptionsBuilder;
 use bollard::Docker;
@@ -22,7 +23,7 @@ const TAIL: usize = 20;
 #[derive(Debug)]
 pub struct Engine {
     host: String,
-    docker: OnceCell<Result<Docker, String>>,
+    docker: OnceCell<Result<Docker, Arc<bollard::errors::Error>>>,
 }
 
 impl Engine {
@@ -49,26 +50,27 @@ impl Engine {
     }
 
     /// A connected client, or why there is none (the same answer for every caller).
-    pub(crate) async fn connect(&self) -> Result<&Docker, String> {
+    pub(crate) async fn connect(&self) -> Result<&Docker, Arc<bollard::errors::Error>> {
         let result = self
             .docker
             .get_or_init(|| async {
-                let docker = Docker::connect_with_host(&self.host).map_err(|e| e.to_string())?;
-                docker
-                    .negotiate_version()
-                    .await
-                    .map_err(|e| crate::error::innermost(&e))
+                let docker = Docker::connect_with_host(&self.host)?;
+                Ok(docker.negotiate_version().await?)
             })
             .await;
         result.as_ref().map_err(Clone::clone)
     }
 
     /// The error for a consumer whose image needs this engine and cannot have it.
-    pub(crate) fn unreachable(&self, consumer: &str, cause: String) -> ImageError {
+    pub(crate) fn unreachable(
+        &self,
+        consumer: &str,
+        source: Arc<bollard::errors::Error>,
+    ) -> ImageError {
         ImageError::Engine {
             consumer: consumer.to_string(),
             addr: self.host.clone(),
-            cause,
+            source,
             docker_host: std::env::var("DOCKER_HOST").ok(),
         }
     }
@@ -158,9 +160,7 @@ pub(crate) async fn build(
                     task.detail(status);
                 }
             }
-            Err(e) if is_connection(&e) => {
-                return Err(engine.unreachable(&job.consumer, crate::error::innermost(&e)))
-            }
+            Err(e) if is_connection(&e) => return Err(engine.unreachable(&job.consumer, e.into())),
             Err(e) => {
                 let detail = match e {
                     bollard::errors::Error::DockerStreamError { error } => error,

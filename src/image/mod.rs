@@ -178,14 +178,16 @@ pub enum ImageError {
         source: ContextError,
     },
     #[error(
-        "{consumer}: cannot reach the Docker Engine at {addr}: {cause}; is Docker running? \
+        "{consumer}: cannot reach the Docker Engine at {addr}: {}; is Docker running? \
          DOCKER_HOST={}",
+        crate::error::innermost(source.as_ref()),
         docker_host.as_deref().unwrap_or("(unset)")
     )]
     Engine {
         consumer: String,
         addr: String,
-        cause: String,
+        /// The engine's error, shared: one failed connection answers every consumer.
+        source: std::sync::Arc<bollard::errors::Error>,
         docker_host: Option<String>,
     },
     #[error(
@@ -439,10 +441,7 @@ impl Pipeline {
                     .map_err(|cause| self.engine.unreachable(&job.consumer, cause))?;
                 build::has_image(docker, &job.reference())
                     .await
-                    .map_err(|e| {
-                        self.engine
-                            .unreachable(&job.consumer, crate::error::innermost(&e))
-                    })
+                    .map_err(|e| self.engine.unreachable(&job.consumer, e.into()))
             }
         }
     }

@@ -58,7 +58,7 @@ pub(crate) async fn push(
                 }
             }
             Err(e) if is_connection(&e) => {
-                return Err(engine.unreachable(&job.consumer, crate::error::innermost(&e)));
+                return Err(engine.unreachable(&job.consumer, e.into()));
             }
             Err(e) => {
                 let detail = match e {

@@ -8,7 +8,7 @@ use regex::Regex;
 use super::interp;
 use super::problem::{quote_key, FileProblems};
 use super::raw::{EnvKafkaSection, EnvSection};
-use super::validate::env_var_name;
+use super::validate::{env_var_name, is_secret_arn, SECRET_ARN_HELP};
 
 /// Where workloads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -92,6 +92,10 @@ pub struct Environment {
     pub log_retention_days: u32,
     pub keep_images: u32,
     pub vars: BTreeMap<String, String>,
+    /// Secrets every container of this environment gets, by ARN (`secrets`).
+    pub secrets: BTreeMap<String, String>,
+    /// `vars` keys that may hold a plain credential even on ECS (`allow_plain`).
+    pub allow_plain: Vec<String>,
     pub kafka: KafkaAccess,
 }
 
@@ -359,6 +363,40 @@ pub(super) fn resolve(
             vars.insert(k.clone(), v);
         }
     }
+    let mut secrets = BTreeMap::new();
+    for (k, v) in s.secrets.iter().flatten() {
+        let key = format!("secrets.{}", quote_key(k));
+        r.check(
+            &key,
+            env_var_name(k),
+            format!("{k:?} is not a legal environment variable name"),
+            "use letters, digits and '_', not starting with a digit",
+        );
+        r.check(
+            &key,
+            !s.vars.as_ref().is_some_and(|vars| vars.contains_key(k)),
+            format!("{k} is also set in vars"),
+            "a variable comes from vars or secrets, not both",
+        );
+        if let Some(arn) = r.text(&key, Some(v)) {
+            r.check(
+                &key,
+                is_secret_arn(&arn),
+                format!("{arn:?} is not a Secrets Manager or SSM parameter ARN"),
+                SECRET_ARN_HELP,
+            );
+            secrets.insert(k.clone(), arn);
+        }
+    }
+    let allow_plain = s.allow_plain.clone().unwrap_or_default();
+    for (i, k) in allow_plain.iter().enumerate() {
+        r.check(
+            &format!("allow_plain[{i}]"),
+            s.vars.as_ref().is_some_and(|vars| vars.contains_key(k)),
+            format!("{k:?} is not set in vars"),
+            "list only keys of vars whose plain value is not secret, or remove it",
+        );
+    }
     let kafka = kafka(&mut r, s.kafka.as_ref());
     Some(Environment {
         name: name.to_string(),
@@ -378,6 +416,8 @@ pub(super) fn resolve(
         log_retention_days,
         keep_images,
         vars,
+        secrets,
+        allow_plain,
         kafka,
     })
 }

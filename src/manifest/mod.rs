@@ -5,6 +5,8 @@
 //! once, each with its file, line and key. Nothing in here panics on bad input; the property
 //! test in `tests/manifest_fuzz.rs` feeds it arbitrary bytes.
 
+pub mod credential;
+mod deployable;
 mod environment;
 mod interp;
 pub mod problem;
@@ -114,6 +116,13 @@ impl Project {
         })
     }
 
+    /// Whether `env` can run `consumers` (as they deploy, from `Fleet::for_env`): every
+    /// setting a workload declares `required` is set, and on ECS no plain `vars` or `[env]`
+    /// value carries a credential (unless `allow_plain` says it may). Every problem at once.
+    pub fn check_deployable(&self, env: &Environment, consumers: &[Consumer]) -> Problems {
+        deployable::check(&self.text, env, consumers)
+    }
+
     /// Names of the environments, sorted.
     pub fn env_names(&self) -> Vec<&str> {
         self.envs.keys().map(String::as_str).collect()
@@ -189,6 +198,10 @@ pub struct Consumer {
     /// `[env]` as written; [`Consumer::for_deploy`] expands its `${VAR}` references.
     pub env: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, String>,
+    /// The settings it cannot start without (`required` and `required_on`).
+    pub required: Vec<Required>,
+    /// `[env]` keys that may hold a plain credential on ECS (`allow_plain`).
+    pub allow_plain: Vec<String>,
     pub kafka: Option<KafkaUse>,
     pub topics: Vec<Topic>,
     pub scaling: Option<Scaling>,
@@ -209,6 +222,24 @@ pub struct Build {
     pub dockerfile_in_context: String,
     pub target: Option<String>,
     pub args: BTreeMap<String, String>,
+}
+
+/// One setting a workload cannot start without: a variable, or one of several.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Required {
+    /// Any one of these names satisfies it (written `"API_KEYS|JWT_SECRET"`).
+    pub any_of: Vec<String>,
+    /// Only environments of this platform need it (`required_on`); `None`: every one.
+    pub on: Option<Platform>,
+    /// Where it is written in `consumer.toml`, e.g. `required[0]` or `required_on.ecs[1]`.
+    pub key: String,
+}
+
+impl Required {
+    /// As written: `DATABASE_URL`, or `API_KEYS|JWT_SECRET`.
+    pub fn written(&self) -> String {
+        self.any_of.join("|")
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

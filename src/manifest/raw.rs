@@ -22,6 +22,9 @@ pub struct ConsumerFile {
     pub build: Option<BuildSection>,
     pub env: Option<BTreeMap<String, String>>,
     pub secrets: Option<BTreeMap<String, String>>,
+    pub required: Option<Vec<String>>,
+    pub required_on: Option<BTreeMap<String, Vec<String>>>,
+    pub allow_plain: Option<Vec<String>>,
     pub kafka: Option<KafkaSection>,
     pub topic: Option<Vec<TopicSection>>,
     pub scaling: Option<ScalingSection>,
@@ -99,6 +102,8 @@ pub struct EnvSection {
     pub log_retention_days: Option<i64>,
     pub keep_images: Option<i64>,
     pub vars: Option<BTreeMap<String, String>>,
+    pub secrets: Option<BTreeMap<String, String>>,
+    pub allow_plain: Option<Vec<String>>,
     pub kafka: Option<EnvKafkaSection>,
 }
 

@@ -9,7 +9,9 @@ use regex::Regex;
 use super::environment::ROLE_ARN;
 use super::problem::{quote_key, FileProblems, Problem, Problems};
 use super::raw;
-use super::{interp, Api, Build, Consumer, KafkaUse, Kind, OffsetReset, Platform, Scaling, Topic};
+use super::{
+    interp, Api, Build, Consumer, KafkaUse, Kind, OffsetReset, Platform, Required, Scaling, Topic,
+};
 
 pub const NAME_HELP: &str = "use 1 to 63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit (the name becomes an ECS family, an ECS service and an ECR repository)";
 
@@ -41,6 +43,14 @@ pub fn resource_name(name: &str) -> Result<(), String> {
         Err("is not a legal name".to_string())
     }
 }
+
+/// Whether `value` is the ARN of a Secrets Manager secret (or one JSON key of it) or of an
+/// SSM parameter: what ECS accepts as a secret's `valueFrom`.
+pub(super) fn is_secret_arn(value: &str) -> bool {
+    SECRETS_MANAGER_ARN.is_match(value) || SSM_ARN.is_match(value)
+}
+
+pub const SECRET_ARN_HELP: &str = "secrets hold references, never values: arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME or arn:aws:ssm:REGION:ACCOUNT:parameter/NAME";
 
 pub fn env_var_name(name: &str) -> bool {
     ENV_NAME.is_match(name)
@@ -104,6 +114,8 @@ pub(super) fn consumer(
         }
     }
     let secrets = secrets(file.secrets.unwrap_or_default(), &env, fp);
+    let required = required(file.required, file.required_on, fp);
+    let allow_plain = allow_plain("allow_plain", file.allow_plain, &env, "[env]", fp);
     let kafka = file.kafka.map(|k| kafka(k, fp));
     let topics = file
         .topic
@@ -162,12 +174,73 @@ pub(super) fn consumer(
         build: build?,
         env,
         secrets,
+        required,
+        allow_plain,
         kafka,
         topics,
         scaling,
         api,
         defaults: false,
     })
+}
+
+/// `required = ["A", "B|C"]` and `required_on = { ecs = [...] }`.
+fn required(
+    everywhere: Option<Vec<String>>,
+    on: Option<BTreeMap<String, Vec<String>>>,
+    fp: &mut FileProblems,
+) -> Vec<Required> {
+    let mut lists = vec![("required".to_string(), None, everywhere.unwrap_or_default())];
+    for (platform, list) in on.unwrap_or_default() {
+        let key = format!("required_on.{}", quote_key(&platform));
+        match Platform::parse(&platform) {
+            Some(p) => lists.push((key, Some(p), list)),
+            None => {
+                fp.push(&key, format!("{platform:?} is not a platform"))
+                    .help = Some("use required_on = { ecs = [...] } or { docker = [...] }".into());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (key, on, list) in lists {
+        for (i, entry) in list.iter().enumerate() {
+            let key = format!("{key}[{i}]");
+            let any_of: Vec<String> = entry.split('|').map(|n| n.trim().to_string()).collect();
+            if any_of.iter().any(|n| !env_var_name(n)) {
+                fp.push(&key, format!("{entry:?} is not a variable name, or names joined by '|'"))
+                    .help = Some(
+                    "list the variables the workload cannot start without, e.g. \"DATABASE_URL\", or \"API_KEYS|JWT_SECRET\" for either one".into(),
+                );
+                continue;
+            }
+            out.push(Required { any_of, on, key });
+        }
+    }
+    out
+}
+
+/// `allow_plain`: names of `table`'s keys that may hold a plain credential. Each must name a
+/// key of `table`, so that a misspelt opt-out does not go unnoticed.
+pub(super) fn allow_plain(
+    key: &str,
+    list: Option<Vec<String>>,
+    table: &BTreeMap<String, String>,
+    table_name: &str,
+    fp: &mut FileProblems,
+) -> Vec<String> {
+    let list = list.unwrap_or_default();
+    for (i, name) in list.iter().enumerate() {
+        if !table.contains_key(name) {
+            fp.push(
+                format!("{key}[{i}]"),
+                format!("{name:?} is not set in {table_name}"),
+            )
+            .help = Some(format!(
+                "list only keys of {table_name} whose plain value is not secret, or remove it"
+            ));
+        }
+    }
+    list
 }
 
 fn cpu_memory(cpu: Option<u32>, memory: Option<u32>, fp: &mut FileProblems) -> (u32, u32) {
@@ -352,10 +425,9 @@ fn secrets(
             fp.push(&path, format!("{key} is also set in [env]")).help =
                 Some("a variable comes from [env] or [secrets], not both".into());
         }
-        if !SECRETS_MANAGER_ARN.is_match(value) && !SSM_ARN.is_match(value) {
-            fp.push(&path, "is not a Secrets Manager or SSM parameter ARN").help = Some(
-                "secrets hold references, never values: arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME or arn:aws:ssm:REGION:ACCOUNT:parameter/NAME".into(),
-            );
+        if !is_secret_arn(value) {
+            fp.push(&path, "is not a Secrets Manager or SSM parameter ARN")
+                .help = Some(SECRET_ARN_HELP.into());
         }
     }
     table

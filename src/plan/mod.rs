@@ -105,6 +105,54 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.create.is_empty() && self.change.is_empty() && self.delete.is_empty()
     }
+
+    /// The plan as it may be shown or stored: every credential among the values redacted
+    /// (see [`crate::manifest::credential`]). A field is named by its path's last segment,
+    /// e.g. `API_KEYS` in `containerDefinitions[api].environment[API_KEYS]`.
+    pub fn redacted(&self) -> Plan {
+        let items = |list: &[Item]| -> Vec<Item> {
+            list.iter()
+                .map(|i| Item {
+                    fields: i
+                        .fields
+                        .iter()
+                        .map(|f| FieldDiff {
+                            path: f.path.clone(),
+                            before: f.before.as_ref().map(|v| redact_field(&f.path, v)),
+                            after: f.after.as_ref().map(|v| redact_field(&f.path, v)),
+                        })
+                        .collect(),
+                    ..i.clone()
+                })
+                .collect()
+        };
+        Plan {
+            create: items(&self.create),
+            change: items(&self.change),
+            delete: items(&self.delete),
+            unmanaged: items(&self.unmanaged),
+            unchanged: self.unchanged,
+        }
+    }
+}
+
+/// One field's value, redacted by the name its path ends in.
+fn redact_field(path: &str, value: &Value) -> Value {
+    use crate::manifest::credential;
+    match value {
+        Value::String(s) => {
+            let name = match path.strip_suffix(']') {
+                Some(p) => p.rsplit('[').next().unwrap_or(p),
+                None => path.rsplit('.').next().unwrap_or(path),
+            };
+            Value::String(credential::redact_value(name, s).into_owned())
+        }
+        other => {
+            let mut v = other.clone();
+            credential::redact_json(&mut v);
+            v
+        }
+    }
 }
 
 /// Compares desired resources with live ones.
@@ -263,6 +311,45 @@ mod tests {
         assert_eq!(plan.delete[0].name, "gone");
         assert_eq!(plan.unmanaged[0].name, "other");
         assert_eq!(plan.unchanged, 1);
+    }
+
+    #[test]
+    fn redacted_hides_credentials_by_path_and_keeps_the_rest() {
+        let before =
+            json!({"environment": [{"name": "DATABASE_URL", "value": "postgres://u:old@h/db"}]});
+        let after = json!({
+            "environment": [
+                {"name": "DATABASE_URL", "value": "postgres://u:new@h/db"},
+                {"name": "API_KEYS", "value": "k1"},
+                {"name": "RUST_LOG", "value": "info"}
+            ],
+            "spec": {"environment": {"JWT_SECRET": "s"}}
+        });
+        let mut live = Live::default();
+        live.insert(res(Kind::TaskDefinition, "t", before));
+        let plan = diff(&[res(Kind::TaskDefinition, "t", after)], &live).redacted();
+        let shown: Vec<(String, Option<Value>, Option<Value>)> = plan.change[0]
+            .fields
+            .iter()
+            .map(|f| (f.path.clone(), f.before.clone(), f.after.clone()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                ("environment[API_KEYS]".into(), None, Some(json!("***"))),
+                (
+                    "environment[DATABASE_URL]".into(),
+                    Some(json!("postgres://u:***@h/db")),
+                    Some(json!("postgres://u:***@h/db"))
+                ),
+                ("environment[RUST_LOG]".into(), None, Some(json!("info"))),
+                (
+                    "spec.environment.JWT_SECRET".into(),
+                    None,
+                    Some(json!("***"))
+                ),
+            ]
+        );
     }
 
     #[test]

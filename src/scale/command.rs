@@ -23,7 +23,7 @@ use crate::discover::Fleet;
 use crate::error::{exit, Error, Result};
 use crate::kafka::lag::{LagReader, MemberSource, Members};
 use crate::kafka::KafkaError;
-use crate::manifest::Environment;
+use crate::manifest::{Environment, OffsetReset};
 use crate::platform::docker::DockerScale;
 use crate::platform::ecs::EcsServices;
 use crate::platform::{Counts, Scale, ScaleError};
@@ -373,8 +373,9 @@ pub struct LagRow {
     pub partition: usize,
     pub end_offset: i64,
     pub committed_offset: Option<i64>,
-    /// Messages behind; `None` when the group never committed here (its reset policy
-    /// decides where it starts).
+    /// Messages behind: from the committed offset, or where the group never committed, from
+    /// the log start under `offset_reset = "earliest"`; `None` there under `latest` (the
+    /// group starts wherever the end is when it first reads).
     pub lag: Option<i64>,
     /// Messages per second arriving, over the sample.
     pub arrival_rate: f64,
@@ -447,7 +448,12 @@ pub async fn lag_rows(
                 (Some(u), Some(v)) => (v - u).max(0) as f64 / dt,
                 _ => 0.0,
             };
-            let lag = y.committed_offset.map(|c| (y.end_offset - c).max(0));
+            let start = match (y.committed_offset, k.offset_reset) {
+                (Some(c), _) => Some(c),
+                (None, OffsetReset::Earliest) => Some(y.log_start_offset.unwrap_or(0)),
+                (None, OffsetReset::Latest) => None,
+            };
+            let lag = start.map(|c| (y.end_offset - c).max(0));
             let lag_seconds = lag.and_then(|l| {
                 if l == 0 {
                     Some(0.0)

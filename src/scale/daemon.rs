@@ -313,28 +313,50 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
+    /// An AWS refusal with this error code, as ECS or CloudWatch would answer.
+    fn refusal(operation: &'static str, code: &str) -> AwsError {
+        AwsError::Service {
+            service: "ECS",
+            operation,
+            code: code.into(),
+            message: "Rate exceeded".into(),
+        }
+    }
+
     struct FakeScale {
         sets: Mutex<Vec<(String, u32)>>,
-        /// The error code every update fails with, as ECS would answer.
+        /// The counts the platform reports; a set changes `desired`.
+        counts: Mutex<Counts>,
+        /// The error code every update fails with.
         refuse: Option<&'static str>,
+        /// The error code every count read fails with.
+        refuse_counts: Option<&'static str>,
+    }
+    impl Default for FakeScale {
+        fn default() -> FakeScale {
+            FakeScale {
+                sets: Mutex::default(),
+                counts: Mutex::new(Counts {
+                    desired: 1,
+                    running: 1,
+                }),
+                refuse: None,
+                refuse_counts: None,
+            }
+        }
     }
     impl Scale for FakeScale {
         async fn counts(&self, _service: &str) -> Result<Counts, ScaleError> {
-            Ok(Counts {
-                desired: 1,
-                running: 1,
-            })
+            if let Some(code) = self.refuse_counts {
+                return Err(refusal("DescribeServices", code).into());
+            }
+            Ok(*self.counts.lock().expect("lock"))
         }
         async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
             if let Some(code) = self.refuse {
-                return Err(ScaleError::Aws(AwsError::Service {
-                    service: "ECS",
-                    operation: "UpdateService",
-                    code: code.into(),
-                    message: "Rate exceeded".into(),
-                }));
+                return Err(refusal("UpdateService", code).into());
             }
+            self.counts.lock().expect("lock").desired = count;
             self.sets
                 .lock()
                 .expect("lock")
@@ -346,9 +368,14 @@ mod tests {
     #[derive(Default)]
     struct FakeMetrics {
         published: Mutex<Vec<Metric>>,
+        /// The error code every publish fails with.
+        refuse: Option<&'static str>,
     }
     impl Publish for FakeMetrics {
         async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
+            if let Some(code) = self.refuse {
+                return Err(refusal("PutMetricData", code));
+            }
             self.published.lock().expect("lock").extend(metrics);
             Ok(())
         }
@@ -477,5 +504,117 @@ mod tests {
         assert!(scale.sets.lock().expect("lock").is_empty());
         let json = serde_json::to_value(&out[0]).expect("json");
         assert!(json["error"].is_null(), "{json}");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_count_read_or_publish_makes_the_tick_throttled() {
+        let counts_refused = FakeScale {
+            refuse_counts: Some("ThrottlingException"),
+            ..FakeScale::default()
+        };
+        let tick = autoscaler()
+            .tick(
+                &FakeLag(Some(backlog())),
+                &counts_refused,
+                &FakeMetrics::default(),
+                false,
+            )
+            .await;
+        assert!(tick.throttled(), "{tick:?}");
+        let o = &tick.outcomes[0];
+        assert!(!o.decision.changed && !o.acted, "{o:?}");
+        assert!(matches!(o.error, Some(TickError::Counts(_))), "{o:?}");
+        assert!(counts_refused.sets.lock().expect("lock").is_empty());
+
+        let publish_refused = FakeMetrics {
+            refuse: Some("Throttling"),
+            ..FakeMetrics::default()
+        };
+        let tick = autoscaler()
+            .tick(
+                &FakeLag(Some(backlog())),
+                &FakeScale::default(),
+                &publish_refused,
+                false,
+            )
+            .await;
+        assert!(tick.throttled(), "{tick:?}");
+        assert!(tick.outcomes[0].acted, "the count is still set");
+
+        let denied = FakeMetrics {
+            refuse: Some("AccessDenied"),
+            ..FakeMetrics::default()
+        };
+        let tick = autoscaler()
+            .tick(
+                &FakeLag(Some(backlog())),
+                &FakeScale::default(),
+                &denied,
+                false,
+            )
+            .await;
+        assert!(tick.publish_error.is_some() && !tick.throttled());
+    }
+
+    #[tokio::test]
+    async fn each_tick_starts_from_the_count_the_platform_reports() {
+        let scale = FakeScale::default();
+        let metrics = FakeMetrics::default();
+        let mut a = autoscaler();
+        let first = a
+            .tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
+            .await;
+        let raised = first.outcomes[0].decision.desired;
+        assert!(raised > 1, "{:?}", first.outcomes[0]);
+        // A person sets 4 between two ticks: the next tick starts from 4, so the backlog
+        // that still needs `raised` is a change to set again, not "no change" from the
+        // daemon's own memory.
+        scale.counts.lock().expect("lock").desired = 4;
+        let next = a
+            .tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
+            .await;
+        let o = &next.outcomes[0];
+        assert!(o.decision.changed && o.acted, "{o:?}");
+        assert_eq!(o.decision.desired, raised, "{o:?}");
+        assert_eq!(scale.counts.lock().expect("lock").desired, raised);
+        // Above the manifest's max (12), a person's count is brought back within it.
+        scale.counts.lock().expect("lock").desired = 20;
+        let next = a.tick(&FakeLag(None), &scale, &metrics, false).await;
+        let o = &next.outcomes[0];
+        assert_eq!((o.decision.desired, o.acted), (12, true), "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn without_the_groups_members_the_running_count_is_used_and_named() {
+        let scale = FakeScale::default();
+        *scale.counts.lock().expect("lock") = Counts {
+            desired: 3,
+            running: 2,
+        };
+        let tick = autoscaler()
+            .tick(
+                &FakeLag(Some(backlog())),
+                &scale,
+                &FakeMetrics::default(),
+                true,
+            )
+            .await;
+        let reason = &tick.outcomes[0].decision.reason;
+        assert!(reason.contains("2 member(s) from the platform"), "{reason}");
+        let mut from_group = backlog();
+        from_group.members = Some(Members {
+            count: 3,
+            source: MemberSource::Group,
+        });
+        let tick = autoscaler()
+            .tick(
+                &FakeLag(Some(from_group)),
+                &scale,
+                &FakeMetrics::default(),
+                true,
+            )
+            .await;
+        let reason = &tick.outcomes[0].decision.reason;
+        assert!(reason.contains("3 member(s) from the group"), "{reason}");
     }
 }

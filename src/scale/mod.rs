@@ -49,23 +49,35 @@ impl Comparison {
 
     /// A side-by-side table with a line describing the setup.
     pub fn to_text(&self, trace: &Trace, setup: &Setup) -> String {
+        let weights = match setup.weights(trace) {
+            Some(w) => format!(
+                "partition weights {}",
+                w.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
+            ),
+            None => "even partitions".to_string(),
+        };
         let mut out = format!(
-            "{}: {} s, {} partitions, {} msg/s per replica, start-up {} s, max lag {} s, replicas {}..{}, keda lagThreshold {}\n\n",
+            "{}: {} s, {} partitions ({weights}), {} msg/s per replica, start-up {} s, rebalance {} s, commits every {} s, max lag {} s, replicas {}..{}, shoal every {} s with members from the {}, keda lagThreshold {}\n\n",
             trace.file.display(),
             trace.duration(),
             setup.partitions,
             setup.per_replica_rate,
             setup.startup_seconds,
+            setup.rebalance_seconds,
+            setup.commit_interval_seconds,
             setup.max_lag_seconds,
             setup.min,
             setup.max,
+            setup.interval_seconds,
+            setup.members.name(),
             setup.lag_threshold(),
         );
-        let rows: [TableRow; 4] = [
+        let rows: [TableRow; 5] = [
             ("peak lag (s)", |r| format!("{:.0}", r.peak_lag_seconds)),
             ("p99 lag (s)", |r| format!("{:.0}", r.p99_lag_seconds)),
             ("replica-seconds", |r| r.replica_seconds.to_string()),
             ("scale actions", |r| r.scale_actions.to_string()),
+            ("rebalancing (s)", |r| r.rebalance_seconds.to_string()),
         ];
         out.push_str(&format!("{:<18}", ""));
         for (which, _) in &self.runs {

@@ -550,6 +550,12 @@ struct Rates {
     per_replica: Option<f64>,
 }
 
+/// Seconds of arrivals a partition's lag must exceed for its member to count as busy: twice
+/// librdkafka's default auto-commit interval (5 s). Committed offsets trail what a member has
+/// processed by up to a commit interval, so a member that keeps up always shows some lag; only
+/// more than that says it is behind.
+pub const BUSY_LAG_SECONDS: f64 = 10.0;
+
 /// Measures rates from the offset deltas since the previous read. Takes the comparable
 /// previous read (see [`comparable_prev`]), this read, each partition's lag, the unmoved-tick
 /// counts from [`find_stuck`] and the per-replica rate known so far.
@@ -557,10 +563,12 @@ struct Rates {
 /// Arrivals are each partition's end-offset delta over the interval. A member's rate is what
 /// it committed over the interval, counted only when it was busy: the same members at both
 /// reads (until there is a first estimate, an interval in which members joined counts too, as
-/// if the most members had served all along), and every partition it owns under the range
-/// assignor behind at both reads (until there is a first estimate, behind at this one will
-/// do) and not unmoved. Either way an underestimate, which errs towards more replicas. The
-/// busy members' mean is averaged with the known rate.
+/// if the most members had served all along), every partition it owns under the range
+/// assignor not unmoved and committed at both reads or at neither, and one of them committed at both reads and behind by more than
+/// [`BUSY_LAG_SECONDS`] of its arrivals at both (until there is a first estimate, behind at
+/// this one will do): a member polls all its partitions, so one that stays behind keeps it
+/// busy (a hot partition among quiet ones too). Either way an underestimate, which errs
+/// towards more replicas. The busy members' mean is averaged with the known rate.
 fn measure_rates(
     prev: Option<&Observation>,
     obs: &Observation,
@@ -595,13 +603,29 @@ fn measure_rates(
     if let Some(members) = members.filter(|&m| m > 0) {
         let mut rates = Vec::new();
         for owned in layout.assignment(members) {
+            // A member polls every partition it owns, so one partition that stays behind
+            // keeps it busy all interval: what it committed over all of them is its rate.
+            // A partition behind by no more than a commit interval's arrivals says nothing (a
+            // member that keeps up still shows the lag of its last commit), an unmoved one
+            // wastes its share, and a first commit in the interval hides what was consumed.
             let busy = !owned.is_empty()
                 && owned.iter().all(|&i| {
+                    unmoved_ticks[i] == 0
+                        && prev.partitions[i].committed_offset.is_some()
+                            == obs.partitions[i].committed_offset.is_some()
+                })
+                && owned.iter().any(|&i| {
                     let before = &prev.partitions[i];
-                    let had_lag = before
-                        .committed_offset
-                        .is_some_and(|c| before.end_offset > c);
-                    (had_lag || first) && lag[i] > 0 && unmoved_ticks[i] == 0
+                    let now = &obs.partitions[i];
+                    let behind = |r: &PartitionRead| {
+                        r.committed_offset.is_some_and(|c| {
+                            r.end_offset.saturating_sub(c) as f64 > arrival[i] * BUSY_LAG_SECONDS
+                        })
+                    };
+                    before.committed_offset.is_some()
+                        && (behind(before) || first)
+                        && behind(now)
+                        && lag[i] > 0
                 });
             if busy {
                 rates.push(owned.iter().map(|&i| consumed[i]).sum::<f64>());
@@ -1499,10 +1523,10 @@ mod tests {
         // 4 partitions, 2 members: the first owns 0 and 1, the second 2 and 3.
         let prev = obs(0.0, &[(1000, 0), (1000, 0), (1000, 0), (1000, 0)], 2);
         // The first member's partitions stay behind and move 300 and 600 in 10 s; the second
-        // member's partition 2 catches up, so its 90/s is not a measure of its rate.
+        // member's partitions both catch up, so its 155/s is not a measure of its rate.
         let o = obs(
             10.0,
-            &[(1100, 300), (1200, 600), (1100, 1100), (1100, 900)],
+            &[(1100, 300), (1200, 600), (1100, 1100), (1100, 1050)],
             2,
         );
         let lag = lag_of(&o);
@@ -1510,6 +1534,22 @@ mod tests {
         assert_eq!(rates.arrival, Some(vec![10.0, 20.0, 10.0, 10.0]));
         // The first member measures 30 + 60 = 90/s, averaged with the known 70.
         assert_eq!(rates.per_replica, Some(80.0));
+        // One partition that stays behind keeps its member busy (a hot partition): the
+        // second member's 110 + 90 = 200/s counts when partition 3 is still 200 behind.
+        let hot = obs(
+            10.0,
+            &[(1100, 300), (1200, 600), (1100, 1100), (1100, 900)],
+            2,
+        );
+        let rates = measure_rates(
+            Some(&prev),
+            &hot,
+            &Layout::of(&hot),
+            &lag_of(&hot),
+            &[0; 4],
+            Some(70.0),
+        );
+        assert_eq!(rates.per_replica, Some((70.0 + (90.0 + 200.0) / 2.0) / 2.0));
 
         // An unmoved partition makes its member not busy: nothing measured, 70 kept.
         let rates = measure_rates(
@@ -1537,15 +1577,62 @@ mod tests {
     fn the_first_rate_counts_members_that_joined_and_lag_at_the_second_read() {
         // No lag at the first read, one member; two members and lag at the second.
         let prev = obs(0.0, &[(100, 100), (100, 100)], 1);
-        let o = obs(10.0, &[(400, 200), (400, 150)], 2);
+        let o = obs(30.0, &[(400, 250), (400, 160)], 2);
         let lag = lag_of(&o);
         let rates = measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0, 0], None);
-        assert_eq!(rates.arrival, Some(vec![30.0, 30.0]));
-        // Each member owns one partition: 10/s and 5/s.
-        assert_eq!(rates.per_replica, Some(7.5));
+        assert_eq!(rates.arrival, Some(vec![10.0, 10.0]));
+        // Each member owns one partition: 5/s and 2/s.
+        assert_eq!(rates.per_replica, Some(3.5));
         // Once a rate is known, neither counts: nothing new is measured.
         let rates = measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0, 0], Some(9.0));
         assert_eq!(rates.per_replica, Some(9.0));
+    }
+
+    #[test]
+    fn the_lag_of_a_commit_interval_is_not_busy() {
+        // One member keeping up with 10/s on each of two partitions, committing every 5 s:
+        // each read finds it up to 5 s of arrivals (50) behind. What it committed is the
+        // arrival rate, not its own rate, so nothing is measured.
+        let prev = obs(0.0, &[(1000, 960), (1000, 950)], 1);
+        let o = obs(30.0, &[(1300, 1270), (1300, 1250)], 1);
+        let lag = lag_of(&o);
+        assert_eq!(
+            measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0, 0], None).per_replica,
+            None
+        );
+        assert_eq!(
+            measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0, 0], Some(40.0)).per_replica,
+            Some(40.0)
+        );
+        // More than BUSY_LAG_SECONDS of arrivals behind at both reads: busy, 6/s + 5/s.
+        let o = obs(30.0, &[(1300, 1140), (1300, 1100)], 1);
+        let prev = obs(0.0, &[(1000, 960), (1000, 950)], 1);
+        let lag = lag_of(&o);
+        let first =
+            measure_rates(Some(&prev), &o, &Layout::of(&o), &lag, &[0, 0], None).per_replica;
+        assert_eq!(
+            first,
+            Some(11.0),
+            "the first estimate needs lag at this read only"
+        );
+        let behind_before = obs(0.0, &[(1000, 800), (1000, 750)], 1);
+        let o = obs(30.0, &[(1300, 980), (1300, 900)], 1);
+        let lag = lag_of(&o);
+        let rates = measure_rates(
+            Some(&behind_before),
+            &o,
+            &Layout::of(&o),
+            &lag,
+            &[0, 0],
+            Some(11.0),
+        );
+        assert_eq!(rates.per_replica, Some((11.0 + 330.0 / 30.0) / 2.0));
+        // A partition first committed during the interval hides what was consumed from it:
+        // nothing is measured.
+        let mut uncommitted = behind_before.clone();
+        uncommitted.partitions[1].committed_offset = None;
+        let rates = measure_rates(Some(&uncommitted), &o, &Layout::of(&o), &lag, &[0, 0], None);
+        assert_eq!(rates.per_replica, None);
     }
 
     #[test]

@@ -1,34 +1,65 @@
-//! The simulator behind `shoal simulate`: runs a policy over a produce-rate trace, second by
-//! second, with partitions, Kafka's range assignor and a start-up delay.
+//! The simulator behind `shoal simulate`: runs the autoscaler's own tick
+//! ([`super::daemon::Autoscaler::tick`], the code `shoal autoscale` runs) or the KEDA+HPA model
+//! over a produce-rate trace, second by second, against a simulated broker and platform.
 //!
-//! The model:
-//! - Arrivals are split evenly over the partitions, so one per-second arrival curve serves
-//!   them all; a partition's queue is what lies between its consumed count and the curve, and
+//! The simulated system, the same for both policies:
+//! - Arrivals: the trace's rate, split over the partitions by `partition_weights` (evenly
+//!   without), so partition `i` has received `wᵢ × A(t)` messages, where `A` is the trace's
+//!   cumulative curve; its queue is what lies between its consumed count and that curve, and
 //!   its oldest message arrived in the first second whose curve passes that count.
-//! - A serving replica's rate is split evenly over the partitions the range assignor gives it.
-//!   A stuck partition consumes nothing and its share of its owner's rate is lost (the owner
-//!   keeps retrying the poison message).
-//! - A new replica serves nothing until `startup_seconds` after its launch, but counts towards
-//!   replica-seconds from its launch. Scaling in stops the newest replicas first. Rebalances
-//!   are free.
-//! - Lag seconds at the end of each second = the age of the oldest unconsumed message over the
-//!   partitions that are not stuck at that moment (no policy can fix a stuck partition, and it
-//!   would hide every other difference). KEDA still sees the stuck partition's lag, as it does
-//!   in production.
-//! - shoal's policy runs every `interval_seconds` on the offsets a real tick would read; the
-//!   KEDA model runs as described in [`super::keda`].
+//! - Replicas: a new one is paid for from its launch and joins the group `startup_seconds`
+//!   later. Scaling in stops the newest replicas first. Each change in the group's members
+//!   (replicas joining after their start-up, or leaving) is a rebalance that pauses the whole
+//!   group for `rebalance_seconds` (eager assignor; 0 models cooperative-sticky); a change
+//!   during a rebalance restarts it.
+//! - Consumption: the members own partitions under the range assignor; each processes
+//!   `per_replica_rate` messages per second over the partitions it owns, sharing it evenly
+//!   and handing what a partition with a short queue leaves over to its others (a consumer
+//!   polls whatever its partitions have). A stuck partition consumes nothing and takes its
+//!   even share of its owner's rate with it (the owner keeps retrying the poison message).
+//! - Commits: each member commits the offsets it has consumed every
+//!   `commit_interval_seconds` from its join (librdkafka's `auto.commit.interval.ms`,
+//!   5000 by default), and every member commits before a rebalance (on revocation). The
+//!   first members' timers run half an interval out of step with the daemon's ticks, as two
+//!   unrelated clocks would. A partition nothing was consumed from has never been committed.
+//! - Lag seconds at the end of each second = the age of the oldest unconsumed message over
+//!   the partitions that are not stuck at that moment (no policy can fix a stuck partition,
+//!   and it would hide every other difference). KEDA still sees the stuck partition's lag,
+//!   as it does in production.
+//!
+//! What each policy sees:
+//! - shoal: every `interval_seconds` the daemon's tick reads a [`SimBroker`] and a
+//!   [`SimPlatform`]. The broker answers what the production reader reads: each partition's
+//!   end offset, its committed offset as last committed (the log-start offset, 0, where the
+//!   group never committed), and the members by the chosen [`MemberSource`]: with `Group`,
+//!   the replicas that joined; with `Platform`, none (the broker cannot say), and the
+//!   platform's running count, which includes replicas still starting (as ECS
+//!   `runningCount` does), stands in. Its metrics go nowhere.
+//! - KEDA: the model in [`super::keda`], every second on the same committed offsets (the
+//!   end offset for a partition never committed: KEDA's lag under `earliest`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use futures_util::FutureExt;
+
+use super::daemon::{Autoscaler, Publish, ReadLag, Target};
 use super::keda::Keda;
-use super::policy::{self, Config, MemberSource, Members, Observation, PartitionRead, State};
+use super::policy::{self, Config, Decision, MemberSource, Members, Observation, PartitionRead};
+use crate::aws::cloudwatch::Metric;
+use crate::aws::AwsError;
+use crate::kafka::KafkaError;
+use crate::platform::{Counts, Scale, ScaleError};
 
-/// A produce-rate trace: `t_seconds,produce_rate[,stuck]` rows.
+/// A produce-rate trace: `t_seconds,produce_rate[,stuck]` rows, and the partitions' weights
+/// when a `# partition-weights: W0,W1,…` line gives them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
     pub file: PathBuf,
     pub rows: Vec<Row>,
+    /// The weights and the line that gave them.
+    pub partition_weights: Option<(usize, Vec<f64>)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,9 +102,10 @@ impl Trace {
     }
 
     /// Parses `t_seconds,produce_rate[,stuck]` rows. A first row that does not start with a
-    /// number is a header; blank lines and `#` comments are skipped. Times must not go
-    /// backwards (repeat a time to make a step). `stuck` is empty, `-`, or partition numbers
-    /// separated by spaces.
+    /// number is a header; blank lines and `#` comments are skipped, except a
+    /// `# partition-weights: W0,W1,…` line, which gives the partitions' weights (as
+    /// `--partition-weights`, which overrides it). Times must not go backwards (repeat a time
+    /// to make a step). `stuck` is empty, `-`, or partition numbers separated by spaces.
     pub fn parse(path: &Path, text: &str) -> Result<Trace, TraceError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let err = |line: usize, message: String| TraceError {
@@ -82,10 +114,20 @@ impl Trace {
             message,
         };
         let mut rows: Vec<Row> = Vec::new();
+        let mut partition_weights = None;
         let mut seen_data_or_header = false;
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let l = raw.trim();
+            if let Some(w) = l.strip_prefix(WEIGHTS_LINE) {
+                if partition_weights.is_some() {
+                    return Err(err(line, format!("a second `{WEIGHTS_LINE}` line")));
+                }
+                let w = parse_partition_weights(w.trim())
+                    .map_err(|e| err(line, e.replacen("--partition-weights", WEIGHTS_LINE, 1)))?;
+                partition_weights = Some((line, w));
+                continue;
+            }
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
@@ -175,11 +217,34 @@ impl Trace {
         Ok(Trace {
             file: path.to_path_buf(),
             rows,
+            partition_weights,
         })
     }
 
-    /// Checks the stuck partitions against the partition count.
+    /// Checks the stuck partitions and the weights against the partition count.
     pub fn check(&self, partitions: u32) -> Result<(), TraceError> {
+        if let Some((line, w)) = &self.partition_weights {
+            if w.len() != partitions as usize {
+                return Err(TraceError {
+                    file: self.file.clone(),
+                    line: Some(*line),
+                    message: format!(
+                        "`{WEIGHTS_LINE}` has {} weight{} for {partitions} partitions; give one weight per partition (or --partition-weights)",
+                        w.len(),
+                        if w.len() == 1 { "" } else { "s" },
+                    ),
+                });
+            }
+            if w.iter().sum::<f64>() <= 0.0 {
+                return Err(TraceError {
+                    file: self.file.clone(),
+                    line: Some(*line),
+                    message: format!(
+                        "`{WEIGHTS_LINE}` weights are all 0; at least one partition must get traffic"
+                    ),
+                });
+            }
+        }
         for row in &self.rows {
             if let Some(p) = row.stuck.iter().find(|&&p| p >= partitions) {
                 return Err(TraceError {
@@ -234,15 +299,25 @@ pub struct Setup {
     pub max: u32,
     /// KEDA's lagThreshold; default per-replica rate × max lag seconds.
     pub lag_threshold: Option<f64>,
-    /// How often shoal's policy runs.
+    /// How often shoal's tick runs.
     pub interval_seconds: u64,
     /// Whether shoal's policy may alternate between two useful counts.
     pub duty_cycle: bool,
+    /// Seconds the whole group pauses for each change in its members (0: cooperative-sticky).
+    pub rebalance_seconds: u64,
+    /// Seconds between a member's commits (librdkafka's `auto.commit.interval.ms` / 1000).
+    pub commit_interval_seconds: u64,
+    /// Where shoal's tick gets the group's member count.
+    pub members: MemberSource,
+    /// One weight per partition: each gets its weight's share of the trace's rate. `None`:
+    /// evenly.
+    pub partition_weights: Option<Vec<f64>>,
 }
 
 impl Default for Setup {
     /// The CLI's defaults: 12 partitions, 60 s start-up, 100 msg/s per replica, 60 s target,
-    /// 1..12 replicas, KEDA's threshold from the target, 30 s ticks.
+    /// 1..12 replicas, KEDA's threshold from the target, 30 s ticks, 10 s rebalances, commits
+    /// every 5 s, members from the group, even partitions.
     fn default() -> Setup {
         Setup {
             partitions: 12,
@@ -254,8 +329,37 @@ impl Default for Setup {
             lag_threshold: None,
             interval_seconds: 30,
             duty_cycle: true,
+            rebalance_seconds: 10,
+            commit_interval_seconds: 5,
+            members: MemberSource::Group,
+            partition_weights: None,
         }
     }
+}
+
+/// The comment line that gives a trace's partition weights.
+pub const WEIGHTS_LINE: &str = "# partition-weights:";
+
+/// Parses `--partition-weights`: numbers ≥ 0 separated by commas, one per partition.
+pub fn parse_partition_weights(text: &str) -> Result<Vec<f64>, String> {
+    text.split(',')
+        .enumerate()
+        .map(|(i, w)| {
+            let w = w.trim();
+            match w.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                Ok(_) => Err(format!(
+                    "--partition-weights: the weight of partition {i} is {w}; weights must be finite numbers ≥ 0"
+                )),
+                Err(_) if w.is_empty() => Err(format!(
+                    "--partition-weights: the weight of partition {i} is empty; give numbers separated by commas, e.g. 4,1,1,1"
+                )),
+                Err(_) => Err(format!(
+                    "--partition-weights: the weight of partition {i} is not a number: {w:?}"
+                )),
+            }
+        })
+        .collect()
 }
 
 impl Setup {
@@ -290,7 +394,51 @@ impl Setup {
         if self.interval_seconds == 0 {
             return Err("--interval must be at least 1 second".into());
         }
+        if self.commit_interval_seconds == 0 {
+            return Err("--commit-interval must be at least 1 second".into());
+        }
+        if let Some(w) = &self.partition_weights {
+            if w.len() != self.partitions as usize {
+                return Err(format!(
+                    "--partition-weights has {} weight{} for {} partitions; give one weight per partition",
+                    w.len(),
+                    if w.len() == 1 { "" } else { "s" },
+                    self.partitions
+                ));
+            }
+            if let Some(i) = w.iter().position(|v| !(v.is_finite() && *v >= 0.0)) {
+                return Err(format!(
+                    "--partition-weights: the weight of partition {i} is {}; weights must be finite numbers ≥ 0",
+                    w[i]
+                ));
+            }
+            if w.iter().sum::<f64>() <= 0.0 {
+                return Err(
+                    "--partition-weights are all 0; at least one partition must get traffic".into(),
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The weights in force for a trace: `--partition-weights`, else the trace's own, else
+    /// none (even).
+    pub fn weights<'a>(&'a self, trace: &'a Trace) -> Option<&'a [f64]> {
+        self.partition_weights
+            .as_deref()
+            .or(trace.partition_weights.as_ref().map(|(_, w)| w.as_slice()))
+    }
+
+    /// Each partition's share of the trace's rate, summing to 1.
+    pub fn shares(&self, trace: &Trace) -> Vec<f64> {
+        let p = self.partitions.max(1) as usize;
+        match self.weights(trace) {
+            Some(w) if w.len() == p && w.iter().sum::<f64>() > 0.0 => {
+                let total: f64 = w.iter().sum();
+                w.iter().map(|v| v / total).collect()
+            }
+            _ => vec![1.0 / p as f64; p],
+        }
     }
 
     /// shoal's policy settings for this setup: the same bounds and target as KEDA, and
@@ -332,11 +480,27 @@ pub struct Run {
     pub p99_lag_seconds: f64,
     pub replica_seconds: u64,
     pub scale_actions: u32,
+    /// Seconds the group spent paused in rebalances.
+    pub rebalance_seconds: u64,
     /// `[t_seconds, desired, serving]` at t = 0 and at every change.
     pub timeline: Vec<[u64; 3]>,
     /// Per second: (lag seconds, desired, serving). For plots; not printed.
     #[serde(skip)]
     pub seconds: Vec<(f64, u32, u32)>,
+    /// shoal's ticks: what the simulated broker and platform answered, and what the
+    /// daemon's tick decided. For tests; not printed.
+    #[serde(skip)]
+    pub ticks: Vec<SimTick>,
+}
+
+/// One of shoal's ticks in the simulator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimTick {
+    /// The observation the simulated broker handed the tick.
+    pub observation: Observation,
+    /// The counts the simulated platform reported.
+    pub counts: Counts,
+    pub decision: Decision,
 }
 
 /// Messages below this are rounding, not lag.
@@ -345,8 +509,173 @@ const EPSILON: f64 = 1e-6;
 /// The longest trace simulated: 7 days of seconds.
 pub const MAX_SECONDS: f64 = 7.0 * 86_400.0;
 
+/// The group, topic and service names the simulated tick uses.
+pub const SIMULATED: &str = "simulated";
+
+/// The simulated broker: answers the daemon's lag read with this tick's observation, holding
+/// only what the production reader reads.
+#[derive(Debug, Clone)]
+pub struct SimBroker {
+    pub observation: Observation,
+}
+
+impl ReadLag for SimBroker {
+    async fn read(&self, _group: &str, _topics: &[String]) -> Result<Observation, KafkaError> {
+        Ok(self.observation.clone())
+    }
+}
+
+/// The simulated platform: reports the simulated service's counts and keeps the count the
+/// tick sets, which the simulator then applies.
+#[derive(Debug)]
+pub struct SimPlatform {
+    pub counts: Counts,
+    pub set_to: OnceLock<u32>,
+}
+
+impl Scale for SimPlatform {
+    async fn counts(&self, service: &str) -> Result<Counts, ScaleError> {
+        if service == SIMULATED {
+            Ok(self.counts)
+        } else {
+            Err(ScaleError::NoService {
+                service: service.to_string(),
+                cluster: SIMULATED.to_string(),
+            })
+        }
+    }
+
+    async fn set(&self, _service: &str, count: u32) -> Result<(), ScaleError> {
+        let _ = self.set_to.set(count);
+        Ok(())
+    }
+}
+
+/// Metrics that go nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl Publish for Discard {
+    async fn publish(&self, _metrics: Vec<Metric>) -> Result<(), AwsError> {
+        Ok(())
+    }
+}
+
+/// The autoscaler `shoal simulate` ticks: one target, the simulated service, with the
+/// setup's policy settings.
+pub fn autoscaler(setup: &Setup) -> Autoscaler {
+    Autoscaler::new(
+        SIMULATED,
+        vec![Target {
+            consumer: SIMULATED.to_string(),
+            service: SIMULATED.to_string(),
+            group: SIMULATED.to_string(),
+            topics: vec![SIMULATED.to_string()],
+            config: setup.policy_config(),
+        }],
+    )
+}
+
 struct Replica {
-    serving_from: u64,
+    /// When it joins the group (its launch + the start-up delay).
+    joins_at: u64,
+    /// Its commit timer: it commits at the end of second `t` when
+    /// `(t + 1 + commit_phase) % commit_interval == 0`.
+    commit_phase: u64,
+}
+
+/// The simulated group and topic, shared by both policies' runs.
+struct World {
+    shares: Vec<f64>,
+    /// `arrived[s]`: the trace's cumulative messages up to the end of second `s` (partition
+    /// `i` has received `shares[i]` of it).
+    arrived: Vec<f64>,
+    consumed: Vec<f64>,
+    committed: Vec<Option<i64>>,
+    replicas: Vec<Replica>,
+    /// Members at the end of the last second.
+    members: u32,
+    /// The group consumes nothing before this second (a rebalance).
+    paused_until: u64,
+}
+
+impl World {
+    fn total_arrived(&self) -> f64 {
+        self.arrived.last().copied().unwrap_or(0.0)
+    }
+
+    fn end_offset(&self, i: usize) -> i64 {
+        (self.shares[i] * self.total_arrived() + EPSILON).floor() as i64
+    }
+
+    fn backlog(&self, i: usize) -> f64 {
+        (self.shares[i] * self.total_arrived() - self.consumed[i]).max(0.0)
+    }
+
+    fn joined(&self, t: u64) -> u32 {
+        self.replicas.iter().filter(|r| r.joins_at <= t).count() as u32
+    }
+
+    /// Commits partition `i`'s consumed offset, if anything was consumed from it.
+    fn commit(&mut self, i: usize) {
+        let offset = (self.consumed[i] + EPSILON).floor() as i64;
+        if offset > 0 || self.committed[i].is_some() {
+            self.committed[i] = Some(offset);
+        }
+    }
+
+    /// What the production reader would read at second `t`.
+    fn read(&self, t: u64, source: MemberSource) -> Observation {
+        let partitions = (0..self.shares.len())
+            .map(|i| PartitionRead {
+                end_offset: self.end_offset(i),
+                committed_offset: self.committed[i],
+                log_start_offset: self.committed[i].is_none().then_some(0),
+                read_at: t as f64,
+            })
+            .collect();
+        let members = match source {
+            MemberSource::Group => Some(Members {
+                count: self.joined(t),
+                source: MemberSource::Group,
+            }),
+            MemberSource::Platform => None,
+        };
+        Observation::one_topic(t as f64, SIMULATED, partitions, members)
+    }
+
+    /// The lag KEDA's scaler computes from the same offsets: end − committed, or the end
+    /// offset where the group never committed (its lag under `earliest`).
+    fn keda_lag(&self) -> f64 {
+        (0..self.shares.len())
+            .map(|i| {
+                let end = self.end_offset(i);
+                (end - self.committed[i].unwrap_or(0)).max(0) as f64
+            })
+            .sum()
+    }
+}
+
+/// Splits one member's `capacity` for a second over the partitions it owns (`owned`): each
+/// gets an even share, a stuck one wastes its share, and what a short queue leaves over goes
+/// to the others. Adds what each consumes to `consumed`.
+fn serve(world: &mut World, owned: std::ops::Range<usize>, stuck: &[u32], capacity: f64) {
+    if owned.is_empty() {
+        return;
+    }
+    let even = capacity / owned.len() as f64;
+    let mut live: Vec<(f64, usize)> = owned
+        .filter(|&i| !stuck.contains(&(i as u32)))
+        .map(|i| (world.backlog(i), i))
+        .collect();
+    let mut left = even * live.len() as f64;
+    live.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = live.len();
+    for (k, (need, i)) in live.into_iter().enumerate() {
+        let take = need.min(left / (n - k) as f64);
+        world.consumed[i] += take;
+        left -= take;
+    }
 }
 
 /// Runs one policy over a trace. The trace must have passed [`Trace::check`] and the setup
@@ -355,14 +684,20 @@ pub fn simulate(trace: &Trace, setup: &Setup, which: Which) -> Run {
     let p = setup.partitions as usize;
     let duration = trace.duration();
     let start = setup.min.min(setup.max);
-    let mut replicas: Vec<Replica> = (0..start).map(|_| Replica { serving_from: 0 }).collect();
-    // Arrivals are the same on every partition, so one curve serves all: `arrived[a]` is the
-    // messages each partition has received up to the end of second `a`. A partition's queue
-    // is everything between its `consumed` count and the curve.
-    let mut arrived: Vec<f64> = Vec::with_capacity(duration as usize);
-    let mut consumed = vec![0.0f64; p];
-    let backlog = |arrived: &[f64], consumed: f64| -> f64 {
-        (arrived.last().copied().unwrap_or(0.0) - consumed).max(0.0)
+    let commit_every = setup.commit_interval_seconds.max(1);
+    let mut world = World {
+        shares: setup.shares(trace),
+        arrived: Vec::with_capacity(duration as usize),
+        consumed: vec![0.0; p],
+        committed: vec![None; p],
+        replicas: (0..start)
+            .map(|_| Replica {
+                joins_at: 0,
+                commit_phase: commit_every / 2,
+            })
+            .collect(),
+        members: start,
+        paused_until: 0,
     };
     let mut keda = Keda::new(
         setup.partitions,
@@ -370,94 +705,115 @@ pub fn simulate(trace: &Trace, setup: &Setup, which: Which) -> Run {
         setup.min,
         setup.max,
     );
-    let cfg = setup.policy_config();
-    let mut state = State::new(start);
+    let mut shoal = autoscaler(setup);
     let mut desired = start;
     let mut run = Run {
         peak_lag_seconds: 0.0,
         p99_lag_seconds: 0.0,
         replica_seconds: 0,
         scale_actions: 0,
+        rebalance_seconds: 0,
         timeline: Vec::new(),
         seconds: Vec::with_capacity(duration as usize),
-    };
-    let serving_count = |replicas: &[Replica], t: u64| {
-        replicas.iter().filter(|r| r.serving_from <= t).count() as u32
+        ticks: Vec::new(),
     };
     for t in 0..duration {
-        // Decide at the start of the second, on the state so far.
+        // Decide at the start of the second, on what has happened so far.
         let next = match which {
             Which::Shoal if t % setup.interval_seconds == 0 => {
-                let obs = Observation::one_topic(
-                    t as f64,
-                    "simulated",
-                    (0..p)
-                        .map(|i| PartitionRead {
-                            end_offset: arrived.last().copied().unwrap_or(0.0).floor() as i64,
-                            committed_offset: Some(consumed[i].floor() as i64),
-                            log_start_offset: None,
-                            read_at: t as f64,
-                        })
-                        .collect(),
-                    Some(Members {
-                        count: serving_count(&replicas, t),
-                        source: MemberSource::Group,
-                    }),
-                );
-                let (decision, s) = policy::decide(&cfg, &state, Some(&obs));
-                state = s;
-                if decision.changed {
-                    tracing::debug!(t, desired = decision.desired, reason = %decision.reason, "shoal decision");
+                let broker = SimBroker {
+                    observation: world.read(t, setup.members),
+                };
+                let platform = SimPlatform {
+                    counts: Counts {
+                        desired,
+                        running: world.replicas.len() as u32,
+                    },
+                    set_to: OnceLock::new(),
+                };
+                // Every simulated answer is ready at once, so the tick completes on its first
+                // poll.
+                let tick = shoal
+                    .tick(&broker, &platform, &Discard, false)
+                    .now_or_never();
+                if let Some(decision) = tick.and_then(|mut tick| tick.outcomes.pop()) {
+                    run.ticks.push(SimTick {
+                        observation: broker.observation,
+                        counts: platform.counts,
+                        decision: decision.decision,
+                    });
                 }
-                decision.desired
+                platform.set_to.get().copied().unwrap_or(desired)
             }
             Which::Shoal => desired,
-            Which::Keda => {
-                let total: f64 = consumed.iter().map(|&c| backlog(&arrived, c)).sum();
-                keda.step(t, total.floor())
-            }
+            Which::Keda => keda.step(t, world.keda_lag()),
         };
         if next != desired {
             run.scale_actions += 1;
             desired = next;
         }
-        while (replicas.len() as u32) < desired {
-            replicas.push(Replica {
-                serving_from: t + setup.startup_seconds,
+        while (world.replicas.len() as u32) < desired {
+            world.replicas.push(Replica {
+                joins_at: t + setup.startup_seconds,
+                commit_phase: (commit_every - (t + setup.startup_seconds) % commit_every)
+                    % commit_every,
             });
         }
-        replicas.truncate(desired as usize);
+        world.replicas.truncate(desired as usize);
+
+        // A change in the members is a rebalance: every member commits on revocation, and the
+        // group pauses.
+        let members = world.joined(t);
+        if members != world.members {
+            for i in 0..p {
+                world.commit(i);
+            }
+            world.paused_until = t + setup.rebalance_seconds;
+            world.members = members;
+        }
 
         // Arrivals.
-        let per_partition = trace.rate_at(t as f64) / p as f64;
-        arrived.push(arrived.last().copied().unwrap_or(0.0) + per_partition);
-        // Consumption.
-        let serving = serving_count(&replicas, t);
+        let total = world.total_arrived() + trace.rate_at(t as f64);
+        world.arrived.push(total);
+        // Consumption, and each member's commits at the end of the second.
         let stuck = trace.stuck_at(t as f64);
-        let share = policy::owner_share(setup.partitions, serving);
-        for (i, done) in consumed.iter_mut().enumerate() {
-            if serving == 0 || stuck.contains(&(i as u32)) {
-                continue;
+        let paused = t < world.paused_until;
+        if paused {
+            run.rebalance_seconds += 1;
+        }
+        let mut first = 0usize;
+        let assignment = policy::range_assignment(setup.partitions, members);
+        for (m, owned) in assignment.into_iter().enumerate() {
+            let range = first..first + owned as usize;
+            first += owned as usize;
+            if !paused {
+                serve(&mut world, range.clone(), stuck, setup.per_replica_rate);
             }
-            let rate = setup.per_replica_rate / f64::from(share[i]);
-            *done += rate.min(backlog(&arrived, *done));
+            let phase = world.replicas[m].commit_phase;
+            if (t + 1 + phase) % commit_every == 0 {
+                for i in range {
+                    world.commit(i);
+                }
+            }
         }
         // Time lag at the end of the second: the oldest unconsumed message arrived in the
         // first second whose curve passes the partition's consumed count.
-        let lag = consumed
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !stuck.contains(&(*i as u32)))
-            .filter(|(_, &done)| backlog(&arrived, done) > EPSILON)
-            .map(|(_, &done)| {
-                let oldest = arrived.partition_point(|&a| a <= done + EPSILON) as u64;
+        let lag = (0..p)
+            .filter(|&i| !stuck.contains(&(i as u32)))
+            .filter(|&i| world.backlog(i) > EPSILON)
+            .map(|i| {
+                let (share, done) = (world.shares[i], world.consumed[i]);
+                let oldest = world
+                    .arrived
+                    .partition_point(|&a| share * a <= done + EPSILON)
+                    as u64;
                 (t + 1 - oldest.min(t)) as f64
             })
             .fold(0.0, f64::max);
-        run.replica_seconds += replicas.len() as u64;
+        run.replica_seconds += world.replicas.len() as u64;
         run.peak_lag_seconds = run.peak_lag_seconds.max(lag);
-        run.seconds.push((lag, desired, serving));
-        let point = [t, u64::from(desired), u64::from(serving)];
+        run.seconds.push((lag, desired, members));
+        let point = [t, u64::from(desired), u64::from(members)];
         if run
             .timeline
             .last()

@@ -615,7 +615,12 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
     // The workload's folder as it ships (and the crates it shares with exposure-api), with its
     // topics, group and scaling made the test's own.
     let consumers = crate::support::repo_root().join("consumers");
-    for folder in ["exposure-consumer", "warehouse-tls", "msk-iam"] {
+    for folder in [
+        "exposure-consumer",
+        "exposure-event",
+        "warehouse-tls",
+        "msk-iam",
+    ] {
         crate::support::copy_tree(
             &consumers.join(folder),
             &l.root().join("consumers").join(folder),

@@ -80,7 +80,23 @@ fn try_request(
     })
 }
 
+/// The API key [`start_api`] configures unless a test sets its own auth.
+const KEY: &str = "it-key";
+
+/// A request with `X-API-Key: KEY` unless `headers` carry credentials.
 fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut all = headers.to_vec();
+    if !headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("authorization")
+    }) {
+        all.push(("X-API-Key", KEY));
+    }
+    try_request(port, method, path, &all, body)
+        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"))
+}
+
+/// A request exactly as given: no credentials unless `headers` carry them.
+fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
     try_request(port, method, path, headers, body)
         .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}"))
 }
@@ -99,9 +115,16 @@ struct Api {
     process: Running,
 }
 
+/// Starts the API with `env`, and `API_KEYS=KEY` when `env` sets no auth.
 fn start_api(env: &[(&str, String)]) -> Api {
     let port = free_port();
     let mut all = vec![("PORT", port.to_string())];
+    if !env
+        .iter()
+        .any(|(k, _)| ["API_KEYS", "JWT_SECRET", "AUTH"].contains(k))
+    {
+        all.push(("API_KEYS", KEY.to_string()));
+    }
     all.extend(env.iter().cloned());
     let process = spawn_workload("exposure-api", &all);
     // Any answer will do: /health may say 503 while the broker is away.
@@ -538,9 +561,20 @@ fn bad_settings_exit_2_naming_the_variable() {
             ],
             "DATABASE_URL",
         ),
+        // Auth is on by default: no credentials configured and no AUTH=none is an error.
+        (
+            vec![("KAFKA_BOOTSTRAP", "127.0.0.1:1"), ("API_KEYS", "")],
+            "neither API_KEYS nor JWT_SECRET is set",
+        ),
+        (
+            vec![("KAFKA_BOOTSTRAP", "127.0.0.1:1"), ("AUTH", "off")],
+            "AUTH",
+        ),
     ] {
         let mut cmd = std::process::Command::new(&bin);
-        cmd.env_clear().env("PORT", free_port().to_string());
+        cmd.env_clear()
+            .env("PORT", free_port().to_string())
+            .env("API_KEYS", KEY);
         for (k, v) in &env {
             cmd.env(k, v);
         }
@@ -569,7 +603,7 @@ fn api_keys_and_jwts_guard_the_routes() {
     ]);
     let p = api.port;
     let body = exposure("u-auth", 1).to_string();
-    let send = |headers: &[(&str, &str)]| request(p, "POST", "/exposure", headers, body.as_bytes());
+    let send = |headers: &[(&str, &str)]| raw(p, "POST", "/exposure", headers, body.as_bytes());
 
     let exp = now_secs() + 600;
     let good_jwt = format!(
@@ -627,9 +661,9 @@ fn api_keys_and_jwts_guard_the_routes() {
         assert!(r.json()["error"].is_string(), "{what}: {r:?}");
     }
     // Reads are guarded too; operations are not.
-    assert_eq!(get(p, "/exposures/u-auth").status, 401);
-    assert_eq!(get(p, "/metrics").status, 200);
-    assert_eq!(get(p, "/openapi.json").status, 200);
+    assert_eq!(raw(p, "GET", "/exposures/u-auth", &[], b"").status, 401);
+    assert_eq!(raw(p, "GET", "/metrics", &[], b"").status, 200);
+    assert_eq!(raw(p, "GET", "/openapi.json", &[], b"").status, 200);
 
     let authorized: Vec<(&str, Vec<(&str, &str)>)> = vec![
         ("X-API-Key", vec![("X-API-Key", "key-one")]),
@@ -1049,4 +1083,277 @@ fn reads_verify_the_warehouse_as_sslmode_says() {
         refused.body.contains("certificate verify failed"),
         "{refused:?}"
     );
+}
+
+/// Without credentials configured the API starts only with `AUTH=none`, says so with a warning
+/// at every start, takes writes from anyone, and still refuses reads.
+#[test]
+fn auth_none_opens_writes_only_and_warns_at_every_start() {
+    let bootstrap = shared_bootstrap();
+    let topic = format!("exposures-api-{}", unique());
+    create_topic(&bootstrap, &topic, 1);
+    let log = tempfile::NamedTempFile::new().expect("log file");
+    let port = free_port();
+    let child = std::process::Command::new(crate::workloads::workload_bin("exposure-api"))
+        .env_clear()
+        .env("KAFKA_BOOTSTRAP", &bootstrap)
+        .env("EXPOSURES_TOPIC", &topic)
+        .env("PORT", port.to_string())
+        .env("AUTH", "none")
+        .stderr(log.reopen().expect("log file"))
+        .spawn()
+        .expect("start exposure-api");
+    let _api = Running { child };
+    wait_for("exposure-api to listen", Duration::from_secs(60), || {
+        try_request(port, "GET", "/openapi.json", &[], b"").filter(|r| r.status == 200)
+    });
+    let logged = std::fs::read_to_string(log.path()).expect("log");
+    assert!(
+        logged.contains("WARN") && logged.contains("AUTH=none"),
+        "a warning at start: {logged}"
+    );
+    let r = wait_for("a 202 without credentials", Duration::from_secs(30), || {
+        Some(raw(
+            port,
+            "POST",
+            "/exposure",
+            &[],
+            exposure("u-open", 1).to_string().as_bytes(),
+        ))
+        .filter(|r| r.status == 202)
+    });
+    assert_eq!(r.json()["status"], "accepted");
+    for path in ["/exposures/u-open", "/exposures/experiment/exp-1"] {
+        let r = raw(port, "GET", path, &[], b"");
+        assert_eq!(r.status, 401, "{path}: {r:?}");
+        assert!(
+            r.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("API_KEYS or JWT_SECRET")),
+            "{r:?}"
+        );
+    }
+}
+
+/// An event whose Kafka message the producer would refuse (over `message.max.bytes`) is
+/// answered 413 naming it, not 503 forever; the body limit's default follows the same setting.
+#[test]
+fn an_event_over_message_max_bytes_is_413_and_the_body_limit_follows_it() {
+    let bootstrap = shared_bootstrap();
+    let topic = format!("exposures-api-{}", unique());
+    create_topic(&bootstrap, &topic, 1);
+    let api = start_api(&[
+        ("KAFKA_BOOTSTRAP", bootstrap.clone()),
+        ("EXPOSURES_TOPIC", topic.clone()),
+        ("RDKAFKA_MESSAGE_MAX_BYTES", "20000".into()),
+        ("MAX_BODY_BYTES", "200000".into()),
+    ]);
+    let p = api.port;
+    let padded = |bytes: usize| {
+        let mut e = exposure("u-big", 1);
+        e["attributes"] = json!({ "pad": "x".repeat(bytes) });
+        e
+    };
+    let r = wait_for("a 202 for a 15 kB event", Duration::from_secs(30), || {
+        Some(post(p, "/exposure", &padded(15_000))).filter(|r| r.status == 202)
+    });
+    assert_eq!(r.json()["status"], "accepted");
+    let r = post(p, "/exposure", &padded(30_000));
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.json()["field"], "body", "{r:?}");
+    assert!(r.body.contains("message.max.bytes (20000)"), "{r:?}");
+    let r = post(p, "/exposures", &json!([padded(10), padded(30_000)]));
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.json()["field"], "exposures[1]", "{r:?}");
+    let m = get(p, "/metrics").body;
+    assert!(
+        m.contains("exposure_api_events_rejected_total{reason=\"too_large\"} 3"),
+        "{m}"
+    );
+
+    // Without MAX_BODY_BYTES the body limit is message.max.bytes.
+    let derived = start_api(&[
+        ("KAFKA_BOOTSTRAP", bootstrap),
+        ("EXPOSURES_TOPIC", topic),
+        ("RDKAFKA_MESSAGE_MAX_BYTES", "20000".into()),
+    ]);
+    let r = post(derived.port, "/exposure", &padded(25_000));
+    assert_eq!(r.status, 413, "{r:?}");
+    assert_eq!(r.json()["field"], "body", "{r:?}");
+}
+
+/// Under overload the `/exposure*` routes answer 503 with `Retry-After` at once instead of
+/// letting latency grow: past the producer queue's high-water mark, past `MAX_CONCURRENCY`
+/// requests in progress, and after `REQUEST_TIMEOUT_MS`. The broker is unreachable, so
+/// produced events wait in the queue for `PRODUCE_TIMEOUT_MS`.
+#[test]
+fn overload_is_answered_at_once_with_503_and_retry_after() {
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    let start = |extra: &[(&str, &str)]| {
+        let mut env = vec![
+            ("KAFKA_BOOTSTRAP", unreachable.clone()),
+            ("EXPOSURES_TOPIC", format!("exposures-api-{}", unique())),
+            ("PRODUCE_TIMEOUT_MS", "8000".to_string()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        start_api(&env)
+    };
+    let in_flight = |port: u16, n: usize| {
+        wait_for(
+            &format!("{n} events waiting for the broker"),
+            Duration::from_secs(10),
+            || {
+                get(port, "/metrics")
+                    .body
+                    .contains(&format!("exposure_api_produce_in_flight {n}\n"))
+                    .then_some(())
+            },
+        )
+    };
+    let fast_503 = |port: u16, body: &Value, says: &str| {
+        let started = Instant::now();
+        let r = post(port, "/exposure", body);
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{says}: {r:?}");
+        assert_eq!(r.header("retry-after"), Some("1"), "{r:?}");
+        assert!(r.body.contains(says), "{says}: {r:?}");
+        took
+    };
+
+    // The producer queue's high-water mark: 3 events wait, a 4th is shed.
+    let shed = start(&[("SHED_QUEUE_MESSAGES", "3")]);
+    let port = shed.port;
+    let waiting = std::thread::spawn(move || {
+        let batch = json!([exposure("u-1", 1), exposure("u-2", 2), exposure("u-3", 3)]);
+        post(port, "/exposures", &batch).status
+    });
+    in_flight(shed.port, 3);
+    let took = fast_503(shed.port, &exposure("u-4", 4), "high-water mark");
+    assert!(took < Duration::from_secs(1), "shed after {took:?}");
+    assert!(get(shed.port, "/metrics")
+        .body
+        .contains("exposure_api_events_rejected_total{reason=\"overloaded\"} 1"));
+
+    // MAX_CONCURRENCY=1: one request waits for the broker, the next is shed at once; the
+    // operational routes are not limited.
+    let limited = start(&[("MAX_CONCURRENCY", "1")]);
+    let port = limited.port;
+    let holding = std::thread::spawn(move || post(port, "/exposure", &exposure("u-5", 5)).status);
+    in_flight(limited.port, 1);
+    let took = fast_503(limited.port, &exposure("u-6", 6), "MAX_CONCURRENCY");
+    assert!(took < Duration::from_secs(1), "shed after {took:?}");
+    assert_eq!(get(limited.port, "/metrics").status, 200);
+    assert_eq!(get(limited.port, "/openapi.json").status, 200);
+
+    // REQUEST_TIMEOUT_MS=500: answered 503 after half a second, not after PRODUCE_TIMEOUT_MS.
+    let timed = start(&[("REQUEST_TIMEOUT_MS", "500")]);
+    let took = fast_503(timed.port, &exposure("u-7", 7), "REQUEST_TIMEOUT_MS");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(2),
+        "timed out after {took:?}"
+    );
+
+    assert_eq!(waiting.join().expect("batch"), 503, "never acknowledged");
+    assert_eq!(holding.join().expect("event"), 503, "never acknowledged");
+}
+
+/// A client's retries are recognisable: the same `Idempotency-Key` (with the same
+/// credentials) gives the same exposure ids, a client's own `exposure_id` is kept, and
+/// clients that send neither get a new UUIDv4 each time.
+#[test]
+fn idempotency_keys_and_client_ids_give_stable_exposure_ids() {
+    let bootstrap = shared_bootstrap();
+    let topic = format!("exposures-api-{}", unique());
+    create_topic(&bootstrap, &topic, 1);
+    let api = start_api(&[
+        ("KAFKA_BOOTSTRAP", bootstrap.clone()),
+        ("EXPOSURES_TOPIC", topic.clone()),
+        ("API_KEYS", format!("{KEY},other-key")),
+    ]);
+    let p = api.port;
+    let send = |path: &str, key: Option<&str>, api_key: &str, body: &Value| {
+        let mut headers = vec![("X-API-Key", api_key)];
+        if let Some(k) = key {
+            headers.push(("Idempotency-Key", k));
+        }
+        request(p, "POST", path, &headers, body.to_string().as_bytes())
+    };
+    let single = |key: Option<&str>, api_key: &str| {
+        let r = wait_for("a 202", Duration::from_secs(30), || {
+            Some(send("/exposure", key, api_key, &exposure("u-idem", 1)))
+                .filter(|r| r.status == 202)
+        });
+        r.json()["exposure_id"].as_str().expect("id").to_string()
+    };
+    let first = single(Some("order-1"), KEY);
+    assert_eq!(
+        first,
+        single(Some("order-1"), KEY),
+        "a retry gets the same id"
+    );
+    assert_eq!(first.as_bytes()[14], b'5', "a UUIDv5: {first}");
+    assert_ne!(first, single(Some("order-2"), KEY));
+    assert_ne!(
+        first,
+        single(Some("order-1"), "other-key"),
+        "keys are per client"
+    );
+    assert_ne!(
+        single(None, KEY),
+        single(None, KEY),
+        "no key: a new id each time"
+    );
+
+    let batch = json!([
+        exposure("u-idem", 2),
+        exposure("u-idem", 3),
+        exposure("u-idem", 4)
+    ]);
+    let ids = |r: Resp| -> Vec<String> {
+        assert_eq!(r.status, 202, "{r:?}");
+        r.json()["exposure_ids"]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .map(|i| i.as_str().expect("id").to_string())
+            .collect()
+    };
+    let a = ids(send("/exposures", Some("batch-1"), KEY, &batch));
+    assert_eq!(a, ids(send("/exposures", Some("batch-1"), KEY, &batch)));
+    assert_eq!(a.iter().collect::<BTreeSet<_>>().len(), 3, "{a:?}");
+
+    let mut own = exposure("u-idem", 5);
+    own["exposure_id"] = json!("6F9619FF-8B86-D011-B42D-00C04FC964FF");
+    let r = send("/exposure", Some("order-1"), KEY, &own);
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(
+        r.json()["exposure_id"],
+        "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+        "the client's own id wins"
+    );
+
+    let r = send(
+        "/exposure",
+        Some(&"k".repeat(256)),
+        KEY,
+        &exposure("u-idem", 6),
+    );
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(r.json()["field"], "Idempotency-Key");
+    let mut bad = exposure("u-idem", 7);
+    bad["exposure_id"] = json!("order-7");
+    let r = send("/exposure", None, KEY, &bad);
+    assert_eq!(r.status, 422, "{r:?}");
+    assert_eq!(r.json()["field"], "exposure_id");
+
+    // On the topic, the retries are the same events.
+    let messages = read_topic(&bootstrap, &topic, 13, Duration::from_secs(30));
+    let with_first = messages
+        .iter()
+        .filter(|(_, v)| v["exposure_id"] == first.as_str())
+        .count();
+    assert_eq!(with_first, 2, "two deliveries of one event: {messages:?}");
+    assert!(messages
+        .iter()
+        .any(|(_, v)| v["exposure_id"] == "6f9619ff-8b86-d011-b42d-00c04fc964ff"));
 }

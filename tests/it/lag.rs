@@ -203,8 +203,9 @@ async fn the_lag_command_prints_each_partition() {
     let sb = Sandbox::new();
     let topic = format!("{}-cmd", sb.project);
     let group = format!("{}-cmd-group", sb.project);
+    let reader = format!("{}-reader", sb.project);
     sb.fixture.consumer(
-        "reader",
+        &reader,
         &format!("kind = \"worker\"\n[kafka]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\n"),
     );
     backlog(
@@ -216,6 +217,7 @@ async fn the_lag_command_prints_each_partition() {
         &[Some(1), None],
     )
     .await;
+    let ecs = crate::metrics::ecs_service(&sb, &reader, 2).await;
     let out = sb.shoal(&["lag", "--env", "sandbox", "--sample", "1s", "-o", "json"]);
     assert_eq!(
         out.status.code(),
@@ -226,10 +228,31 @@ async fn the_lag_command_prints_each_partition() {
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(rows[0]["lag"], 4);
     assert_eq!(rows[0]["partition"], 0);
-    assert_eq!(
-        rows[1]["lag"],
-        serde_json::Value::Null,
-        "never committed: not lag"
-    );
+    assert_eq!(rows[1]["lag"], 5, "never committed: from the log start");
     assert_eq!(rows[1]["end_offset"], 5);
+    // No member has joined; a broker that cannot describe the group leaves the count to
+    // the platform: the ECS service's runningCount.
+    let members = &rows[0]["members"];
+    match members["source"].as_str() {
+        Some("group") => assert_eq!(members["count"], 0, "{members}"),
+        Some("platform") => {
+            let described = ecs
+                .describe_services()
+                .cluster(sb.env().cluster)
+                .services(&reader)
+                .send()
+                .await
+                .expect("DescribeServices");
+            let running = described.services()[0].running_count();
+            assert_eq!(members["count"], running, "{members}");
+        }
+        _ => panic!("no member count: {members}"),
+    }
+    let text = sb.shoal(&["lag", "--env", "sandbox", "--sample", "1s"]);
+    let text = crate::support::text(&text.stdout);
+    assert!(text.contains("MEMBERS"), "{text}");
+    assert!(
+        text.contains(&format!("({})", members["source"].as_str().unwrap_or("?"))),
+        "{text}"
+    );
 }

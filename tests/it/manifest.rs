@@ -440,6 +440,52 @@ invalid_project!(
     "not an MSK cluster ARN"
 );
 
+invalid_consumer!(
+    required_not_a_variable_name,
+    format!("{MIN}required = [\"DATABASE URL\"]\n"),
+    "required[0]",
+    "not a variable name"
+);
+invalid_consumer!(
+    required_on_an_unknown_platform,
+    format!("{MIN}required_on = {{ lambda = [\"X\"] }}\n"),
+    "required_on.lambda",
+    "not a platform"
+);
+invalid_consumer!(
+    allow_plain_names_no_env_key,
+    format!("{MIN}allow_plain = [\"DB_PASSWORD\"]\n[env]\nDB_PASSWRD = \"x\"\n"),
+    "allow_plain[0]",
+    "not set in [env]"
+);
+
+const ECS_ENV: &str = "project = \"p\"\n[env.e]\nplatform = \"ecs\"\naccount_id = \"123456789012\"\nsubnets = [\"subnet-1\"]\nsecurity_groups = [\"sg-1\"]\nexecution_role_arn = \"arn:aws:iam::123456789012:role/x\"\ndefault_env = \"e\"\n";
+
+invalid_project!(
+    env_secret_given_as_a_value,
+    format!(
+        "default_env = \"e\"\n{}secrets = {{ DATABASE_URL = \"postgres://u:p@h/d\" }}\n",
+        ECS_ENV.replace("default_env = \"e\"\n", "")
+    ),
+    "env.e.secrets.DATABASE_URL",
+    "not a Secrets Manager or SSM parameter ARN"
+);
+invalid_project!(
+    env_secret_also_in_vars,
+    format!("default_env = \"e\"\n{}vars = {{ X = \"1\" }}\nsecrets = {{ X = \"arn:aws:ssm:us-east-1:123456789012:parameter/x\" }}\n", ECS_ENV.replace("default_env = \"e\"\n", "")),
+    "env.e.secrets.X",
+    "also set in vars"
+);
+invalid_project!(
+    env_allow_plain_names_no_var,
+    format!(
+        "default_env = \"e\"\n{}allow_plain = [\"DATABASE_URL\"]\n",
+        ECS_ENV.replace("default_env = \"e\"\n", "")
+    ),
+    "env.e.allow_plain[0]",
+    "not set in vars"
+);
+
 #[test]
 fn unset_variable_is_reported_for_the_selected_environment_only() {
     let toml = "project = \"p\"\n[env.local]\nplatform = \"docker\"\n[env.ci]\nplatform = \"docker\"\nregistry = \"${REG}\"\n";

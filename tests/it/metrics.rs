@@ -53,6 +53,30 @@ async fn published_metrics_read_back_by_service() {
     );
 }
 
+/// Registers a one-container task definition and makes the ECS service `service` on moto
+/// with `desired` tasks, in the sandbox's cluster; returns the ECS client.
+pub async fn ecs_service(sb: &Sandbox, service: &str, desired: i32) -> aws_sdk_ecs::Client {
+    let env = sb.env();
+    let cfg = sb.aws_config(&env).await;
+    let client = shoal::aws::ecs(&cfg);
+    let td = serde_json::json!({
+        "family": service,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [{"name": "main", "image": "scratch"}]
+    });
+    let registered = shoal::platform::ecs::taskdef::register(&client, &td)
+        .await
+        .expect("register");
+    let spec = shoal::platform::ecs::ServiceSpec::new(&env, &registered.family, desired);
+    shoal::platform::ecs::create(&client, &spec, &sb.project, service, &registered.arn, &[])
+        .await
+        .expect("create");
+    client
+}
+
 /// The autoscaler's ECS side on moto: it reads a service's desired count and sets it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
@@ -60,25 +84,8 @@ async fn the_autoscaler_reads_and_sets_desired_counts_on_ecs() {
 
     let sb = Sandbox::new();
     let env = sb.env();
-    let cfg = sb.aws_config(&env).await;
-    let client = shoal::aws::ecs(&cfg);
-    let family = format!("{}-scaled", sb.project);
-    let td = serde_json::json!({
-        "family": family,
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": ["FARGATE"],
-        "cpu": "256",
-        "memory": "512",
-        "containerDefinitions": [{"name": "scaled", "image": "scratch"}]
-    });
-    let registered = shoal::platform::ecs::taskdef::register(&client, &td)
-        .await
-        .expect("register");
     let service = format!("{}-scaled", sb.project);
-    let spec = shoal::platform::ecs::ServiceSpec::new(&env, &registered.family, 1);
-    shoal::platform::ecs::create(&client, &spec, &sb.project, &service, &registered.arn, &[])
-        .await
-        .expect("create");
+    let client = ecs_service(&sb, &service, 1).await;
     let ecs = EcsServices {
         client,
         cluster: env.cluster.clone(),

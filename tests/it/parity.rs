@@ -68,6 +68,18 @@ const FIELDS: &[(&str, &str)] = &[
     ),
     ("env", "container"),
     ("secrets", "container"),
+    (
+        "required",
+        "neither: checked before a deploy on both platforms, against what reaches the container",
+    ),
+    (
+        "required_on",
+        "neither: as required, for the environments of one platform",
+    ),
+    (
+        "allow_plain",
+        "neither: lets validate accept a plain [env] value on ECS; the value reaches both alike",
+    ),
     ("kafka", "container: KAFKA_GROUP and KAFKA_TOPICS"),
     ("topic", "neither: topics as code, applied to the broker"),
     ("scaling", "neither: the autoscaler's bounds"),

@@ -190,6 +190,18 @@ impl Sandbox {
             .expect("runs shoal")
     }
 
+    /// A consumer whose image is `FROM scratch` with one file: changing `payload` changes its
+    /// image tag.
+    pub fn payload_consumer(&self, name: &str, manifest: &str, payload: &str) {
+        let fx = &self.fixture;
+        fx.write(&format!("consumers/{name}/consumer.toml"), manifest);
+        fx.write(
+            &format!("consumers/{name}/Dockerfile"),
+            "FROM scratch\nCOPY payload.txt /payload.txt\n",
+        );
+        fx.write(&format!("consumers/{name}/payload.txt"), payload);
+    }
+
     /// A variable of `.stack/env`.
     pub fn var(&self, k: &str) -> String {
         self.vars

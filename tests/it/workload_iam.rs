@@ -106,6 +106,9 @@ fn iam_env(workload: &str, port: u16) -> Vec<(&'static str, String)> {
         ("AWS_REGION", "eu-west-1".to_string()),
         ("PORT", port.to_string()),
     ];
+    if workload == "exposure-api" {
+        env.push(("API_KEYS", "iam-test-key".to_string()));
+    }
     if workload == "exposure-consumer" {
         env.push(("DATABASE_URL", database_url()));
         env.push(("KAFKA_GROUP", format!("iam-{port}")));

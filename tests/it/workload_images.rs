@@ -79,6 +79,8 @@ async fn both_images_build_and_carry_events_to_the_warehouse() {
             ("EXPOSURES_TOPIC", topic.clone()),
             ("DATABASE_URL", database.clone()),
             ("PORT", api_port.to_string()),
+            // Writes without credentials (auth is on by default).
+            ("AUTH", "none".to_string()),
         ],
         &[],
     );

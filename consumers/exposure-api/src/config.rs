@@ -4,6 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// What a Kafka message costs beyond its key and value, counted generously (a record batch's
+/// header and one record's framing): an event is refused when key + value + this passes
+/// `message.max.bytes`.
+pub const MESSAGE_OVERHEAD_BYTES: usize = 512;
+
 /// The resolved settings of one process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -13,10 +18,23 @@ pub struct Settings {
     pub port: u16,
     pub topic: String,
     pub produce_timeout: Duration,
+    /// `MAX_BODY_BYTES`; default: the producer's `message.max.bytes`.
     pub max_body_bytes: usize,
     pub max_batch: usize,
+    /// The producer's `message.max.bytes` (`RDKAFKA_MESSAGE_MAX_BYTES`, librdkafka's default
+    /// 1000000): an event whose message would be larger is answered 413.
+    pub message_max_bytes: usize,
+    /// `MAX_CONCURRENCY`: requests to the `/exposure*` routes handled at once; more get 503.
+    pub max_concurrency: usize,
+    /// `REQUEST_TIMEOUT_MS`: a request to the `/exposure*` routes not answered by then gets 503.
+    pub request_timeout: Duration,
+    /// `SHED_QUEUE_MESSAGES`: the producer queue's high-water mark; writes that would take it
+    /// past this many messages get 503 at once.
+    pub shed_queue_messages: usize,
     pub api_keys: Vec<String>,
     pub jwt_secret: Option<String>,
+    /// `AUTH=none`: writes need no credentials (reads still do).
+    pub auth_none: bool,
     /// librdkafka properties from `RDKAFKA_<NAME>` variables: (variable, property, value).
     pub rdkafka: Vec<(String, String, String)>,
     /// `KAFKA_AUTH=iam`: MSK IAM, with the region tokens are signed for.
@@ -72,10 +90,6 @@ impl Settings {
         if produce_timeout_ms == 0 || produce_timeout_ms > 900_000 {
             return Err(err("PRODUCE_TIMEOUT_MS", "must be between 1 and 900000"));
         }
-        let max_body_bytes = number::<usize>(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", 1 << 20)?;
-        if max_body_bytes == 0 {
-            return Err(err("MAX_BODY_BYTES", "must be at least 1"));
-        }
         let max_batch = number::<usize>(get("MAX_BATCH"), "MAX_BATCH", 1000)?;
         if max_batch == 0 {
             return Err(err("MAX_BATCH", "must be at least 1"));
@@ -93,6 +107,25 @@ impl Settings {
             return Err(err("API_KEYS", "has no key (comma-separated list)"));
         }
         let jwt_secret = get("JWT_SECRET").map(String::from);
+        let auth_none = match get("AUTH") {
+            None => false,
+            Some("none") => true,
+            Some(other) => {
+                return Err(err(
+                    "AUTH",
+                    format!(
+                        "{other:?} is not a mode: `none` (writes without credentials) or unset"
+                    ),
+                ))
+            }
+        };
+        if api_keys.is_empty() && jwt_secret.is_none() && !auth_none {
+            return Err(err(
+                "API_KEYS",
+                "neither API_KEYS nor JWT_SECRET is set: set one (comma-separated keys, or the \
+                 HS256 secret), or AUTH=none to take writes without credentials",
+            ));
+        }
         let rdkafka = vars
             .iter()
             .filter_map(|(k, v)| {
@@ -102,6 +135,43 @@ impl Settings {
             .collect::<Vec<_>>();
         if let Some((var, _, _)) = rdkafka.iter().find(|(_, p, _)| p.is_empty()) {
             return Err(err(var, "names no librdkafka property"));
+        }
+        let message_max_bytes = match rdkafka.iter().find(|(_, p, _)| p == "message.max.bytes") {
+            None => 1_000_000,
+            Some((var, _, v)) => match v.trim().parse::<usize>() {
+                Ok(n) if n >= MESSAGE_OVERHEAD_BYTES * 2 => n,
+                _ => {
+                    return Err(err(
+                        var,
+                        format!(
+                            "must be a number of bytes, at least {}",
+                            MESSAGE_OVERHEAD_BYTES * 2
+                        ),
+                    ))
+                }
+            },
+        };
+        let max_body_bytes =
+            number::<usize>(get("MAX_BODY_BYTES"), "MAX_BODY_BYTES", message_max_bytes)?;
+        if max_body_bytes == 0 {
+            return Err(err("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        let max_concurrency = number::<usize>(get("MAX_CONCURRENCY"), "MAX_CONCURRENCY", 512)?;
+        if max_concurrency == 0 {
+            return Err(err("MAX_CONCURRENCY", "must be at least 1"));
+        }
+        let request_timeout_ms = number::<u64>(
+            get("REQUEST_TIMEOUT_MS"),
+            "REQUEST_TIMEOUT_MS",
+            produce_timeout_ms + 2000,
+        )?;
+        if request_timeout_ms == 0 {
+            return Err(err("REQUEST_TIMEOUT_MS", "must be at least 1"));
+        }
+        let shed_queue_messages =
+            number::<usize>(get("SHED_QUEUE_MESSAGES"), "SHED_QUEUE_MESSAGES", 10_000)?;
+        if shed_queue_messages == 0 {
+            return Err(err("SHED_QUEUE_MESSAGES", "must be at least 1"));
         }
         let iam = msk_iam::IamSettings::from_vars(|k| vars.get(k).map(String::as_str))
             .map_err(|p| err(&p.var, p.problem))?;
@@ -113,16 +183,21 @@ impl Settings {
             produce_timeout: Duration::from_millis(produce_timeout_ms),
             max_body_bytes,
             max_batch,
+            message_max_bytes,
+            max_concurrency,
+            request_timeout: Duration::from_millis(request_timeout_ms),
+            shed_queue_messages,
             api_keys,
             jwt_secret,
+            auth_none,
             rdkafka,
             iam,
         })
     }
 
-    /// Whether requests must authenticate.
+    /// Whether writes must authenticate (reads always must).
     pub fn auth_required(&self) -> bool {
-        !self.api_keys.is_empty() || self.jwt_secret.is_some()
+        !self.auth_none
     }
 }
 
@@ -148,14 +223,52 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let s = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b:9092")])).unwrap();
+        let s = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b:9092"), ("API_KEYS", "k")]))
+            .unwrap();
         assert_eq!(s.port, 8080);
         assert_eq!(s.topic, "exposures");
         assert_eq!(s.produce_timeout, Duration::from_millis(5000));
-        assert_eq!(s.max_body_bytes, 1 << 20);
+        assert_eq!(s.max_body_bytes, 1_000_000, "message.max.bytes");
+        assert_eq!(s.message_max_bytes, 1_000_000);
+        assert_eq!(s.max_concurrency, 512);
+        assert_eq!(s.request_timeout, Duration::from_millis(7000));
+        assert_eq!(s.shed_queue_messages, 10_000);
         assert_eq!(s.max_batch, 1000);
-        assert!(!s.auth_required());
+        assert!(s.auth_required());
         assert!(s.database.is_none());
+    }
+
+    #[test]
+    fn the_body_limit_follows_message_max_bytes() {
+        let s = Settings::from_vars(&vars(&[
+            ("KAFKA_BOOTSTRAP", "b"),
+            ("API_KEYS", "k"),
+            ("RDKAFKA_MESSAGE_MAX_BYTES", "20000"),
+        ]))
+        .unwrap();
+        assert_eq!((s.message_max_bytes, s.max_body_bytes), (20_000, 20_000));
+        let e = Settings::from_vars(&vars(&[
+            ("KAFKA_BOOTSTRAP", "b"),
+            ("API_KEYS", "k"),
+            ("RDKAFKA_MESSAGE_MAX_BYTES", "lots"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.var, "RDKAFKA_MESSAGE_MAX_BYTES");
+    }
+
+    #[test]
+    fn auth_is_on_unless_auth_none() {
+        let e = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b")])).unwrap_err();
+        assert_eq!(e.var, "API_KEYS");
+        assert!(e.problem.contains("AUTH=none"), "{e}");
+        let s = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("AUTH", "none")])).unwrap();
+        assert!(!s.auth_required());
+        let s =
+            Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("JWT_SECRET", "s")])).unwrap();
+        assert!(s.auth_required());
+        let e =
+            Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("AUTH", "off")])).unwrap_err();
+        assert_eq!(e.var, "AUTH");
     }
 
     #[test]
@@ -165,6 +278,9 @@ mod tests {
         let e =
             Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("PORT", "http")])).unwrap_err();
         assert_eq!(e.var, "PORT");
+        let e =
+            Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("API_KEYS", ",")])).unwrap_err();
+        assert_eq!(e.var, "API_KEYS");
         let e = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("MAX_BATCH", "0")]))
             .unwrap_err();
         assert_eq!(e.var, "MAX_BATCH");

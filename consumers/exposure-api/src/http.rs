@@ -1,25 +1,30 @@
 //! The HTTP API: routes, handlers, JSON errors and the OpenAPI document.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::BoxError;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
 use tracing::{debug, warn};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Principal};
 use crate::cursor::Cursor;
-use crate::event::{validate, validate_batch, Exposure, Invalid};
+use crate::event::{validate, validate_batch, Invalid, NewExposure};
 use crate::metrics::Metrics;
 use crate::producer::{Kafka, NotAcked};
 use crate::warehouse::{By, Page, StoredExposure, Warehouse};
@@ -34,12 +39,30 @@ pub struct AppState {
     pub metrics: Metrics,
     pub auth: Auth,
     pub max_batch: usize,
+    /// The producer's `message.max.bytes`: a larger event is answered 413.
+    pub message_max_bytes: usize,
+    /// The producer queue's high-water mark: writes that would pass it are answered 503.
+    pub shed_queue_messages: usize,
     pub openapi: String,
 }
 
 pub type Shared = Arc<AppState>;
 
-pub fn router(state: Shared, max_body_bytes: usize) -> Router {
+/// The limits of the `/exposure*` routes.
+pub struct Limits {
+    pub max_body_bytes: usize,
+    /// Requests handled at once; one more is answered 503 at once, not queued.
+    pub max_concurrency: usize,
+    /// A request not answered by then is answered 503.
+    pub request_timeout: Duration,
+}
+
+pub fn router(state: Shared, limits: Limits) -> Router {
+    let overload = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(limits.max_concurrency))
+        .timeout(limits.request_timeout);
     let api = Router::new()
         .route("/exposure", post(post_exposure))
         .route("/exposures", post(post_exposures))
@@ -48,7 +71,9 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
             "/exposures/experiment/{experiment_id}",
             get(get_by_experiment),
         )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth))
+        // Outside authentication: an overloaded API sheds before doing any work.
+        .route_layer(overload);
     Router::new()
         .merge(api)
         .route("/health", get(health))
@@ -59,7 +84,7 @@ pub fn router(state: Shared, max_body_bytes: usize) -> Router {
             state.clone(),
             count_requests,
         ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .fallback(not_found)
         .with_state(state)
 }
@@ -130,6 +155,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What the overload layers say: too many requests at once, or one took too long.
+async fn overloaded(e: BoxError) -> ApiError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::unavailable("too many requests in progress (MAX_CONCURRENCY); retry later")
+    } else if e.is::<tower::timeout::error::Elapsed>() {
+        ApiError::unavailable(
+            "the request was not answered within REQUEST_TIMEOUT_MS; retry later (with the same \
+             Idempotency-Key, a retry cannot duplicate events)",
+        )
+    } else {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
 /// A body that could not be read: over the limit (413) or broken off (400).
 fn body_error(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -156,9 +195,13 @@ fn parse_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
 
 // ---- middleware --------------------------------------------------------------------------
 
-async fn require_auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
-    match s.auth.check(req.headers()) {
-        Ok(()) => next.run(req).await,
+async fn require_auth(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+    let write = req.method() == Method::POST;
+    match s.auth.check(req.headers(), write) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
         Err(why) => {
             if req.method() == Method::POST {
                 s.metrics.rejected("unauthorized", 1);
@@ -207,18 +250,23 @@ async fn not_found(State(s): State<Shared>, req: Request) -> ApiError {
 #[allow(dead_code)] // documentation only: bodies are validated by crate::event
 #[derive(Deserialize, ToSchema)]
 pub struct ExposureIn {
-    /// Non-empty, at most 256 characters; the Kafka key.
+    /// The client's own id, a UUID: a retry with the same id is the same event (one row).
+    /// Default: derived from the `Idempotency-Key` header, or a new UUIDv4.
+    exposure_id: Option<String>,
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters; the Kafka key.
     ds_user_id: String,
-    /// Non-empty, at most 256 characters.
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters.
     experiment_id: String,
-    /// Non-empty, at most 256 characters.
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters.
     variation_id: String,
-    /// A JSON object; default `{}`.
+    /// A JSON object; default `{}`. No NUL characters, at most 32 levels deep, at most
+    /// 65,535 bytes as JSON.
     #[schema(value_type = Option<Object>)]
     attributes: Option<Value>,
-    /// Non-empty, at most 256 characters.
+    /// Non-empty, at most 256 bytes of UTF-8, no control characters.
     source: String,
-    /// RFC 3339 date-time; default: when the request arrived.
+    /// RFC 3339 date-time, normalised to UTC milliseconds, year 1 to 9999 in UTC; default:
+    /// when the request arrived.
     timestamp: Option<String>,
 }
 
@@ -251,19 +299,60 @@ pub struct BatchAccepted {
 /// the instant the request was taken, the default `timestamp` of its events too.
 async fn produce(
     s: &AppState,
-    events: &[Exposure],
+    events: Vec<NewExposure>,
+    key: Option<&str>,
+    principal: &Principal,
     accepted_at: DateTime<Utc>,
-) -> Result<Vec<Uuid>, ApiError> {
-    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::new_v4()).collect();
-    let messages: Vec<(&str, Vec<u8>)> = events
-        .iter()
-        .zip(&ids)
-        .map(|(e, id)| (e.ds_user_id.as_str(), e.to_message(*id, accepted_at)))
+    batch: bool,
+) -> Result<Vec<String>, ApiError> {
+    let events: Vec<_> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let id = match key {
+                Some(key) => exposure_event::idempotent_id(&principal.0, key, i),
+                None => Uuid::new_v4(),
+            };
+            e.assign(id, accepted_at)
+        })
         .collect();
+    let messages: Vec<(&str, Vec<u8>)> = events.iter().map(|e| (e.key(), e.to_wire())).collect();
+    let limit = s.message_max_bytes - crate::config::MESSAGE_OVERHEAD_BYTES;
+    if let Some((i, size)) = messages
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .enumerate()
+        .find(|(_, size)| *size > limit)
+    {
+        s.metrics.rejected("too_large", events.len());
+        let field = if batch {
+            format!("exposures[{i}]")
+        } else {
+            "body".to_string()
+        };
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{field} is {size} bytes as a Kafka message, more than the {limit} the producer's \
+                 message.max.bytes ({}) leaves for one event",
+                s.message_max_bytes
+            ),
+        )
+        .field(field));
+    }
+    let queued = s.kafka.queued();
+    if queued + messages.len() > s.shed_queue_messages {
+        s.metrics.rejected("overloaded", events.len());
+        return Err(ApiError::unavailable(format!(
+            "the producer queue holds {queued} events, past its high-water mark \
+             (SHED_QUEUE_MESSAGES={}); retry later",
+            s.shed_queue_messages
+        )));
+    }
     match s.kafka.produce(&messages, &s.metrics).await {
         Ok(()) => {
             s.metrics.accepted(events.len());
-            Ok(ids)
+            Ok(events.into_iter().map(|e| e.exposure_id).collect())
         }
         Err(e) => {
             s.metrics.rejected("not_acked", events.len());
@@ -272,6 +361,24 @@ async fn produce(
                 NotAcked::QueueFull | NotAcked::Timeout => format!("{e}; retry later"),
                 NotAcked::Failed(_) => e.to_string(),
             }))
+        }
+    }
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(s: &AppState, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_string())),
+        _ => {
+            s.metrics.rejected("invalid", 1);
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .field("Idempotency-Key"))
         }
     }
 }
@@ -290,45 +397,55 @@ fn reject(s: &AppState, inv: Invalid, events: usize) -> ApiError {
 }
 
 /// Accepts one exposure; answers 202 only after the broker acknowledged it.
-#[utoipa::path(post, path = "/exposure", request_body = ExposureIn, responses(
+#[utoipa::path(post, path = "/exposure", request_body = ExposureIn, params(
+    ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key (and the same credentials) gets the same exposure ids, so it writes each event once. An event's own `exposure_id` wins over the key"),
+), responses(
     (status = 202, description = "The broker acknowledged the event", body = Accepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-    (status = 413, description = "Body over MAX_BODY_BYTES", body = ErrorBody),
-    (status = 422, description = "A field is missing, empty, too long or of the wrong type; `field` names it", body = ErrorBody),
-    (status = 503, description = "Not acknowledged within PRODUCE_TIMEOUT_MS or the queue is full; `Retry-After: 1`", body = ErrorBody),
+    (status = 413, description = "Body over MAX_BODY_BYTES, or the event's Kafka message over the producer's message.max.bytes", body = ErrorBody),
+    (status = 422, description = "A field is missing, empty, too long, of the wrong type or holds a character it may not, or a bad Idempotency-Key; `field` names it", body = ErrorBody),
+    (status = 503, description = "Not acknowledged within PRODUCE_TIMEOUT_MS, the queue is full or past SHED_QUEUE_MESSAGES, more than MAX_CONCURRENCY requests in progress, or not answered within REQUEST_TIMEOUT_MS; `Retry-After: 1`", body = ErrorBody),
 ))]
 async fn post_exposure(
     State(s): State<Shared>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let key = idempotency_key(&s, &headers)?;
     let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
     let now = Utc::now();
-    let event = validate(&value, "", now).map_err(|inv| reject(&s, inv, 1))?;
-    let ids = produce(&s, std::slice::from_ref(&event), now).await?;
+    let event = validate(&value, now).map_err(|inv| reject(&s, inv, 1))?;
+    let ids = produce(&s, vec![event], key.as_deref(), &principal, now, false).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
             status: "accepted",
-            exposure_id: ids[0].to_string(),
+            exposure_id: ids.into_iter().next().unwrap_or_default(),
         }),
     ))
 }
 
 /// Accepts a batch: every event is validated before any is produced; 202 only after the broker
 /// acknowledged all of them.
-#[utoipa::path(post, path = "/exposures", request_body = BatchIn, responses(
+#[utoipa::path(post, path = "/exposures", request_body = BatchIn, params(
+    ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key (and the same credentials) gets the same exposure ids, so it writes each event once. An event's own `exposure_id` wins over the key"),
+), responses(
     (status = 202, description = "The broker acknowledged every event", body = BatchAccepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-    (status = 413, description = "Body over MAX_BODY_BYTES, or more than MAX_BATCH events (`field`: `exposures`)", body = ErrorBody),
-    (status = 422, description = "An event is invalid; `field` names it, e.g. `exposures[3].ds_user_id`", body = ErrorBody),
-    (status = 503, description = "Some event was not acknowledged in time; `Retry-After: 1`", body = ErrorBody),
+    (status = 413, description = "Body over MAX_BODY_BYTES, more than MAX_BATCH events (`field`: `exposures`), or an event's Kafka message over the producer's message.max.bytes (`field`: `exposures[3]`)", body = ErrorBody),
+    (status = 422, description = "An event is invalid, or a bad Idempotency-Key; `field` names it, e.g. `exposures[3].ds_user_id`", body = ErrorBody),
+    (status = 503, description = "Some event was not acknowledged in time, or the API is overloaded (as for POST /exposure); `Retry-After: 1`. Retry with the same Idempotency-Key", body = ErrorBody),
 ))]
 async fn post_exposures(
     State(s): State<Shared>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
+    let key = idempotency_key(&s, &headers)?;
     let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
     let now = Utc::now();
     let events = validate_batch(&value, s.max_batch, now).map_err(|inv| {
@@ -341,12 +458,12 @@ async fn post_exposures(
         };
         reject(&s, inv, n.max(1))
     })?;
-    let ids = produce(&s, &events, now).await?;
+    let exposure_ids = produce(&s, events, key.as_deref(), &principal, now, true).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {
             status: "accepted",
-            exposure_ids: ids.iter().map(Uuid::to_string).collect(),
+            exposure_ids,
         }),
     ))
 }
@@ -505,8 +622,9 @@ async fn openapi(State(s): State<Shared>) -> impl IntoResponse {
         title = "exposure-api",
         description = "Accepts experiment exposure events over HTTP and produces them to Kafka \
             (202 only after the broker acknowledged them); reads stored exposures from the \
-            warehouse. When API_KEYS or JWT_SECRET is set, the /exposure* routes need \
-            `X-API-Key: <key>` or `Authorization: Bearer <key or HS256 JWT>`."
+            warehouse. The /exposure* routes need `X-API-Key: <key>` or \
+            `Authorization: Bearer <key or HS256 JWT>` (API_KEYS, JWT_SECRET); with AUTH=none \
+            the writes do not."
     ),
     paths(
         post_exposure,

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Settings;
@@ -99,15 +99,34 @@ async fn serve(settings: Settings, iam: Option<msk_iam::Signer>) -> Result<(), (
                 .map_err(|e| (EXIT_CONFIG, format!("DATABASE_URL: {e}")))?,
         ),
     };
+    if settings.auth_none {
+        warn!(
+            "AUTH=none: POST /exposure and /exposures accept events from anyone without \
+             credentials; reads still need API_KEYS or JWT_SECRET"
+        );
+    }
     let state = Arc::new(http::AppState {
         kafka,
         warehouse,
         metrics: metrics::Metrics::new(iam),
-        auth: auth::Auth::new(settings.api_keys.clone(), settings.jwt_secret.as_deref()),
+        auth: auth::Auth::new(
+            settings.api_keys.clone(),
+            settings.jwt_secret.as_deref(),
+            settings.auth_none,
+        ),
         max_batch: settings.max_batch,
+        message_max_bytes: settings.message_max_bytes,
+        shed_queue_messages: settings.shed_queue_messages,
         openapi: http::openapi_json(),
     });
-    let app = http::router(state.clone(), settings.max_body_bytes);
+    let app = http::router(
+        state.clone(),
+        http::Limits {
+            max_body_bytes: settings.max_body_bytes,
+            max_concurrency: settings.max_concurrency,
+            request_timeout: settings.request_timeout,
+        },
+    );
     let addr = std::net::SocketAddr::from(([0, 0, 0, 0], settings.port));
     let listener = tokio::net::TcpListener::bind(addr)
         .await

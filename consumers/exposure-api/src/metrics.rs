@@ -101,7 +101,13 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE exposure_api_events_rejected_total counter");
         let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        for reason in ["invalid", "too_large", "unauthorized", "not_acked"] {
+        for reason in [
+            "invalid",
+            "too_large",
+            "unauthorized",
+            "overloaded",
+            "not_acked",
+        ] {
             let n = rejected.get(reason).copied().unwrap_or(0);
             let _ = writeln!(
                 out,

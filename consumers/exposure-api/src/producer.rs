@@ -239,6 +239,11 @@ impl Kafka {
         tokio::task::spawn_blocking(move || drop(old));
     }
 
+    /// Messages in librdkafka's queue: waiting to be sent or for the broker's acknowledgement.
+    pub fn queued(&self) -> usize {
+        usize::try_from(self.producer().in_flight_count()).unwrap_or(0)
+    }
+
     /// Whether a broker answered a metadata request within ~1 s; cached for 1 s.
     pub async fn broker_reachable(&self) -> bool {
         let mut cache = self.health.lock().await;

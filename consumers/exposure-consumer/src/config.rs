@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::breaker::Thresholds;
 use crate::dialect::Dialect;
 
 /// What the consumer runs with, resolved from the environment.
@@ -20,6 +21,8 @@ pub struct Settings {
     pub batch_max: Duration,
     pub dialect: Dialect,
     pub port: u16,
+    /// `BREAKER_SHARE`, `BREAKER_MIN_REJECTED`, `BREAKER_WINDOW_SECS`.
+    pub breaker: Thresholds,
     /// `RDKAFKA_<NAME>` variables as librdkafka properties (`<name>` lowercased, `_` → `.`).
     pub rdkafka: BTreeMap<String, String>,
     /// `KAFKA_AUTH=iam`: MSK IAM, with the region tokens are signed for.
@@ -102,6 +105,35 @@ impl Settings {
             }
         };
         let port: u16 = number(get("PORT"), "PORT", 9090)?;
+        let defaults = Thresholds::default();
+        let share: f64 = number(get("BREAKER_SHARE"), "BREAKER_SHARE", defaults.share)?;
+        if !(share > 0.0 && share <= 1.0) {
+            return Err(err(
+                "BREAKER_SHARE",
+                "must be a share of the rows, above 0 and at most 1 (e.g. 0.5)",
+            ));
+        }
+        let min_rejected: u64 = number(
+            get("BREAKER_MIN_REJECTED"),
+            "BREAKER_MIN_REJECTED",
+            defaults.min_rejected,
+        )?;
+        if min_rejected == 0 {
+            return Err(err("BREAKER_MIN_REJECTED", "must be at least 1"));
+        }
+        let window_secs: u64 = number(
+            get("BREAKER_WINDOW_SECS"),
+            "BREAKER_WINDOW_SECS",
+            defaults.window.as_secs(),
+        )?;
+        if window_secs == 0 || window_secs > 3600 {
+            return Err(err("BREAKER_WINDOW_SECS", "must be between 1 and 3600"));
+        }
+        let breaker = Thresholds {
+            share,
+            min_rejected,
+            window: Duration::from_secs(window_secs),
+        };
         let rdkafka = env
             .iter()
             .filter_map(|(k, v)| {
@@ -124,6 +156,7 @@ impl Settings {
             batch_max: Duration::from_millis(batch_max_ms),
             dialect,
             port,
+            breaker,
             rdkafka,
             iam,
         })
@@ -145,6 +178,9 @@ fn is_ours(k: &str) -> bool {
                 | "BATCH_MAX_MS"
                 | "WAREHOUSE_DIALECT"
                 | "PORT"
+                | "BREAKER_SHARE"
+                | "BREAKER_MIN_REJECTED"
+                | "BREAKER_WINDOW_SECS"
         )
 }
 
@@ -185,6 +221,36 @@ mod tests {
         assert_eq!(s.dialect, Dialect::Postgres);
         assert_eq!(s.port, 9090);
         assert!(s.rdkafka.is_empty());
+        assert_eq!(s.breaker, Thresholds::default());
+    }
+
+    #[test]
+    fn breaker_settings() {
+        let s = with(&[
+            ("BREAKER_SHARE", "0.25"),
+            ("BREAKER_MIN_REJECTED", "3"),
+            ("BREAKER_WINDOW_SECS", "10"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.breaker,
+            Thresholds {
+                share: 0.25,
+                min_rejected: 3,
+                window: Duration::from_secs(10)
+            }
+        );
+        for (var, value) in [
+            ("BREAKER_SHARE", "0"),
+            ("BREAKER_SHARE", "1.5"),
+            ("BREAKER_SHARE", "NaN"),
+            ("BREAKER_SHARE", "half"),
+            ("BREAKER_MIN_REJECTED", "0"),
+            ("BREAKER_WINDOW_SECS", "0"),
+        ] {
+            let e = with(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{value}: {e}");
+        }
     }
 
     #[test]

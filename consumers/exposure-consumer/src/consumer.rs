@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
+use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::event::{self, Exposure};
 use crate::metrics::Metrics;
@@ -65,6 +67,9 @@ struct Shared {
     written: Mutex<BTreeMap<i32, i64>>,
     /// Partitions revoked since the loop last looked; their buffered messages are dropped.
     revoked: Mutex<Vec<i32>>,
+    /// The loop holds its partitions paused (its buffer is over budget, or the breaker is
+    /// open): partitions assigned meanwhile are paused as they come.
+    paused: AtomicBool,
 }
 
 struct Ctx {
@@ -131,7 +136,26 @@ impl ConsumerContext for Ctx {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // librdkafka starts fetching what it was just given: while the loop is over its budget
+        // (or the breaker is open), new partitions must not fill the buffer again. librdkafka
+        // also keeps a partition's pause through its revocation, so one paused before and
+        // assigned again after the loop resumed is resumed here (a no-op when not paused).
+        if let Rebalance::Assign(tpl) = rebalance {
+            if tpl.count() > 0 && self.shared.paused.load(Relaxed) {
+                match consumer.pause(tpl) {
+                    Ok(()) => info!(
+                        partitions = tpl.count(),
+                        "paused the newly assigned partitions: the consumer is over its buffer budget or its breaker is open"
+                    ),
+                    Err(e) => warn!(error = %e, "pausing newly assigned partitions failed"),
+                }
+            } else if tpl.count() > 0 {
+                if let Err(e) = consumer.resume(tpl) {
+                    warn!(error = %e, "resuming newly assigned partitions failed");
+                }
+            }
+        }
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.metrics.assigned.store(n as u64, Relaxed);
     }
@@ -153,6 +177,14 @@ impl ConsumerContext for Ctx {
     }
 }
 
+/// The warehouse side the loop hands to one flush or ping at a time: the connection, the
+/// breaker's window, and the canary (the last row the warehouse took).
+struct Sink {
+    wh: Warehouse,
+    breaker: Breaker,
+    canary: Option<Exposure>,
+}
+
 /// What a finished flush reports back to the loop.
 enum Outcome {
     /// A batch is in the warehouse: per partition, the next offset to commit.
@@ -167,7 +199,7 @@ enum Outcome {
 /// The DLQ's producer: rdkafka's defaults, and MSK IAM tokens when asked.
 type DlqProducer = FutureProducer<msk_iam::IamContext>;
 
-type Flush = Pin<Box<dyn Future<Output = (Warehouse, Outcome)>>>;
+type Flush = Pin<Box<dyn Future<Output = (Sink, Outcome)>>>;
 
 fn consumer_config(s: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -184,6 +216,9 @@ fn consumer_config(s: &Settings) -> ClientConfig {
         // the warehouse (docs/benchmarks.md). At 50 ms an idle consumer sends 20 small
         // fetches a second per broker.
         .set("fetch.wait.max.ms", "50")
+        // librdkafka's prefetch, part of the consumer's memory bound with the buffer's budget
+        // (librdkafka's default is 64 MiB).
+        .set("queued.max.messages.kbytes", "16384")
         .set("statistics.interval.ms", "5000");
     if let Some(iam) = &s.iam {
         iam.apply(&mut c);
@@ -261,6 +296,7 @@ pub async fn run(
         topic: settings.topic.clone(),
         written: Mutex::new(BTreeMap::new()),
         revoked: Mutex::new(Vec::new()),
+        paused: AtomicBool::new(false),
     });
     let ctx = Ctx {
         shared: shared.clone(),
@@ -279,25 +315,33 @@ pub async fn run(
     info!(topic = %settings.topic, group = %settings.group, "consuming");
 
     let topic = settings.topic.clone();
-    let mut warehouse =
-        Some(Warehouse::new(&settings.database, settings.dialect).map_err(|e| e.to_string())?);
+    let mut sink = Some(Sink {
+        wh: Warehouse::new(&settings.database, settings.dialect).map_err(|e| e.to_string())?,
+        breaker: Breaker::new(settings.breaker),
+        canary: None,
+    });
     let batch_size = settings.batch_size;
     // While a batch is being written the next one fills. A consumer that is behind writes up
     // to CATCH_UP_BATCHES batches' worth in one transaction, which spreads each transaction's
     // fixed cost over more rows. Past that much buffered the partitions are paused (the loop
     // keeps polling, so the group membership stays alive during a long outage); pausing
     // drops librdkafka's prefetched messages, so it is kept for when the warehouse stalls.
+    // Partitions assigned while paused are paused too (post_rebalance), so the budget holds
+    // across rebalances. An open breaker pauses everything until the batch at hand goes in.
     let max_buffer = batch_size * CATCH_UP_BATCHES;
     let mut buffer: Vec<Pending> = Vec::new();
     let mut buffer_since: Option<Instant> = None;
     let mut inflight: Option<Flush> = None;
-    let mut paused = false;
     let mut stop_by: Option<Instant> = None;
     let mut last_contact: Option<Instant> = None;
 
     loop {
         metrics.loop_turned();
         drop_revoked(&shared, &mut buffer, &mut buffer_since);
+        metrics.buffered.store(buffer.len() as u64, Relaxed);
+        if metrics.breaker_is_open() && !shared.paused.load(Relaxed) {
+            pause_all(&consumer, &shared, &metrics, "the breaker is open");
+        }
         let now = Instant::now();
         if inflight.is_none() {
             let due = buffer.len() >= batch_size
@@ -310,9 +354,9 @@ pub async fn run(
                 if !buffer.is_empty() {
                     buffer_since = Some(now);
                 }
-                if let Some(wh) = warehouse.take() {
+                if let Some(sk) = sink.take() {
                     inflight = Some(Box::pin(flush(
-                        wh,
+                        sk,
                         producer.clone(),
                         items,
                         first_at,
@@ -322,8 +366,8 @@ pub async fn run(
                     )));
                 }
             } else if stop_by.is_none() && last_contact.is_none_or(|t| now >= t + PING_EVERY) {
-                if let Some(wh) = warehouse.take() {
-                    inflight = Some(Box::pin(ping(wh, metrics.clone())));
+                if let Some(sk) = sink.take() {
+                    inflight = Some(Box::pin(ping(sk, metrics.clone())));
                 }
             }
         }
@@ -354,25 +398,26 @@ pub async fn run(
                 info!(buffered = buffer.len(), "stopping: finishing the batch at hand");
                 stop_by = Some(Instant::now() + SHUTDOWN_GRACE);
             }
-            (wh, outcome) = async {
+            (sk, outcome) = async {
                 match inflight.as_mut() {
                     Some(f) => f.await,
                     None => std::future::pending().await,
                 }
             }, if inflight.is_some() => {
                 inflight = None;
-                warehouse = Some(wh);
+                sink = Some(sk);
                 last_contact = Some(Instant::now());
                 if let Outcome::Written { next, first_at } = outcome {
                     commit_async(&consumer, &shared, &metrics, next, first_at);
                 }
-                if paused {
+                if shared.paused.load(Relaxed) && !metrics.breaker_is_open() {
                     if let Ok(a) = consumer.assignment() {
                         if let Err(e) = consumer.resume(&a) {
                             warn!(error = %e, "resuming partitions failed");
                         }
                     }
-                    paused = false;
+                    shared.paused.store(false, Relaxed);
+                    metrics.paused.store(0, Relaxed);
                 }
             }
             msg = consumer.recv(), if stop_by.is_none() => {
@@ -395,13 +440,11 @@ pub async fn run(
                         if buffer_since.is_none() {
                             buffer_since = Some(Instant::now());
                         }
-                        if inflight.is_some() && !paused && buffer.len() >= max_buffer {
-                            if let Ok(a) = consumer.assignment() {
-                                match consumer.pause(&a) {
-                                    Ok(()) => paused = true,
-                                    Err(e) => warn!(error = %e, "pausing partitions failed"),
-                                }
-                            }
+                        if inflight.is_some()
+                            && !shared.paused.load(Relaxed)
+                            && buffer.len() >= max_buffer
+                        {
+                            pause_all(&consumer, &shared, &metrics, "the buffer is full");
                         }
                     }
                     Err(e) => warn!(error = %e, "Kafka error"),
@@ -427,6 +470,19 @@ pub async fn run(
     drop(consumer);
     info!("stopped");
     Ok(())
+}
+
+/// Pauses every assigned partition and says so to the rebalance callbacks, which pause the
+/// partitions assigned later.
+fn pause_all(consumer: &StreamConsumer<Ctx>, shared: &Shared, metrics: &Metrics, why: &str) {
+    shared.paused.store(true, Relaxed);
+    metrics.paused.store(1, Relaxed);
+    if let Ok(a) = consumer.assignment() {
+        match consumer.pause(&a) {
+            Ok(()) => debug!(partitions = a.count(), why, "paused"),
+            Err(e) => warn!(error = %e, "pausing partitions failed"),
+        }
+    }
 }
 
 /// Drops buffered messages of revoked partitions: they were not written, their offsets were not
@@ -501,31 +557,41 @@ fn commit_async(
     metrics.batch_latency.observe(first_at.elapsed());
 }
 
-async fn ping(mut wh: Warehouse, metrics: Arc<Metrics>) -> (Warehouse, Outcome) {
-    match wh.ping().await {
+async fn ping(mut sink: Sink, metrics: Arc<Metrics>) -> (Sink, Outcome) {
+    match sink.wh.ping().await {
         Ok(()) => {
             metrics.warehouse_ok();
-            (wh, Outcome::Pinged)
+            (sink, Outcome::Pinged)
         }
         Err(e) => {
             warn!(error = %e, "warehouse ping failed");
             metrics.warehouse_failed(&e.to_string());
-            (wh, Outcome::Failed)
+            (sink, Outcome::Failed)
         }
     }
 }
 
+/// Why an attempt at a batch did not go through.
+enum Attempt {
+    /// The warehouse or the DLQ failed (a connection, a timeout, ...).
+    Failed(String),
+    /// The breaker opened: the warehouse rejects rows across the board.
+    Open(String),
+}
+
 /// Writes one batch: poison messages to the DLQ (acknowledged), then the rows in one
-/// transaction; retried with backoff until both succeed.
+/// transaction; retried with backoff until both succeed. Rows the warehouse rejects go to the
+/// DLQ only while the breaker stays closed; when it opens, the batch is kept and retried as a
+/// whole, nothing of it committed.
 async fn flush(
-    mut wh: Warehouse,
+    mut sink: Sink,
     producer: DlqProducer,
     items: Vec<Pending>,
     first_at: Instant,
     metrics: Arc<Metrics>,
     topic: String,
     dlq_topic: String,
-) -> (Warehouse, Outcome) {
+) -> (Sink, Outcome) {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for m in &items {
         let n = next.entry(m.partition).or_insert(0);
@@ -557,20 +623,79 @@ async fn flush(
     loop {
         let result = async {
             if !dlq_done {
-                let sent = send_dlq(&producer, &poison, &topic, &dlq_topic).await?;
+                let sent = send_dlq(&producer, &poison, &topic, &dlq_topic)
+                    .await
+                    .map_err(Attempt::Failed)?;
                 metrics.dlq.fetch_add(sent, Relaxed);
                 dlq_done = true;
             }
             if rows.is_empty() {
-                return wh.ping().await.map(|()| 0).map_err(|e| e.to_string());
+                return sink
+                    .wh
+                    .ping()
+                    .await
+                    .map(|()| 0)
+                    .map_err(|e| Attempt::Failed(e.to_string()));
             }
-            let (inserted, rejected) = write_isolating(&mut wh, &rows)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (mut inserted, mut rejected) =
+                match write_isolating(&mut sink.wh, &rows, sink.canary.as_ref(), &metrics)
+                    .await
+                    .map_err(|e| Attempt::Failed(e.to_string()))?
+                {
+                    Isolated::WarehouseWide(why) => return Err(Attempt::Open(why)),
+                    Isolated::Done { inserted, rejected } => (inserted, rejected),
+                };
+            let now = Instant::now();
+            let judged = rows.len() as u64;
             if !rejected.is_empty() {
-                let sent = send_dlq(&producer, &rejected, &topic, &dlq_topic).await?;
+                if let Some(why) = sink.breaker.would_open(now, judged, rejected.len() as u64) {
+                    return Err(Attempt::Open(why));
+                }
+                // Before the DLQ, the rejected rows are judged once more: a warehouse fixed
+                // while the batch was being judged (a constraint dropped after refusing some
+                // of it) takes them now.
+                let at: HashSet<(i32, i64)> = rejected
+                    .iter()
+                    .map(|(m, _)| (m.partition, m.offset))
+                    .collect();
+                let again: Vec<(&Pending, &Exposure)> = rows
+                    .iter()
+                    .filter(|(m, _)| at.contains(&(m.partition, m.offset)))
+                    .copied()
+                    .collect();
+                debug!(rows = again.len(), "judging the rejected rows once more");
+                match write_isolating(&mut sink.wh, &again, None, &metrics)
+                    .await
+                    .map_err(|e| Attempt::Failed(e.to_string()))?
+                {
+                    Isolated::WarehouseWide(why) => return Err(Attempt::Open(why)),
+                    Isolated::Done {
+                        inserted: more,
+                        rejected: still,
+                    } => {
+                        inserted += more;
+                        rejected = still;
+                    }
+                }
+                let sent = send_dlq(&producer, &rejected, &topic, &dlq_topic)
+                    .await
+                    .map_err(Attempt::Failed)?;
                 metrics.dlq.fetch_add(sent, Relaxed);
                 metrics.rows_rejected.fetch_add(sent, Relaxed);
+            }
+            let refused = rejected.len() as u64;
+            sink.breaker.record(now, judged, refused);
+            // The canary: a row the warehouse took, for the next batch with rejected rows.
+            let refused_at: HashSet<(i32, i64)> = rejected
+                .iter()
+                .map(|(m, _)| (m.partition, m.offset))
+                .collect();
+            if let Some((_, e)) = rows
+                .iter()
+                .rev()
+                .find(|(m, _)| !refused_at.contains(&(m.partition, m.offset)))
+            {
+                sink.canary = Some((*e).clone());
             }
             Ok(inserted)
         }
@@ -578,6 +703,9 @@ async fn flush(
         match result {
             Ok(inserted) => {
                 metrics.warehouse_ok();
+                if metrics.breaker_closed() {
+                    info!("the breaker closed: the warehouse takes the rows again; resuming");
+                }
                 metrics.batches.fetch_add(1, Relaxed);
                 metrics.rows_inserted.fetch_add(inserted, Relaxed);
                 metrics
@@ -592,9 +720,22 @@ async fn flush(
                     }
                 }
                 debug!(rows = rows.len(), inserted, "batch written");
-                return (wh, Outcome::Written { next, first_at });
+                return (sink, Outcome::Written { next, first_at });
             }
-            Err(e) => {
+            Err(Attempt::Open(why)) => {
+                attempt += 1;
+                // The warehouse answered: it is its verdict on the rows that stops the consumer.
+                metrics.warehouse_ok();
+                metrics.warehouse_retries.fetch_add(1, Relaxed);
+                let delay = backoff(attempt);
+                if metrics.breaker_opened(&why) {
+                    error!(reason = %why, rows = rows.len(), "the breaker opened: consuming stops, nothing is sent to the DLQ or committed until the warehouse takes this batch");
+                } else {
+                    debug!(reason = %why, attempt, "the breaker stays open");
+                }
+                tokio::time::sleep(delay).await;
+            }
+            Err(Attempt::Failed(e)) => {
                 attempt += 1;
                 metrics.warehouse_retries.fetch_add(1, Relaxed);
                 metrics.warehouse_failed(&e);
@@ -610,36 +751,87 @@ async fn flush(
     }
 }
 
+/// What [`write_isolating`] made of a batch.
+enum Isolated<'a> {
+    /// Everything but `rejected` is written (`inserted` of it new).
+    Done {
+        inserted: u64,
+        rejected: Vec<(&'a Pending, String)>,
+    },
+    /// The warehouse rejects the canary too: the fault is not the rows'. Some parts of the
+    /// batch may be written; the rest is not tried.
+    WarehouseWide(String),
+}
+
 /// Writes `rows`, each part in a transaction of its own. When the warehouse rejects a part's
 /// data (not the connection: SQLSTATE classes 22 and 23), that part is halved, and halved
 /// again, until each row it rejects is alone: those rows come back with the reason and
 /// everything else is written. A batch with one bad row costs about 2·log2(n) more
 /// transactions, once. Connection errors end the attempt; the caller retries the whole batch,
 /// and rows written before are then skipped by the primary key.
+///
+/// At the first rejection, the `canary` (a row the warehouse took before) is tried under a
+/// fresh `exposure_id` and rolled back: if the warehouse refuses that too, halving stops.
 async fn write_isolating<'a>(
     wh: &mut Warehouse,
     rows: &[(&'a Pending, &'a Exposure)],
-) -> Result<(u64, Vec<(&'a Pending, String)>), WarehouseError> {
+    canary: Option<&Exposure>,
+    metrics: &Metrics,
+) -> Result<Isolated<'a>, WarehouseError> {
     let mut inserted = 0;
     let mut rejected = Vec::new();
+    let mut canary_tried = false;
     let mut parts = vec![rows];
     while let Some(part) = parts.pop() {
         let only: Vec<&Exposure> = part.iter().map(|(_, e)| *e).collect();
         match wh.write(&only).await {
-            Ok(n) => inserted += n,
-            Err(e) if e.rejects_data && part.len() == 1 => {
-                rejected.push((part[0].0, format!("the warehouse rejected the row: {e}")));
+            Ok(n) => {
+                metrics.warehouse_ok();
+                inserted += n;
             }
             Err(e) if e.rejects_data => {
-                debug!(rows = part.len(), error = %e, "the warehouse rejects part of the batch: halving it");
-                let (first, second) = part.split_at(part.len() / 2);
-                parts.push(second);
-                parts.push(first);
+                // It answered: /health must not call a long judgement an outage.
+                metrics.warehouse_ok();
+                if let (false, Some(c)) = (canary_tried, canary) {
+                    canary_tried = true;
+                    let mut probe = c.clone();
+                    probe.exposure_id = fresh_id();
+                    match wh.try_write(&[&probe]).await {
+                        Ok(()) => {}
+                        Err(c) if c.rejects_data => {
+                            return Ok(Isolated::WarehouseWide(format!(
+                                "the warehouse rejects rows like those it took before: {c}"
+                            )))
+                        }
+                        Err(c) => return Err(c),
+                    }
+                }
+                if part.len() == 1 {
+                    rejected.push((part[0].0, format!("the warehouse rejected the row: {e}")));
+                } else {
+                    debug!(rows = part.len(), error = %e, "the warehouse rejects part of the batch: halving it");
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push(second);
+                    parts.push(first);
+                }
             }
             Err(e) => return Err(e),
         }
     }
-    Ok((inserted, rejected))
+    Ok(Isolated::Done { inserted, rejected })
+}
+
+/// A random uuid-v4-shaped exposure_id for the canary (its transaction is rolled back).
+fn fresh_id() -> String {
+    let (a, b): (u64, u64) = (rand::random(), rand::random());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// Produces messages to the DLQ as they came, with why and where from, and waits for every
@@ -732,6 +924,7 @@ mod tests {
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("session.timeout.ms"), Some("6000"));
         assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
         assert_eq!(
             c.get("fetch.wait.max.ms"),
             Some("200"),

@@ -1,5 +1,6 @@
-//! The SQL each warehouse speaks. Only PostgreSQL runs for real here; Redshift's statements are
-//! checked as text by the tests below.
+//! The SQL each warehouse speaks. The PostgreSQL dialect runs in every integration test; the
+//! Redshift one is checked as text below and executed on PostgreSQL, where it is valid there,
+//! by tests/it/exposure_consumer.rs (the README lists what only Redshift runs, and why).
 //!
 //! Every batch is one transaction: create a staging table, load the batch into it, move the rows
 //! whose `exposure_id` is new into the exposures table, drop the staging table (PostgreSQL drops
@@ -182,11 +183,72 @@ WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
             )),
         }
     }
+
+    /// Every statement this dialect runs, in order, named by its step: the schema, then one
+    /// batch (its load for two rows). `exposure-consumer sql <dialect>` prints them, and
+    /// tests/it/exposure_consumer.rs runs the Redshift ones on PostgreSQL.
+    pub fn statements(self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        if let Some(guard) = self.ddl_guard() {
+            out.push(("ddl_guard", guard));
+        }
+        let ddl = self.ddl();
+        out.extend(["create_schema", "create_table"].into_iter().zip(ddl));
+        out.push(("create_staging", self.create_staging()));
+        out.push((
+            "load",
+            match self.load() {
+                Load::CopyBinary(copy) => copy,
+                Load::InsertValues { .. } => self.insert_values(2),
+            },
+        ));
+        if let Some(count) = self.count_new() {
+            out.push(("count_new", count));
+        }
+        out.push(("merge", self.merge()));
+        if let Some(drop) = self.drop_staging() {
+            out.push(("drop_staging", drop));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_in_order() {
+        let steps = |d: Dialect| -> Vec<&'static str> {
+            d.statements().into_iter().map(|(s, _)| s).collect()
+        };
+        assert_eq!(
+            steps(Dialect::Postgres),
+            [
+                "ddl_guard",
+                "create_schema",
+                "create_table",
+                "create_staging",
+                "load",
+                "merge"
+            ]
+        );
+        assert_eq!(
+            steps(Dialect::Redshift),
+            [
+                "create_schema",
+                "create_table",
+                "create_staging",
+                "load",
+                "count_new",
+                "merge",
+                "drop_staging"
+            ]
+        );
+        let redshift = Dialect::Redshift.statements();
+        assert_eq!(redshift[3].1, Dialect::Redshift.insert_values(2));
+        assert_eq!(redshift[5].1, Dialect::Redshift.merge());
+    }
 
     #[test]
     fn postgres_ddl_is_the_agreed_one() {

@@ -1,6 +1,7 @@
 //! exposure-consumer: Kafka → warehouse, one row per exposure_id on an at-least-once pipe.
 //! See README.md.
 
+mod breaker;
 mod config;
 mod consumer;
 mod dialect;
@@ -15,6 +16,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.is_empty() {
+        return print_sql(&args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -60,6 +65,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `exposure-consumer sql postgres|redshift`: prints, as JSON, every statement the dialect runs
+/// (`[{"step": ..., "sql": ...}, ...]`), e.g. for a DBA to review or to create the table by hand.
+fn print_sql(args: &[String]) -> ExitCode {
+    let dialect = match args {
+        [cmd, d] if cmd == "sql" && d == "postgres" => dialect::Dialect::Postgres,
+        [cmd, d] if cmd == "sql" && d == "redshift" => dialect::Dialect::Redshift,
+        _ => {
+            eprintln!(
+                "exposure-consumer: unexpected arguments {args:?}; it takes none (its settings are environment variables, see README.md), or `sql postgres` / `sql redshift` to print its SQL"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let steps: Vec<serde_json::Value> = dialect
+        .statements()
+        .into_iter()
+        .map(|(step, sql)| serde_json::json!({ "step": step, "sql": sql }))
+        .collect();
+    println!("{}", serde_json::Value::Array(steps));
+    ExitCode::SUCCESS
 }
 
 async fn run(settings: config::Settings, iam: Option<msk_iam::Signer>) -> Result<(), String> {

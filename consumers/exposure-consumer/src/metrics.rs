@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,15 @@ pub struct Metrics {
     pub partitions: Mutex<BTreeMap<i32, PartitionState>>,
     /// Partitions assigned now.
     pub assigned: AtomicU64,
+    /// Messages consumed and not yet handed to the warehouse.
+    pub buffered: AtomicU64,
+    /// 1 while the consumer holds its partitions paused.
+    pub paused: AtomicU64,
+    /// Times the breaker opened.
+    pub breaker_trips: AtomicU64,
+    breaker_open: AtomicBool,
+    /// Why the breaker is open.
+    breaker_reason: Mutex<Option<String>>,
     started: Instant,
     /// Milliseconds since `started` of the last good warehouse answer / consumer loop turn.
     warehouse_ok_ms: AtomicU64,
@@ -106,6 +115,11 @@ impl Metrics {
             end_to_end: Histogram::new(LATENCY_BUCKETS),
             partitions: Mutex::new(BTreeMap::new()),
             assigned: AtomicU64::new(0),
+            buffered: AtomicU64::new(0),
+            paused: AtomicU64::new(0),
+            breaker_trips: AtomicU64::new(0),
+            breaker_open: AtomicBool::new(false),
+            breaker_reason: Mutex::new(None),
             started: Instant::now(),
             warehouse_ok_ms: AtomicU64::new(0),
             warehouse_seen: AtomicU64::new(0),
@@ -133,6 +147,33 @@ impl Metrics {
         }
     }
 
+    pub fn breaker_is_open(&self) -> bool {
+        self.breaker_open.load(Relaxed)
+    }
+
+    /// Opens the breaker (or updates why it is open); true when it was closed.
+    pub fn breaker_opened(&self, why: &str) -> bool {
+        if let Ok(mut r) = self.breaker_reason.lock() {
+            *r = Some(why.to_string());
+        }
+        let was_open = self.breaker_open.swap(true, Relaxed);
+        if !was_open {
+            self.breaker_trips.fetch_add(1, Relaxed);
+        }
+        !was_open
+    }
+
+    /// Closes the breaker; true when it was open.
+    pub fn breaker_closed(&self) -> bool {
+        let was_open = self.breaker_open.swap(false, Relaxed);
+        if was_open {
+            if let Ok(mut r) = self.breaker_reason.lock() {
+                *r = None;
+            }
+        }
+        was_open
+    }
+
     pub fn loop_turned(&self) {
         self.loop_ms.store(self.now_ms(), Relaxed);
     }
@@ -150,8 +191,8 @@ impl Metrics {
     }
 
     /// `None` when healthy, else why not. Healthy: the consumer loop turned within 15 s (it is
-    /// joining, assigned, or idle with nothing assigned) and the warehouse answered within 15 s
-    /// (or, during the first 15 s, has not failed yet).
+    /// joining, assigned, or idle with nothing assigned), the warehouse answered within 15 s
+    /// (or, during the first 15 s, has not failed yet) and the breaker is closed.
     pub fn unhealthy(&self) -> Option<serde_json::Value> {
         let now = self.now_ms();
         let mut why = Vec::new();
@@ -178,6 +219,17 @@ impl Metrics {
             why.push(format!(
                 "the warehouse is not reachable yet: {}",
                 error.unwrap_or_default()
+            ));
+        }
+        if self.breaker_is_open() {
+            let reason = self
+                .breaker_reason
+                .lock()
+                .ok()
+                .and_then(|r| r.clone())
+                .unwrap_or_default();
+            why.push(format!(
+                "the breaker is open, consuming is stopped and nothing is committed: {reason}"
             ));
         }
         if why.is_empty() {
@@ -244,6 +296,33 @@ impl Metrics {
             "exposure_consumer_rebalances_total",
             "Partition assignments and revocations.",
             &self.rebalances,
+        );
+        counter(
+            &mut out,
+            "exposure_consumer_breaker_trips_total",
+            "Times the breaker opened: the warehouse rejected rows across the board.",
+            &self.breaker_trips,
+        );
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            &mut out,
+            "exposure_consumer_breaker_open",
+            "1 while the breaker is open: consuming stopped, nothing committed or sent to the DLQ.",
+            u64::from(self.breaker_is_open()),
+        );
+        gauge(
+            &mut out,
+            "exposure_consumer_buffered_messages",
+            "Messages consumed and not yet handed to the warehouse.",
+            self.buffered.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "exposure_consumer_paused",
+            "1 while the consumer holds its partitions paused (buffer over budget, or breaker open).",
+            self.paused.load(Relaxed),
         );
         let _ = writeln!(
             out,
@@ -312,5 +391,20 @@ mod tests {
         assert!(why.to_string().contains("connection refused"), "{why}");
         m.warehouse_ok();
         assert!(m.unhealthy().is_none());
+        assert!(m.breaker_opened("the warehouse rejected 12 of 12 rows"));
+        assert!(!m.breaker_opened("the warehouse rejected 24 of 24 rows"));
+        let why = m.unhealthy().unwrap().to_string();
+        assert!(
+            why.contains("the breaker is open") && why.contains("24 of 24"),
+            "{why}"
+        );
+        assert!(m.render().contains("exposure_consumer_breaker_open 1\n"));
+        assert!(m
+            .render()
+            .contains("exposure_consumer_breaker_trips_total 1\n"));
+        assert!(m.breaker_closed());
+        assert!(!m.breaker_closed());
+        assert!(m.unhealthy().is_none());
+        assert!(m.render().contains("exposure_consumer_breaker_open 0\n"));
     }
 }

@@ -136,6 +136,20 @@ impl Warehouse {
     /// Writes the exposures in one transaction; returns how many rows were new. Duplicates
     /// within `rows` and rows already in the table are skipped.
     pub async fn write(&mut self, rows: &[&Exposure]) -> Result<u64, WarehouseError> {
+        self.transaction(rows, true).await
+    }
+
+    /// Runs the same transaction as [`Warehouse::write`] for `rows`, then rolls it back: whether
+    /// the warehouse would take them, leaving no trace.
+    pub async fn try_write(&mut self, rows: &[&Exposure]) -> Result<(), WarehouseError> {
+        self.transaction(rows, false).await.map(|_| ())
+    }
+
+    async fn transaction(
+        &mut self,
+        rows: &[&Exposure],
+        commit: bool,
+    ) -> Result<u64, WarehouseError> {
         let dialect = self.dialect;
         let fut = async {
             let client = self.client().await?;
@@ -197,7 +211,11 @@ impl Warehouse {
             if let Some(drop) = dialect.drop_staging() {
                 tx.batch_execute(&drop).await?;
             }
-            tx.commit().await?;
+            if commit {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
             Ok::<u64, WarehouseError>(inserted)
         };
         let result = bounded(fut).await;

@@ -30,10 +30,14 @@ pub(super) const LOG_TAIL: &str = "20";
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     #[error(
-        "cannot reach the Docker Engine at {addr}: {cause}; is Docker running? DOCKER_HOST={}",
+        "cannot reach the Docker Engine at {addr}: {}; is Docker running? DOCKER_HOST={}",
+        crate::error::innermost(source.as_ref()),
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "(unset)".into())
     )]
-    Engine { addr: String, cause: String },
+    Engine {
+        addr: String,
+        source: std::sync::Arc<bollard::errors::Error>,
+    },
     #[error("Docker Engine: {operation}: {detail}")]
     Api { operation: String, detail: String },
     #[error(
@@ -72,8 +76,8 @@ pub async fn connect() -> Result<Docker, DockerError> {
         .connect()
         .await
         .cloned()
-        .map_err(|cause| DockerError::Engine {
+        .map_err(|source| DockerError::Engine {
             addr: engine.host().to_string(),
-            cause,
+            source,
         })
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::manifest::credential::mask_value;
 use crate::manifest::Consumer;
 
 use super::*;
@@ -107,10 +108,13 @@ impl Spec {
         for value in environment.values_mut() {
             *value = in_container(value);
         }
+        // The spec is stored in a container label, so a credential among the plain values
+        // is kept as a digest there: a changed password still changes the revision.
+        let digest = |secret: &str| format!("sha256:{}", crate::render::short_hash(secret));
         let mut plain = BTreeMap::new();
         for (k, v) in &environment {
             if !secret_names.contains(k) {
-                plain.insert(k.clone(), v.clone());
+                plain.insert(k.clone(), mask_value(k, v, &digest).into_owned());
             }
         }
         let mut spec = json!({

@@ -151,3 +151,44 @@ fn a_consumer_table_overrides_a_shared_secret() {
     assert_eq!(s.get("w", "B"), Some("2"));
     assert_eq!(s.get("w", "C"), None);
 }
+
+/// The spec goes into a container label: a plain credential is kept there as a digest (a URL
+/// keeps all but its password), while the container itself gets the value.
+#[test]
+fn the_spec_label_keeps_no_plain_credential() {
+    let c = api_consumer("");
+    let env = env_of(&[
+        ("DATABASE_URL", "postgres://shoal:hunter2@db:5432/shoal"),
+        ("API_KEYS", "key-one"),
+        ("RUST_LOG", "info"),
+    ]);
+    let td = task_definition(&c, &env);
+    let spec = Spec::new(&c, &td, &Secrets::default(), 1).expect("spec");
+    let label = Template::from_spec("p", "local", &spec).spec_label;
+    assert!(
+        !label.contains("hunter2") && !label.contains("key-one"),
+        "{label}"
+    );
+    let shown = &spec.spec["environment"];
+    assert!(
+        shown["DATABASE_URL"].as_str().is_some_and(
+            |u| u.starts_with("postgres://shoal:sha256:") && u.ends_with("@db:5432/shoal")
+        ),
+        "{shown}"
+    );
+    assert!(shown["API_KEYS"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("sha256:")));
+    assert_eq!(shown["RUST_LOG"], "info");
+    assert!(spec.env.contains(&"API_KEYS=key-one".to_string()));
+    let with_url = |url: &str| {
+        let td = task_definition(&c, &env_of(&[("DATABASE_URL", url)]));
+        Spec::new(&c, &td, &Secrets::default(), 1).expect("spec")
+    };
+    let first = with_url("postgres://shoal:hunter2@db:5432/shoal");
+    let rotated = with_url("postgres://shoal:other@db:5432/shoal");
+    assert_ne!(
+        first.revision, rotated.revision,
+        "a new password is a new revision"
+    );
+}

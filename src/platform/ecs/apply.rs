@@ -141,6 +141,32 @@ pub async fn plan(
     Ok((plan, desired, live))
 }
 
+/// Puts right the settings of the repositories the plan changes (scan on push, tag
+/// immutability, the lifecycle policy), as its fields name them. Returns
+/// `<repository> (<settings>)` for each.
+async fn converge_repositories(
+    clients: &Clients,
+    the_plan: &Plan,
+    keep_images: u32,
+) -> Result<Vec<String>, DeployError> {
+    let mut fixed = Vec::new();
+    for item in the_plan
+        .change
+        .iter()
+        .filter(|i| i.kind == Kind::EcrRepository)
+    {
+        let drifted = |prefix: &str| item.fields.iter().any(|f| f.path.starts_with(prefix));
+        let drift = aws::ecr::Drift {
+            scan_on_push: drifted("imageScanningConfiguration"),
+            immutable: drifted("imageTagMutability"),
+            lifecycle: drifted("lifecyclePolicy"),
+        };
+        let put = aws::ecr::converge(&clients.ecr, &item.name, drift, keep_images).await?;
+        fixed.push(format!("{} ({})", item.name, put.join(", ")));
+    }
+    Ok(fixed)
+}
+
 /// Applies a plan. Returns the summary of what was done, step by step.
 pub async fn apply(
     clients: &Clients,
@@ -166,13 +192,25 @@ pub async fn apply(
             .filter(|i| i.kind == Kind::EcrRepository)
             .map(|i| i.name.clone())
             .collect();
-        if wanted.is_empty() {
-            Ok(("0 created".to_string(), ()))
+        let created = if wanted.is_empty() {
+            Ok(0)
         } else {
             aws::ecr::ensure_repositories(&clients.ecr, &wanted, env.keep_images)
                 .await
-                .map(|e| (format!("{} created", e.created.len()), ()))
+                .map(|e| e.created.len())
                 .map_err(DeployError::from)
+        };
+        match created {
+            Ok(created) => converge_repositories(clients, the_plan, env.keep_images)
+                .await
+                .map(|fixed| {
+                    let mut detail = format!("{created} created");
+                    if !fixed.is_empty() {
+                        detail.push_str(&format!("; put right: {}", fixed.join(", ")));
+                    }
+                    (detail, ())
+                }),
+            Err(e) => Err(e),
         }
     });
 

@@ -1,5 +1,6 @@
 //! What exists on the ECS platform, read in as few calls as the APIs allow: one paginated
-//! DescribeRepositories, one paginated DescribeLogGroups under the environment's prefix,
+//! DescribeRepositories and a GetLifecyclePolicy per repository of the project (so settings
+//! that drifted show in the plan), one paginated DescribeLogGroups under the environment's prefix,
 //! ListServices plus DescribeServices ten at a time, and one DescribeTaskDefinition per family.
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use super::Clients;
 use crate::aws::{self, AwsError};
 use crate::discover::Fleet;
 use crate::manifest::Environment;
-use crate::plan::{self, Kind, Live, Resource};
+use crate::plan::{Kind, Live, Resource};
 use crate::platform::ecs;
 use crate::render::family;
 
@@ -49,6 +50,15 @@ impl LiveState {
     }
 }
 
+/// A repository's live settings, in the shape of [`crate::plan::repository_spec`].
+pub fn repository_spec(described: &aws::ecr::Described, lifecycle: &aws::ecr::Lifecycle) -> Value {
+    json!({
+        "imageScanningConfiguration": {"scanOnPush": described.scan_on_push},
+        "imageTagMutability": if described.immutable { "IMMUTABLE" } else { "MUTABLE" },
+        "lifecyclePolicy": lifecycle.to_json(),
+    })
+}
+
 /// Reads the live state of the fleet's environment. `desired` holds each family's desired
 /// (normalised) task definition: a service whose `shoal:spec` tag shows that shoal deployed
 /// exactly that definition, at the revision the service still runs, needs no
@@ -61,7 +71,7 @@ pub async fn read(
     desired: &BTreeMap<String, &Value>,
 ) -> Result<LiveState, AwsError> {
     let (repos, log_groups, services) = tokio::try_join!(
-        aws::ecr::repositories(&clients.ecr),
+        aws::ecr::described(&clients.ecr),
         aws::logs::groups(&clients.logs, &env.log_group_prefix),
         ecs::project_services(&clients.ecs, &env.cluster, project),
     )?;
@@ -70,14 +80,22 @@ pub async fn read(
         ..LiveState::default()
     };
     let prefix = format!("{project}/");
-    for name in repos.keys().filter(|r| r.starts_with(&prefix)) {
+    let ours: Vec<(&String, &aws::ecr::Described)> = repos
+        .iter()
+        .filter(|(r, _)| r.starts_with(&prefix))
+        .collect();
+    let policies = try_join_all(
+        ours.iter()
+            .map(|(name, _)| aws::ecr::lifecycle(&clients.ecr, name)),
+    )
+    .await?;
+    for ((name, described), lifecycle) in ours.into_iter().zip(policies) {
         let consumer = name.trim_start_matches(&prefix).to_string();
         state.resources.insert(Resource {
             kind: Kind::EcrRepository,
             name: name.clone(),
             consumer: Some(consumer),
-            // Settings are made at creation and not read back.
-            spec: plan::repository_spec(env.keep_images),
+            spec: repository_spec(described, &lifecycle),
         });
     }
     // Only the fleet's own groups: other projects may share the prefix, and a log group is
