@@ -484,13 +484,16 @@ impl Ctx {
         } else {
             let with_defaults = match defaults.len() {
                 0 => String::new(),
-                n => format!(" ({n} of them with the defaults, no manifest)"),
+                n => format!(" ({n} with the defaults, no manifest)"),
+            };
+            let consumers = match fleet.consumers.len() {
+                1 => "1 consumer".to_string(),
+                n => format!("{n} consumers"),
             };
             report::outln(&format!(
-                "ok: {PROJECT_FILE} ({} environments: {}) and {} consumers{with_defaults}, {} topics",
+                "ok: {PROJECT_FILE} ({} environments: {}) and {consumers}{with_defaults}, {} topics",
                 self.project.env_names().len(),
                 self.project.env_names().join(", "),
-                fleet.consumers.len(),
                 topics
             ));
             for c in defaults {

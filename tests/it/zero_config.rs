@@ -110,7 +110,7 @@ fn validate_explains_how_to_add_a_manifest() {
     assert_ok(&out);
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("1 consumers (1 of them with the defaults, no manifest)"),
+        stdout.contains("1 consumer (1 with the defaults, no manifest)"),
         "{stdout}"
     );
     assert!(
