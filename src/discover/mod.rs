@@ -17,17 +17,21 @@ pub const CONSUMERS_DIR: &str = "consumers";
 /// The file that makes a folder without a manifest a zero-configuration workload.
 pub const DOCKERFILE: &str = "Dockerfile";
 
-/// What a zero-configuration workload gets, in the words `discover` and `validate` use.
-pub const DEFAULTS: &str =
-    "a worker, 256 CPU units / 512 MiB, one replica, no scaling, no [kafka], built from its Dockerfile";
-
 /// How to give a zero-configuration workload a manifest, for `validate` to print: the keys
 /// that need one (reading a topic as a group, scaling on lag, serving HTTP, another size).
 pub fn manifest_hint(consumer: &Consumer) -> String {
     let name = &consumer.name;
     let path = consumer.manifest.display();
+    // Read from the workload itself, so the words follow the defaults wherever they change.
+    let defaults = format!(
+        "a {}, {} CPU units / {} MiB, {} replica, no scaling, no [kafka], built from its {DOCKERFILE}",
+        consumer.kind.as_str(),
+        consumer.cpu,
+        consumer.memory,
+        consumer.initial_count()
+    );
     format!(
-        "{name} has no {CONSUMER_FILE}, so it deploys with the defaults ({DEFAULTS}). To read a topic as a consumer group, scale on its lag, serve HTTP or change its size, write {path}, e.g.:\n\
+        "{name} has no {CONSUMER_FILE}, so it deploys with the defaults ({defaults}). To read a topic as a consumer group, scale on its lag, serve HTTP or change its size, write {path}, e.g.:\n\
          \n    kind = \"worker\"\n    cpu = 512\n    memory = 1024\n\n    [kafka]\n    group = \"{name}\"\n    topics = [\"{name}\"]\n\n    [scaling]\n    min = 1\n    max = 4\n\n\
          (the README's \"consumer.toml\" section lists every key; `shoal new NAME` writes a complete folder)"
     )

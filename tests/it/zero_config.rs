@@ -114,7 +114,7 @@ fn validate_explains_how_to_add_a_manifest() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("seed has no consumer.toml, so it deploys with the defaults (a worker, 256 CPU units / 512 MiB, one replica, no scaling, no [kafka]"),
+        stdout.contains("seed has no consumer.toml, so it deploys with the defaults (a worker, 256 CPU units / 512 MiB, 1 replica, no scaling, no [kafka]"),
         "{stdout}"
     );
     assert!(
