@@ -14,6 +14,7 @@ Examples:
   shoal render --check deploy/td     fail with a diff when those files are out of date
   shoal plan -e sandbox -o json      what a deploy would create, change and delete, as JSON
   shoal deploy -e sandbox            build, push, register, update and wait for the rollouts
+  shoal logs exposure-consumer -f    every replica's new lines as they are written
   shoal autoscale -e prod --once --dry-run
                                      what the autoscaler would decide now, and why
   shoal topics plan -e sandbox       what topics apply would create, grow or reconfigure
@@ -82,8 +83,10 @@ pub enum Output {
 pub enum Command {
     /// List the workloads under consumers/ with their kind, image tag, group and topics.
     ///
-    /// Every folder under consumers/ with a consumer.toml is a workload; -v names the
-    /// folders that were skipped. The image tag is the hash of the build context after
+    /// Every folder under consumers/ with a consumer.toml is a workload, and so is one with
+    /// only a Dockerfile: it runs with the defaults (a worker, 256 CPU / 512 MiB, one
+    /// replica, no scaling, no [kafka]) and shows as "defaults". -v names the folders with
+    /// neither, which are skipped. The image tag is the hash of the build context after
     /// .dockerignore, the Dockerfile, the build args and the target.
     Discover,
 
@@ -191,6 +194,24 @@ Examples:
         sample: std::time::Duration,
     },
 
+    /// Print a consumer's logs: every replica's lines in time order, each after its replica.
+    ///
+    /// On ECS the lines come from CloudWatch Logs (the consumer's log group, one stream per
+    /// task, named by its task id); on the docker platform from each of its containers
+    /// through the Docker Engine API (named by container). In a terminal each replica has a
+    /// colour of its own; `-o json` prints one object per line: timestamp, consumer, replica,
+    /// message. With --follow it keeps printing new lines until stopped (Ctrl-C): on ECS
+    /// through a CloudWatch Live Tail session where the endpoint has one, else by polling every
+    /// 2s; on docker also from the containers a deploy or the autoscaler starts meanwhile.
+    #[command(after_help = "\
+Examples:
+  shoal logs exposure-consumer                  the last 10 minutes, every replica
+  shoal logs exposure-consumer --since 2h --filter ERROR
+  shoal logs exposure-api -e sandbox --follow   keep printing new lines until Ctrl-C
+  shoal logs exposure-api --since 2026-12-03T09:00:00Z -o json | jq .message
+  shoal status                                  which replicas run now")]
+    Logs(LogsArgs),
+
     /// Return a consumer's service to the task-definition revision before its current one.
     #[command(after_help = "\
 Examples:
@@ -250,6 +271,38 @@ Examples:
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The consumer whose logs to print (a folder name under consumers/).
+    pub consumer: String,
+
+    /// Keep printing new lines as the replicas write them, until stopped.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// The oldest line to print: a duration back from now (90s, 10m, 2h, 1d) or a time
+    /// (2026-12-03T09:00:00Z).
+    #[arg(long, default_value = "10m", value_parser = parse_since, value_name = "DURATION|TIME")]
+    pub since: std::time::SystemTime,
+
+    /// Only lines that contain this text (case-sensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+}
+
+/// `--since`: a duration back from now (as [`parse_duration`] reads it) or an RFC 3339 time.
+pub fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        return Ok(at);
+    }
+    let back = parse_duration(text).map_err(|_| {
+        format!("{text:?} is neither a duration nor a time; write e.g. 90s, 10m, 2h, 1d or 2026-12-03T09:00:00Z")
+    })?;
+    std::time::SystemTime::now()
+        .checked_sub(back)
+        .ok_or_else(|| format!("{text:?} reaches back before the clock's start"))
 }
 
 #[derive(Debug, Args)]
@@ -433,8 +486,8 @@ pub struct AutoscaleArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
+    use super::{parse_duration, parse_since};
+    use std::time::{Duration, SystemTime};
 
     #[test]
     fn durations_with_units_or_bare_seconds() {
@@ -463,5 +516,26 @@ mod tests {
             assert!(e.starts_with(&format!("{text:?} is not a duration")), "{e}");
             assert!(e.ends_with("write e.g. 90s, 15m, 2m30s or 1h"), "{e}");
         }
+    }
+
+    #[test]
+    fn since_is_a_time_or_a_duration_back_from_now() {
+        assert_eq!(
+            parse_since("2023-11-14T22:13:20Z"),
+            Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        let ten_minutes_ago = parse_since("10m").expect("a duration");
+        let back = SystemTime::now()
+            .duration_since(ten_minutes_ago)
+            .expect("in the past");
+        assert!(
+            back >= Duration::from_secs(600) && back < Duration::from_secs(610),
+            "{back:?}"
+        );
+        let e = parse_since("yesterday").expect_err("not a time");
+        assert_eq!(
+            e,
+            "\"yesterday\" is neither a duration nor a time; write e.g. 90s, 10m, 2h, 1d or 2026-12-03T09:00:00Z"
+        );
     }
 }

@@ -11,7 +11,7 @@ use clap::CommandFactory;
 use serde_json::{json, Value};
 use tracing::info;
 
-use crate::cli::{Cli, Command, Output, RenderArgs, SimMembers, SimPolicy, SimulateArgs};
+use crate::cli::{Cli, Command, LogsArgs, Output, RenderArgs, SimMembers, SimPolicy, SimulateArgs};
 use crate::deploy::{DeployError, DeployOptions, Platform as DeployPlatform};
 use crate::discover::{self, context, Fleet};
 use crate::error::{exit, Error, Result};
@@ -93,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             )
             .await
         }
+        Command::Logs(args) => ctx.logs(&args).await,
         Command::Rollback { consumer, timeout } => {
             let r = ctx.resolve_ecs()?;
             let done = crate::platform::ecs::rollback(
@@ -310,7 +311,9 @@ struct Ctx {
 struct Found<'a> {
     name: &'a str,
     kind: &'a str,
+    /// The manifest's path, or `defaults` for a folder with a Dockerfile and no manifest.
     manifest: String,
+    defaults: bool,
     tag: String,
     digest: String,
     files: usize,
@@ -379,7 +382,12 @@ impl Ctx {
                 Found {
                     name: &c.name,
                     kind: c.kind.as_str(),
-                    manifest: c.manifest.display().to_string(),
+                    manifest: if c.defaults {
+                        "defaults".to_string()
+                    } else {
+                        c.manifest.display().to_string()
+                    },
+                    defaults: c.defaults,
                     tag: h.tag().to_string(),
                     digest: h.digest.clone(),
                     files: h.files,
@@ -406,7 +414,9 @@ impl Ctx {
             return Ok(exit::OK);
         }
         if found.is_empty() {
-            report::outln("No consumers: add a folder under consumers/ with a consumer.toml.");
+            report::outln(
+                "No consumers: add a folder under consumers/ with a Dockerfile (and a consumer.toml for more than the defaults).",
+            );
             return Ok(exit::OK);
         }
         let rows: Vec<Vec<String>> = found
@@ -415,6 +425,11 @@ impl Ctx {
                 vec![
                     f.name.to_string(),
                     f.kind.to_string(),
+                    if f.defaults {
+                        "defaults".to_string()
+                    } else {
+                        "consumer.toml".to_string()
+                    },
                     f.tag.clone(),
                     f.group.unwrap_or("-").to_string(),
                     if f.topics.is_empty() {
@@ -431,6 +446,7 @@ impl Ctx {
             &[
                 "CONSUMER",
                 "KIND",
+                "MANIFEST",
                 "IMAGE TAG",
                 "GROUP",
                 "TOPICS",
@@ -452,21 +468,37 @@ impl Ctx {
             self.deployable(&env, &self.fleet_for(&env)?)?;
         }
         let topics: usize = fleet.consumers.iter().map(|c| c.topics.len()).sum();
+        let defaults: Vec<_> = fleet.consumers.iter().filter(|c| c.defaults).collect();
         if self.output == Output::Json {
+            let defaults: Vec<_> = defaults
+                .iter()
+                .map(|c| json!({"consumer": c.name, "hint": discover::manifest_hint(c)}))
+                .collect();
             self.print_json(&json!({
                 "valid": true,
                 "consumers": fleet.consumers.len(),
                 "topics": topics,
                 "environments": self.project.env_names(),
+                "defaults": defaults,
             }));
         } else {
+            let with_defaults = match defaults.len() {
+                0 => String::new(),
+                n => format!(" ({n} with the defaults, no manifest)"),
+            };
+            let consumers = match fleet.consumers.len() {
+                1 => "1 consumer".to_string(),
+                n => format!("{n} consumers"),
+            };
             report::outln(&format!(
-                "ok: {PROJECT_FILE} ({} environments: {}) and {} consumer manifests, {} topics",
+                "ok: {PROJECT_FILE} ({} environments: {}) and {consumers}{with_defaults}, {} topics",
                 self.project.env_names().len(),
                 self.project.env_names().join(", "),
-                fleet.consumers.len(),
                 topics
             ));
+            for c in defaults {
+                report::outln(&format!("\nnote: {}", discover::manifest_hint(c)));
+            }
         }
         Ok(exit::OK)
     }
@@ -476,27 +508,7 @@ impl Ctx {
         let env = self.env()?;
         let fleet = self.fleet_for(&env)?;
         let selected: Vec<_> = match only {
-            Some(name) => match fleet.get(name) {
-                Some(c) => vec![c],
-                None if fleet.elsewhere.iter().any(|e| e == name) => {
-                    return Err(Error::Usage(format!(
-                        "{name} does not deploy to environment {} (its consumer.toml sets `platforms` without {})",
-                        env.name,
-                        env.platform.as_str()
-                    )))
-                }
-                None => {
-                    return Err(Error::Usage(format!(
-                        "no consumer named {name:?}; consumers: {}",
-                        fleet
-                            .consumers
-                            .iter()
-                            .map(|c| c.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )))
-                }
-            },
+            Some(name) => vec![consumer_named(&fleet, &env, name)?],
             None => fleet.consumers.iter().collect(),
         };
         let renderer = Renderer::for_project(&self.project.root)?;
@@ -543,6 +555,45 @@ impl Ctx {
             _ => {
                 let all: serde_json::Map<String, Value> = renderings.into_iter().collect();
                 report::out(&render::to_pretty(&Value::Object(all)));
+            }
+        }
+        Ok(exit::OK)
+    }
+
+    /// `shoal logs`: reads the consumer's lines on the environment's platform and prints
+    /// each batch as it comes.
+    async fn logs(&self, args: &LogsArgs) -> Result<i32> {
+        use crate::platform::logs::{LogLine, LogQuery};
+        let env = self.env()?;
+        let fleet = self.fleet_for(&env)?;
+        consumer_named(&fleet, &env, &args.consumer)?;
+        let query = LogQuery {
+            consumer: args.consumer.clone(),
+            since: args.since,
+            filter: args.filter.clone(),
+            follow: args.follow,
+        };
+        let mut printer = output::LogPrinter::new(self.output);
+        let mut sink = |lines: Vec<LogLine>| printer.print(&query.consumer, &lines);
+        match env.platform {
+            Platform::Ecs => {
+                use crate::platform::ecs::logs::{read, EcsLogsError};
+                read(&env, &query, &mut sink).await.map_err(|e| match e {
+                    EcsLogsError::NoLogGroup { .. } => {
+                        Error::Failed(format!("{e}; run `shoal deploy --env {}`", env.name))
+                    }
+                    EcsLogsError::Aws(e) => Error::Cause(Box::new(e)),
+                })?;
+            }
+            Platform::Docker => {
+                crate::platform::docker::logs::read(
+                    &self.project.name,
+                    &env.name,
+                    &query,
+                    &mut sink,
+                )
+                .await
+                .map_err(|e| Error::Cause(Box::new(e)))?;
             }
         }
         Ok(exit::OK)
@@ -596,6 +647,33 @@ impl Ctx {
             }
         }
     }
+}
+
+/// The consumer called `name` in the fleet of `env`, or a usage error that says why not.
+fn consumer_named<'a>(
+    fleet: &'a Fleet,
+    env: &Environment,
+    name: &str,
+) -> Result<&'a crate::manifest::Consumer> {
+    if let Some(c) = fleet.get(name) {
+        return Ok(c);
+    }
+    if fleet.elsewhere.iter().any(|e| e == name) {
+        return Err(Error::Usage(format!(
+            "{name} does not deploy to environment {} (its consumer.toml sets `platforms` without {})",
+            env.name,
+            env.platform.as_str()
+        )));
+    }
+    Err(Error::Usage(format!(
+        "no consumer named {name:?}; consumers: {}",
+        fleet
+            .consumers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// Compares renderings with `dir/<consumer>.json`; prints a unified diff per difference.

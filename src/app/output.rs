@@ -10,6 +10,7 @@ use crate::deploy::{Ctx, Deployed, StatusRow};
 use crate::manifest::credential::{redact_json, redact_text};
 use crate::plan::{self, Plan};
 use crate::platform::ecs::{Dashboard, RolledBack};
+use crate::platform::logs::LogLine;
 use crate::report;
 use crate::scale::command::LagRow;
 use crate::scale::daemon::Outcome;
@@ -246,4 +247,67 @@ pub fn lag(output: Output, rows: &[LagRow]) {
         &cells,
     );
     report::out(&out);
+}
+
+/// `shoal logs`: prints lines as they come, each after its replica; in a terminal each
+/// replica keeps one colour (anstream drops the colours elsewhere). As JSON, one object per
+/// line.
+pub struct LogPrinter {
+    out: Output,
+    colours: std::collections::HashMap<String, anstyle::Style>,
+    width: usize,
+}
+
+/// The replicas' colours, in the order replicas first appear.
+const REPLICA_COLOURS: [anstyle::AnsiColor; 6] = [
+    anstyle::AnsiColor::Cyan,
+    anstyle::AnsiColor::Yellow,
+    anstyle::AnsiColor::Green,
+    anstyle::AnsiColor::Magenta,
+    anstyle::AnsiColor::Blue,
+    anstyle::AnsiColor::Red,
+];
+
+impl LogPrinter {
+    pub fn new(out: Output) -> LogPrinter {
+        LogPrinter {
+            out,
+            colours: std::collections::HashMap::new(),
+            width: 0,
+        }
+    }
+
+    pub fn print(&mut self, consumer: &str, lines: &[LogLine]) {
+        let mut text = String::new();
+        for line in lines {
+            if self.out == Output::Json {
+                let v = json!({
+                    "timestamp": line.time(),
+                    "consumer": consumer,
+                    "replica": line.replica,
+                    "message": line.message,
+                });
+                text.push_str(&v.to_string());
+                text.push('\n');
+                continue;
+            }
+            let next = self.colours.len() % REPLICA_COLOURS.len();
+            let style = *self
+                .colours
+                .entry(line.replica.clone())
+                .or_insert_with(|| REPLICA_COLOURS[next].on_default());
+            self.width = self.width.max(line.replica.chars().count());
+            let dim = anstyle::Style::new().dimmed();
+            text.push_str(&format!(
+                "{dim}{}{dim:#} {style}{:<w$} |{style:#} {}\n",
+                line.time(),
+                line.replica,
+                line.message,
+                w = self.width
+            ));
+        }
+        if !text.is_empty() {
+            report::out(&text);
+        }
+    }
 }

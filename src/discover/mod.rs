@@ -1,4 +1,6 @@
-//! Finds the workloads: every folder under `consumers/` that holds a `consumer.toml`.
+//! Finds the workloads: every folder under `consumers/` that holds a `consumer.toml`, or,
+//! without one, a `Dockerfile` (zero configuration: the workload runs with
+//! [`Consumer::defaults`]). A folder with neither is skipped.
 
 pub mod context;
 pub mod dockerignore;
@@ -12,12 +14,35 @@ use crate::manifest::{self, Consumer, Environment, Problem, Problems, CONSUMER_F
 /// The folder that holds the workloads.
 pub const CONSUMERS_DIR: &str = "consumers";
 
+/// The file that makes a folder without a manifest a zero-configuration workload.
+pub const DOCKERFILE: &str = "Dockerfile";
+
+/// How to give a zero-configuration workload a manifest, for `validate` to print: the keys
+/// that need one (reading a topic as a group, scaling on lag, serving HTTP, another size).
+pub fn manifest_hint(consumer: &Consumer) -> String {
+    let name = &consumer.name;
+    let path = consumer.manifest.display();
+    // Read from the workload itself, so the words follow the defaults wherever they change.
+    let defaults = format!(
+        "a {}, {} CPU units / {} MiB, {} replica, no scaling, no [kafka], built from its {DOCKERFILE}",
+        consumer.kind.as_str(),
+        consumer.cpu,
+        consumer.memory,
+        consumer.initial_count()
+    );
+    format!(
+        "{name} has no {CONSUMER_FILE}, so it deploys with the defaults ({defaults}). To read a topic as a consumer group, scale on its lag, serve HTTP or change its size, write {path}, e.g.:\n\
+         \n    kind = \"worker\"\n    cpu = 512\n    memory = 1024\n\n    [kafka]\n    group = \"{name}\"\n    topics = [\"{name}\"]\n\n    [scaling]\n    min = 1\n    max = 4\n\n\
+         (the README's \"consumer.toml\" section lists every key; `shoal new NAME` writes a complete folder)"
+    )
+}
+
 /// What discovery found.
 #[derive(Debug, Clone)]
 pub struct Fleet {
     /// Valid workloads, sorted by name.
     pub consumers: Vec<Consumer>,
-    /// Folders under `consumers/` without a manifest.
+    /// Folders under `consumers/` with neither a manifest nor a Dockerfile.
     pub skipped: Vec<PathBuf>,
     /// Workloads left out by [`Fleet::for_env`]: their `platforms` do not include the
     /// environment's.
@@ -92,12 +117,17 @@ pub fn discover(root: &Path) -> Result<Fleet, Problems> {
     let mut problems = Problems::default();
     for folder in names {
         let rel = folder.strip_prefix(root).unwrap_or(&folder).to_path_buf();
-        if !folder.join(CONSUMER_FILE).is_file() {
-            info!(folder = %rel.display(), "skipped: no {CONSUMER_FILE}");
+        let loaded = if folder.join(CONSUMER_FILE).is_file() {
+            Consumer::load(root, &folder)
+        } else if folder.join(DOCKERFILE).is_file() {
+            info!(folder = %rel.display(), "no {CONSUMER_FILE}: a worker with the defaults");
+            Consumer::defaults(root, &folder)
+        } else {
+            info!(folder = %rel.display(), "skipped: no {CONSUMER_FILE} and no {DOCKERFILE}");
             skipped.push(rel);
             continue;
-        }
-        match Consumer::load(root, &folder) {
+        };
+        match loaded {
             Ok(c) => {
                 debug!(consumer = %c.name, kind = c.kind.as_str(), "loaded manifest");
                 consumers.push(c);

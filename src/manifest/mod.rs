@@ -206,6 +206,8 @@ pub struct Consumer {
     pub topics: Vec<Topic>,
     pub scaling: Option<Scaling>,
     pub api: Option<Api>,
+    /// A folder with a Dockerfile and no `consumer.toml`: it runs with [`Consumer::defaults`].
+    pub defaults: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -344,6 +346,33 @@ impl Consumer {
             Ok(out)
         } else {
             Err(problems)
+        }
+    }
+
+    /// The workload of a folder that has a `Dockerfile` and no `consumer.toml` (zero
+    /// configuration): a worker of 256 CPU units and 512 MiB, built from `Dockerfile` with the
+    /// folder as context, one replica, no `[kafka]`, no topics, no scaling, on every platform.
+    /// These are the defaults of every key a manifest leaves out; `kind` is the only one a
+    /// manifest must write. `manifest` is the path a manifest would have.
+    pub fn defaults(root: &Path, dir: &Path) -> Result<Consumer, Problems> {
+        let manifest = dir.strip_prefix(root).unwrap_or(dir).join(CONSUMER_FILE);
+        let mut fp = FileProblems::new(&manifest, "");
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = raw::ConsumerFile {
+            kind: Some(Kind::Worker.as_str().to_string()),
+            ..raw::ConsumerFile::default()
+        };
+        let consumer = validate::consumer(root, dir, manifest, name, file, &mut fp);
+        let problems = fp.into_problems();
+        match consumer {
+            Some(c) if problems.is_empty() => Ok(Consumer {
+                defaults: true,
+                ..c
+            }),
+            _ => Err(problems),
         }
     }
 

@@ -180,6 +180,7 @@ pub(super) fn consumer(
         topics,
         scaling,
         api,
+        defaults: false,
     })
 }
 

@@ -11,6 +11,7 @@
 
 pub mod docker;
 pub mod ecs;
+pub mod logs;
 
 use std::collections::BTreeMap;
 use std::future::Future;

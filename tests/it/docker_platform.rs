@@ -50,7 +50,7 @@ fn webserver() -> &'static Path {
     })
 }
 
-fn docker(args: &[&str]) -> String {
+pub(crate) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -59,14 +59,14 @@ fn docker(args: &[&str]) -> String {
 }
 
 /// A project on the docker platform, removed (containers and images) when dropped.
-struct Local {
-    fixture: Fixture,
-    project: String,
+pub(crate) struct Local {
+    pub(crate) fixture: Fixture,
+    pub(crate) project: String,
     vars: std::collections::BTreeMap<String, String>,
 }
 
 impl Local {
-    fn new() -> Local {
+    pub(crate) fn new() -> Local {
         let vars = stack_env();
         let fixture = Fixture::new("");
         let project = format!("it-{}", fixture.unique());
@@ -78,7 +78,7 @@ impl Local {
         }
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.fixture.root()
     }
 
@@ -104,7 +104,7 @@ impl Local {
         .expect("copy the webserver");
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_shoal"));
         c.args(args)
             .current_dir(self.root())
@@ -114,7 +114,7 @@ impl Local {
         c
     }
 
-    fn shoal(&self, args: &[&str]) -> Output {
+    pub(crate) fn shoal(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("runs shoal")
     }
 
@@ -150,7 +150,7 @@ impl Local {
     }
 
     /// `(name, state, revision)` of the project's containers, from the docker CLI.
-    fn containers(&self) -> Vec<(String, String, String)> {
+    pub(crate) fn containers(&self) -> Vec<(String, String, String)> {
         docker(&[
             "ps",
             "-a",
@@ -171,7 +171,7 @@ impl Local {
         .collect()
     }
 
-    fn running(&self) -> Vec<(String, String, String)> {
+    pub(crate) fn running(&self) -> Vec<(String, String, String)> {
         self.containers()
             .into_iter()
             .filter(|c| c.1 == "running")

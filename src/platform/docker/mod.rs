@@ -8,7 +8,8 @@
 //! - `spec`: a container's spec and revision, derived from the rendered workload;
 //! - `containers`: listing, creating, starting and removing containers, ports, the network;
 //! - `health`: health checks and a failed container's logs;
-//! - `scale`: changing a consumer's replica count, and the autoscaler's hands.
+//! - `scale`: changing a consumer's replica count, and the autoscaler's hands;
+//! - `logs`: `shoal logs`, the containers' lines through the Engine API.
 //!
 //! Networking: each project and environment has a user-defined bridge network,
 //! `shoal-<project>-<env>`, made on the first deploy and removed by `down`. The local stack's
@@ -34,6 +35,7 @@ mod commands;
 mod containers;
 mod engine;
 mod health;
+pub mod logs;
 mod scale;
 mod secrets;
 mod spec;

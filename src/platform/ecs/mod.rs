@@ -9,12 +9,14 @@
 //! - `taskdef`: task definitions to and from the SDK's types, and their normal form;
 //! - `commands`: `plan`, `deploy`, `status`, `rollback` and `dashboard` on ECS;
 //! - `scale`: the autoscaler's hands on ECS desired counts;
-//! - `dashboard`: the CloudWatch dashboard of the autoscaler's metrics.
+//! - `dashboard`: the CloudWatch dashboard of the autoscaler's metrics;
+//! - `logs`: `shoal logs`, the consumer's lines from CloudWatch Logs.
 
 mod apply;
 mod commands;
 pub mod dashboard;
 mod live;
+pub mod logs;
 pub mod rollout;
 mod scale;
 mod service;
