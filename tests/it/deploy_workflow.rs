@@ -5,8 +5,9 @@
 //! job's `prod`. A step that is broken (a wrong path, a flag shoal no longer takes, a variable
 //! the environment needs and the job does not pass) fails here, not on the first push.
 //!
-//! It builds shoal in release mode and the repository's workload images, so its first run on
-//! a machine is slow; the release build is kept in `${SHOAL_CACHE}/workflow-target`.
+//! It builds shoal in release mode (unoptimised here, see below) and the repository's workload
+//! images, so its first run on a machine is slow; the build is kept in
+//! `${SHOAL_CACHE}/workflow-target`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -121,6 +122,10 @@ fn the_deploy_jobs_run_steps_deploy_to_the_sandbox() {
             .env_remove("RUST_LOG")
             .envs(&env)
             .env("NO_COLOR", "1")
+            // The steps run as written; only the release profile's optimisation is turned down
+            // here (a runner optimises), which halves a cold `cargo build --release` on 2 cores.
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "256")
             .output()
             .expect("runs bash");
         assert!(
