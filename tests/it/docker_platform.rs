@@ -66,6 +66,25 @@ pub(crate) struct Local {
 }
 
 impl Local {
+    /// The local broker, as the stack's env names it.
+    fn bootstrap(&self) -> String {
+        self.vars
+            .get("KAFKA_BOOTSTRAP")
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1:9092".into())
+    }
+
+    /// A worker `worker` on `topic` in `group`, scaled between `min` and `max`.
+    fn scaled_worker(&self, topic: &str, group: &str, min: u32, max: u32) {
+        self.consumer(
+            "worker",
+            &format!(
+                "kind = \"worker\"\n[kafka]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\n\
+                 [scaling]\nmin = {min}\nmax = {max}\nmax_lag_seconds = 30\n"
+            ),
+        );
+    }
+
     pub(crate) fn new() -> Local {
         let vars = stack_env();
         let fixture = Fixture::new("");
@@ -485,20 +504,10 @@ async fn a_consumer_at_zero_that_never_committed_is_started_when_messages_arrive
     let l = Local::new();
     let topic = format!("{}-wake", l.project);
     let group = format!("{}-group", l.project);
-    l.consumer(
-        "worker",
-        &format!(
-            "kind = \"worker\"\n[kafka]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\n\
-             [scaling]\nmin = 0\nmax = 2\nmax_lag_seconds = 30\n"
-        ),
-    );
+    l.scaled_worker(&topic, &group, 0, 2);
     assert_ok(&l.deploy());
     assert!(l.running().is_empty(), "{:?}", l.running());
-    let bootstrap = l
-        .vars
-        .get("KAFKA_BOOTSTRAP")
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = l.bootstrap();
     crate::lag::backlog(&bootstrap, &topic, 2, 10, &group, &[]).await;
 
     let out = l.shoal(&["autoscale", "--env", "local", "--once", "-o", "json"]);
@@ -519,22 +528,12 @@ async fn the_autoscaler_adds_containers_for_a_backlog_and_removes_them_when_it_d
     let l = Local::new();
     let topic = format!("{}-jobs", l.project);
     let group = format!("{}-group", l.project);
-    l.consumer(
-        "worker",
-        &format!(
-            "kind = \"worker\"\n[kafka]\ngroup = \"{group}\"\ntopics = [\"{topic}\"]\n\
-             [scaling]\nmin = 1\nmax = 4\nmax_lag_seconds = 30\n"
-        ),
-    );
+    l.scaled_worker(&topic, &group, 1, 4);
     assert_ok(&l.deploy());
     assert_eq!(l.running().len(), 1);
 
     // 4 partitions × 1500 messages, committed at 0: 6000 messages of lag.
-    let bootstrap = l
-        .vars
-        .get("KAFKA_BOOTSTRAP")
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = l.bootstrap();
     crate::lag::backlog(&bootstrap, &topic, 4, 1500, &group, &[Some(0); 4]).await;
 
     let out = l.shoal(&["autoscale", "--env", "local", "--once", "-o", "json"]);
@@ -652,11 +651,7 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
 
     // A backlog of valid events, more than one replica drains before the autoscaler looks.
     let n = 30_000;
-    let bootstrap = l
-        .vars
-        .get("KAFKA_BOOTSTRAP")
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let bootstrap = l.bootstrap();
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
