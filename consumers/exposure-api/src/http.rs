@@ -602,7 +602,10 @@ async fn health(State(s): State<Shared>) -> (StatusCode, Json<Health>) {
 #[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
         s.metrics.render(),
     )
 }

@@ -1,10 +1,11 @@
-//! Prometheus metrics, rendered in the text exposition format (no extra crate needed for a
-//! handful of counters and one histogram).
+//! Prometheus metrics in a prometheus-client registry, rendered in Prometheus' text format.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 /// Upper bounds of the produce latency histogram, in seconds.
@@ -12,148 +13,123 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Default)]
+/// Why events were not accepted; each is rendered, at 0 until it happens.
+const REJECTED: [&str; 5] = [
+    "invalid",
+    "too_large",
+    "unauthorized",
+    "overloaded",
+    "not_acked",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    accepted: AtomicU64,
-    rejected: Mutex<BTreeMap<&'static str, u64>>,
-    in_flight: AtomicI64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    produce_count: AtomicU64,
-    produce_sum_micros: AtomicU64,
-    /// With `KAFKA_AUTH=iam`, the token signer, whose counts are rendered too.
-    iam: Option<msk_iam::Signer>,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    accepted: Counter,
+    rejected: Family<ReasonLabel, Counter>,
+    in_flight: Gauge,
+    produce: Histogram,
 }
 
 impl Metrics {
+    /// `iam`: with `KAFKA_AUTH=iam`, the token signer, whose counts are rendered too.
     pub fn new(iam: Option<msk_iam::Signer>) -> Metrics {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let accepted = Counter::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
+        let in_flight = Gauge::default();
+        let produce = Histogram::new(BUCKETS);
+        let mut registry = Registry::default();
+        registry.register(
+            "exposure_api_http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "exposure_api_events_accepted",
+            "Events the broker acknowledged",
+            accepted.clone(),
+        );
+        for reason in REJECTED {
+            rejected.get_or_create_owned(&ReasonLabel { reason });
+        }
+        registry.register(
+            "exposure_api_events_rejected",
+            "Events not accepted, by reason",
+            rejected.clone(),
+        );
+        registry.register(
+            "exposure_api_produce_in_flight",
+            "Events waiting for the broker's acknowledgement",
+            in_flight.clone(),
+        );
+        registry.register(
+            "exposure_api_produce_duration_seconds",
+            "Time from enqueue to the broker's acknowledgement (or failure)",
+            produce.clone(),
+        );
+        if let Some(signer) = iam {
+            signer.register(&mut registry, "exposure_api");
+        }
         Metrics {
-            iam,
-            ..Metrics::default()
+            registry,
+            requests,
+            accepted,
+            rejected,
+            in_flight,
+            produce,
         }
     }
 
     pub fn request(&self, route: &str, method: &str, status: u16) {
-        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((route.to_string(), method.to_string(), status))
-            .or_default() += 1;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
     }
 
     pub fn accepted(&self, n: usize) {
-        self.accepted.fetch_add(n as u64, Ordering::Relaxed);
+        self.accepted.inc_by(n as u64);
     }
 
-    /// `reason`: `invalid`, `unauthorized`, `too_large` or `not_acked`.
+    /// `reason`: one of [`REJECTED`].
     pub fn rejected(&self, reason: &'static str, n: usize) {
-        let mut m = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry(reason).or_default() += n as u64;
+        self.rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n as u64);
     }
 
     pub fn in_flight(&self, delta: i64) {
-        self.in_flight.fetch_add(delta, Ordering::Relaxed);
+        self.in_flight.inc_by(delta);
     }
 
     pub fn observe_produce(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
-            if secs <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.produce_count.fetch_add(1, Ordering::Relaxed);
-        self.produce_sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.produce.observe(d.as_secs_f64());
     }
 
+    /// The figures in Prometheus' text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP exposure_api_http_requests_total HTTP requests by route, method and status."
-        );
-        let _ = writeln!(out, "# TYPE exposure_api_http_requests_total counter");
-        for ((route, method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "exposure_api_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
-                escape(route),
-                escape(method)
-            );
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode the metrics");
         }
-        let _ = writeln!(
-            out,
-            "# HELP exposure_api_events_accepted_total Events the broker acknowledged."
-        );
-        let _ = writeln!(out, "# TYPE exposure_api_events_accepted_total counter");
-        let _ = writeln!(
-            out,
-            "exposure_api_events_accepted_total {}",
-            self.accepted.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP exposure_api_events_rejected_total Events not accepted, by reason."
-        );
-        let _ = writeln!(out, "# TYPE exposure_api_events_rejected_total counter");
-        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
-        for reason in [
-            "invalid",
-            "too_large",
-            "unauthorized",
-            "overloaded",
-            "not_acked",
-        ] {
-            let n = rejected.get(reason).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "exposure_api_events_rejected_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        drop(rejected);
-        let _ = writeln!(out, "# HELP exposure_api_produce_in_flight Events waiting for the broker's acknowledgement.");
-        let _ = writeln!(out, "# TYPE exposure_api_produce_in_flight gauge");
-        let _ = writeln!(
-            out,
-            "exposure_api_produce_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# HELP exposure_api_produce_duration_seconds Time from enqueue to the broker's acknowledgement (or failure).");
-        let _ = writeln!(
-            out,
-            "# TYPE exposure_api_produce_duration_seconds histogram"
-        );
-        for (bound, count) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "exposure_api_produce_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let total = self.produce_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "exposure_api_produce_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
-        );
-        let _ = writeln!(
-            out,
-            "exposure_api_produce_duration_seconds_sum {}",
-            self.produce_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "exposure_api_produce_duration_seconds_count {total}");
-        out.push_str(&msk_iam::prometheus(self.iam.as_ref(), "exposure_api"));
         out
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

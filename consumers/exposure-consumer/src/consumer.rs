@@ -95,7 +95,7 @@ impl ClientContext for Ctx {
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.metrics.rebalances.fetch_add(1, Relaxed);
+        self.metrics.rebalances.inc();
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let parts: Vec<i32> = tpl
@@ -119,7 +119,7 @@ impl ConsumerContext for Ctx {
                 }
                 if commit.count() > 0 {
                     if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
-                        self.metrics.commit_errors.fetch_add(1, Relaxed);
+                        self.metrics.commit_errors.inc();
                         warn!(error = %e, "committing revoked partitions failed; their messages since the last commit will come again");
                     }
                 }
@@ -157,7 +157,7 @@ impl ConsumerContext for Ctx {
             }
         }
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        self.metrics.assigned.store(n as u64, Relaxed);
+        self.metrics.assigned.set(n as i64);
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -170,7 +170,7 @@ impl ConsumerContext for Ctx {
                 }
             }
             Err(e) => {
-                self.metrics.commit_errors.fetch_add(1, Relaxed);
+                self.metrics.commit_errors.inc();
                 warn!(error = %e, "offset commit failed; the messages will come again");
             }
         }
@@ -338,7 +338,7 @@ pub async fn run(
     loop {
         metrics.loop_turned();
         drop_revoked(&shared, &mut buffer, &mut buffer_since);
-        metrics.buffered.store(buffer.len() as u64, Relaxed);
+        metrics.buffered.set(buffer.len() as i64);
         if metrics.breaker_is_open() && !shared.paused.load(Relaxed) {
             pause_all(&consumer, &shared, &metrics, "the breaker is open");
         }
@@ -417,7 +417,7 @@ pub async fn run(
                         }
                     }
                     shared.paused.store(false, Relaxed);
-                    metrics.paused.store(0, Relaxed);
+                    metrics.paused.set(0);
                 }
             }
             msg = consumer.recv(), if stop_by.is_none() => {
@@ -425,7 +425,7 @@ pub async fn run(
                 drop_revoked(&shared, &mut buffer, &mut buffer_since);
                 match msg {
                     Ok(m) => {
-                        metrics.messages.fetch_add(1, Relaxed);
+                        metrics.messages.inc();
                         let item = match event::parse(m.payload()) {
                             Ok(e) => Item::Row(e),
                             Err(error) => Item::Poison { error },
@@ -476,7 +476,7 @@ pub async fn run(
 /// partitions assigned later.
 fn pause_all(consumer: &StreamConsumer<Ctx>, shared: &Shared, metrics: &Metrics, why: &str) {
     shared.paused.store(true, Relaxed);
-    metrics.paused.store(1, Relaxed);
+    metrics.paused.set(1);
     if let Ok(a) = consumer.assignment() {
         match consumer.pause(&a) {
             Ok(()) => debug!(partitions = a.count(), why, "paused"),
@@ -549,7 +549,7 @@ fn commit_async(
                 }
             }
             Err(e) => {
-                metrics.commit_errors.fetch_add(1, Relaxed);
+                metrics.commit_errors.inc();
                 warn!(error = %e, "offset commit failed; the messages will come again");
             }
         }
@@ -626,7 +626,7 @@ async fn flush(
                 let sent = send_dlq(&producer, &poison, &topic, &dlq_topic)
                     .await
                     .map_err(Attempt::Failed)?;
-                metrics.dlq.fetch_add(sent, Relaxed);
+                metrics.dlq.inc_by(sent);
                 dlq_done = true;
             }
             if rows.is_empty() {
@@ -680,8 +680,8 @@ async fn flush(
                 let sent = send_dlq(&producer, &rejected, &topic, &dlq_topic)
                     .await
                     .map_err(Attempt::Failed)?;
-                metrics.dlq.fetch_add(sent, Relaxed);
-                metrics.rows_rejected.fetch_add(sent, Relaxed);
+                metrics.dlq.inc_by(sent);
+                metrics.rows_rejected.inc_by(sent);
             }
             let refused = rejected.len() as u64;
             sink.breaker.record(now, judged, refused);
@@ -706,11 +706,11 @@ async fn flush(
                 if metrics.breaker_closed() {
                     info!("the breaker closed: the warehouse takes the rows again; resuming");
                 }
-                metrics.batches.fetch_add(1, Relaxed);
-                metrics.rows_inserted.fetch_add(inserted, Relaxed);
+                metrics.batches.inc();
+                metrics.rows_inserted.inc_by(inserted);
                 metrics
                     .duplicates_skipped
-                    .fetch_add(total_rows.saturating_sub(inserted), Relaxed);
+                    .inc_by(total_rows.saturating_sub(inserted));
                 let now = Utc::now();
                 for (_, e) in &rows {
                     if let Some(t) = e.accepted_at {
@@ -726,7 +726,7 @@ async fn flush(
                 attempt += 1;
                 // The warehouse answered: it is its verdict on the rows that stops the consumer.
                 metrics.warehouse_ok();
-                metrics.warehouse_retries.fetch_add(1, Relaxed);
+                metrics.warehouse_retries.inc();
                 let delay = backoff(attempt);
                 if metrics.breaker_opened(&why) {
                     error!(reason = %why, rows = rows.len(), "the breaker opened: consuming stops, nothing is sent to the DLQ or committed until the warehouse takes this batch");
@@ -737,7 +737,7 @@ async fn flush(
             }
             Err(Attempt::Failed(e)) => {
                 attempt += 1;
-                metrics.warehouse_retries.fetch_add(1, Relaxed);
+                metrics.warehouse_retries.inc();
                 metrics.warehouse_failed(&e);
                 let delay = backoff(attempt);
                 if attempt == 1 || attempt % 10 == 0 {

@@ -1,6 +1,5 @@
 //! `/health` and `/metrics`.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -8,6 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+
+use prometheus_client::encoding::prometheus_text;
 
 use crate::metrics::Metrics;
 
@@ -23,7 +24,7 @@ async fn health(State(m): State<Arc<Metrics>>) -> Response {
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(why)).into_response(),
         None => Json(serde_json::json!({
             "status": "ok",
-            "assigned_partitions": m.assigned.load(Relaxed),
+            "assigned_partitions": m.assigned.get(),
         }))
         .into_response(),
     }
@@ -31,7 +32,7 @@ async fn health(State(m): State<Arc<Metrics>>) -> Response {
 
 async fn prometheus(State(m): State<Arc<Metrics>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
         m.render(),
     )
         .into_response()

@@ -90,9 +90,7 @@ fn print_sql(args: &[String]) -> ExitCode {
 }
 
 async fn run(settings: config::Settings, iam: Option<msk_iam::Signer>) -> Result<(), String> {
-    let mut metrics = metrics::Metrics::new();
-    metrics.iam = iam.clone();
-    let metrics = Arc::new(metrics);
+    let metrics = Arc::new(metrics::Metrics::new(iam.clone()));
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", settings.port))
         .await
         .map_err(|e| format!("PORT: cannot listen on {}: {e}", settings.port))?;

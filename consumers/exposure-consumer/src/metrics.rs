@@ -1,86 +1,68 @@
 //! Counters for /metrics and the facts /health decides on, shared between the consumer loop,
-//! the rebalance callbacks and the HTTP server.
+//! the rebalance callbacks and the HTTP server. The figures live in a prometheus-client
+//! registry, which renders them in Prometheus' text format.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A Prometheus histogram with fixed buckets (seconds).
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            if secs <= *b {
-                c.fetch_add(1, Relaxed);
-            }
-        }
-        self.sum_micros.fetch_add(d.as_micros() as u64, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", c.load(Relaxed));
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-    }
-}
-
-const LATENCY_BUCKETS: &[f64] = &[
+const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// Per partition: the offset last committed and the consumer lag librdkafka last reported.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PartitionState {
-    pub committed: Option<i64>,
-    pub lag: Option<i64>,
+/// The label of the per-partition gauges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: i32,
+}
+
+/// A latency histogram over [`LATENCY_BUCKETS`], observed in seconds.
+#[derive(Debug, Clone)]
+pub struct Latency(Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(Histogram::new(LATENCY_BUCKETS))
+    }
+}
+
+impl Latency {
+    pub fn observe(&self, d: Duration) {
+        self.0.observe(d.as_secs_f64());
+    }
 }
 
 pub struct Metrics {
-    pub rows_inserted: AtomicU64,
-    pub duplicates_skipped: AtomicU64,
-    pub batches: AtomicU64,
-    pub messages: AtomicU64,
-    pub dlq: AtomicU64,
-    pub rows_rejected: AtomicU64,
-    pub warehouse_retries: AtomicU64,
-    pub commit_errors: AtomicU64,
-    pub rebalances: AtomicU64,
-    pub batch_latency: Histogram,
-    pub end_to_end: Histogram,
-    pub partitions: Mutex<BTreeMap<i32, PartitionState>>,
+    registry: Registry,
+    pub rows_inserted: Counter,
+    pub duplicates_skipped: Counter,
+    pub batches: Counter,
+    pub messages: Counter,
+    pub dlq: Counter,
+    pub rows_rejected: Counter,
+    pub warehouse_retries: Counter,
+    pub commit_errors: Counter,
+    pub rebalances: Counter,
+    pub batch_latency: Latency,
+    pub end_to_end: Latency,
+    committed: Family<PartitionLabel, Gauge>,
+    lag: Family<PartitionLabel, Gauge>,
     /// Partitions assigned now.
-    pub assigned: AtomicU64,
+    pub assigned: Gauge,
     /// Messages consumed and not yet handed to the warehouse.
-    pub buffered: AtomicU64,
+    pub buffered: Gauge,
     /// 1 while the consumer holds its partitions paused.
-    pub paused: AtomicU64,
+    pub paused: Gauge,
     /// Times the breaker opened.
-    pub breaker_trips: AtomicU64,
+    pub breaker_trips: Counter,
     breaker_open: AtomicBool,
+    breaker_gauge: Gauge,
     /// Why the breaker is open.
     breaker_reason: Mutex<Option<String>>,
     started: Instant,
@@ -89,44 +71,94 @@ pub struct Metrics {
     warehouse_seen: AtomicU64,
     loop_ms: AtomicU64,
     pub last_warehouse_error: Mutex<Option<String>>,
-    /// With `KAFKA_AUTH=iam`, the token signer, whose counts are rendered too.
-    pub iam: Option<msk_iam::Signer>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new()
+        Metrics::new(None)
     }
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
-        Metrics {
-            rows_inserted: AtomicU64::new(0),
-            duplicates_skipped: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            messages: AtomicU64::new(0),
-            dlq: AtomicU64::new(0),
-            rows_rejected: AtomicU64::new(0),
-            warehouse_retries: AtomicU64::new(0),
-            commit_errors: AtomicU64::new(0),
-            rebalances: AtomicU64::new(0),
-            batch_latency: Histogram::new(LATENCY_BUCKETS),
-            end_to_end: Histogram::new(LATENCY_BUCKETS),
-            partitions: Mutex::new(BTreeMap::new()),
-            assigned: AtomicU64::new(0),
-            buffered: AtomicU64::new(0),
-            paused: AtomicU64::new(0),
-            breaker_trips: AtomicU64::new(0),
+    /// `iam`: with `KAFKA_AUTH=iam`, the token signer, whose counts are rendered too.
+    pub fn new(iam: Option<msk_iam::Signer>) -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            rows_inserted: Counter::default(),
+            duplicates_skipped: Counter::default(),
+            batches: Counter::default(),
+            messages: Counter::default(),
+            dlq: Counter::default(),
+            rows_rejected: Counter::default(),
+            warehouse_retries: Counter::default(),
+            commit_errors: Counter::default(),
+            rebalances: Counter::default(),
+            batch_latency: Latency::default(),
+            end_to_end: Latency::default(),
+            committed: Family::default(),
+            lag: Family::default(),
+            assigned: Gauge::default(),
+            buffered: Gauge::default(),
+            paused: Gauge::default(),
+            breaker_trips: Counter::default(),
             breaker_open: AtomicBool::new(false),
+            breaker_gauge: Gauge::default(),
             breaker_reason: Mutex::new(None),
             started: Instant::now(),
             warehouse_ok_ms: AtomicU64::new(0),
             warehouse_seen: AtomicU64::new(0),
             loop_ms: AtomicU64::new(0),
             last_warehouse_error: Mutex::new(None),
-            iam: None,
+            registry: Registry::default(),
+        };
+        let counters = [
+            ("messages", "Kafka messages consumed", &m.messages),
+            ("rows_inserted", "Rows inserted into the warehouse", &m.rows_inserted),
+            ("duplicates_skipped", "Exposures skipped because their exposure_id was already written (or repeated in the batch)", &m.duplicates_skipped),
+            ("batches", "Warehouse transactions committed", &m.batches),
+            ("dlq", "Messages produced to the DLQ: poison messages, and rows the warehouse rejected", &m.dlq),
+            ("rows_rejected", "Rows the warehouse rejected (a data error, alone in their transaction), sent to the DLQ", &m.rows_rejected),
+            ("warehouse_retries", "Failed warehouse attempts that were retried", &m.warehouse_retries),
+            ("commit_errors", "Offset commits that failed", &m.commit_errors),
+            ("rebalances", "Partition assignments and revocations", &m.rebalances),
+            ("breaker_trips", "Times the breaker opened: the warehouse rejected rows across the board", &m.breaker_trips),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(format!("exposure_consumer_{name}"), help, counter.clone());
         }
+        let gauges = [
+            ("breaker_open", "1 while the breaker is open: consuming stopped, nothing committed or sent to the DLQ", &m.breaker_gauge),
+            ("buffered_messages", "Messages consumed and not yet handed to the warehouse", &m.buffered),
+            ("paused", "1 while the consumer holds its partitions paused (buffer over budget, or breaker open)", &m.paused),
+            ("assigned_partitions", "Partitions assigned to this consumer", &m.assigned),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(format!("exposure_consumer_{name}"), help, gauge.clone());
+        }
+        registry.register(
+            "exposure_consumer_batch_seconds",
+            "Time from a batch's first message to its offsets being committed",
+            m.batch_latency.0.clone(),
+        );
+        registry.register(
+            "exposure_consumer_end_to_end_seconds",
+            "Time from exposure-api's accepted_at to the row being committed",
+            m.end_to_end.0.clone(),
+        );
+        registry.register(
+            "exposure_consumer_committed_offset",
+            "Offset last committed (sent to the group coordinator), per partition",
+            m.committed.clone(),
+        );
+        registry.register(
+            "exposure_consumer_lag",
+            "Messages behind the partition's end, as librdkafka last reported",
+            m.lag.clone(),
+        );
+        if let Some(signer) = iam {
+            signer.register(&mut registry, "exposure_consumer");
+        }
+        Metrics { registry, ..m }
     }
 
     fn now_ms(&self) -> u64 {
@@ -157,8 +189,9 @@ impl Metrics {
             *r = Some(why.to_string());
         }
         let was_open = self.breaker_open.swap(true, Relaxed);
+        self.breaker_gauge.set(1);
         if !was_open {
-            self.breaker_trips.fetch_add(1, Relaxed);
+            self.breaker_trips.inc();
         }
         !was_open
     }
@@ -166,6 +199,7 @@ impl Metrics {
     /// Closes the breaker; true when it was open.
     pub fn breaker_closed(&self) -> bool {
         let was_open = self.breaker_open.swap(false, Relaxed);
+        self.breaker_gauge.set(0);
         if was_open {
             if let Ok(mut r) = self.breaker_reason.lock() {
                 *r = None;
@@ -179,15 +213,15 @@ impl Metrics {
     }
 
     pub fn set_committed(&self, partition: i32, offset: i64) {
-        if let Ok(mut p) = self.partitions.lock() {
-            p.entry(partition).or_default().committed = Some(offset);
-        }
+        self.committed
+            .get_or_create(&PartitionLabel { partition })
+            .set(offset);
     }
 
     pub fn set_lag(&self, partition: i32, lag: i64) {
-        if let Ok(mut p) = self.partitions.lock() {
-            p.entry(partition).or_default().lag = Some(lag);
-        }
+        self.lag
+            .get_or_create(&PartitionLabel { partition })
+            .set(lag);
     }
 
     /// `None` when healthy, else why not. Healthy: the consumer loop turned within 15 s (it is
@@ -239,124 +273,12 @@ impl Metrics {
         }
     }
 
+    /// The figures in Prometheus' text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: &AtomicU64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Relaxed)
-            );
-        };
-        counter(
-            &mut out,
-            "exposure_consumer_messages_total",
-            "Kafka messages consumed.",
-            &self.messages,
-        );
-        counter(
-            &mut out,
-            "exposure_consumer_rows_inserted_total",
-            "Rows inserted into the warehouse.",
-            &self.rows_inserted,
-        );
-        counter(&mut out, "exposure_consumer_duplicates_skipped_total", "Exposures skipped because their exposure_id was already written (or repeated in the batch).", &self.duplicates_skipped);
-        counter(
-            &mut out,
-            "exposure_consumer_batches_total",
-            "Warehouse transactions committed.",
-            &self.batches,
-        );
-        counter(
-            &mut out,
-            "exposure_consumer_dlq_total",
-            "Messages produced to the DLQ: poison messages, and rows the warehouse rejected.",
-            &self.dlq,
-        );
-        counter(
-            &mut out,
-            "exposure_consumer_rows_rejected_total",
-            "Rows the warehouse rejected (a data error, alone in their transaction), sent to the DLQ.",
-            &self.rows_rejected,
-        );
-        counter(
-            &mut out,
-            "exposure_consumer_warehouse_retries_total",
-            "Failed warehouse attempts that were retried.",
-            &self.warehouse_retries,
-        );
-        counter(
-            &mut out,
-            "exposure_consumer_commit_errors_total",
-            "Offset commits that failed.",
-            &self.commit_errors,
-        );
-        counter(
-            &mut out,
-            "exposure_consumer_rebalances_total",
-            "Partition assignments and revocations.",
-            &self.rebalances,
-        );
-        counter(
-            &mut out,
-            "exposure_consumer_breaker_trips_total",
-            "Times the breaker opened: the warehouse rejected rows across the board.",
-            &self.breaker_trips,
-        );
-        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        gauge(
-            &mut out,
-            "exposure_consumer_breaker_open",
-            "1 while the breaker is open: consuming stopped, nothing committed or sent to the DLQ.",
-            u64::from(self.breaker_is_open()),
-        );
-        gauge(
-            &mut out,
-            "exposure_consumer_buffered_messages",
-            "Messages consumed and not yet handed to the warehouse.",
-            self.buffered.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "exposure_consumer_paused",
-            "1 while the consumer holds its partitions paused (buffer over budget, or breaker open).",
-            self.paused.load(Relaxed),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP exposure_consumer_assigned_partitions Partitions assigned to this consumer.\n# TYPE exposure_consumer_assigned_partitions gauge\nexposure_consumer_assigned_partitions {}",
-            self.assigned.load(Relaxed)
-        );
-        self.batch_latency.render(
-            &mut out,
-            "exposure_consumer_batch_seconds",
-            "Time from a batch's first message to its offsets being committed.",
-        );
-        self.end_to_end.render(
-            &mut out,
-            "exposure_consumer_end_to_end_seconds",
-            "Time from exposure-api's accepted_at to the row being committed.",
-        );
-        if let Ok(parts) = self.partitions.lock() {
-            let _ = writeln!(out, "# HELP exposure_consumer_committed_offset Offset last committed (sent to the group coordinator), per partition.\n# TYPE exposure_consumer_committed_offset gauge");
-            for (p, s) in parts.iter() {
-                if let Some(c) = s.committed {
-                    let _ = writeln!(
-                        out,
-                        "exposure_consumer_committed_offset{{partition=\"{p}\"}} {c}"
-                    );
-                }
-            }
-            let _ = writeln!(out, "# HELP exposure_consumer_lag Messages behind the partition's end, as librdkafka last reported.\n# TYPE exposure_consumer_lag gauge");
-            for (p, s) in parts.iter() {
-                if let Some(l) = s.lag {
-                    let _ = writeln!(out, "exposure_consumer_lag{{partition=\"{p}\"}} {l}");
-                }
-            }
+        if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode the metrics");
         }
-        out.push_str(&msk_iam::prometheus(self.iam.as_ref(), "exposure_consumer"));
         out
     }
 }
@@ -367,8 +289,8 @@ mod tests {
 
     #[test]
     fn renders_prometheus_text() {
-        let m = Metrics::new();
-        m.rows_inserted.fetch_add(5, Relaxed);
+        let m = Metrics::default();
+        m.rows_inserted.inc_by(5);
         m.batch_latency.observe(Duration::from_millis(30));
         m.set_committed(3, 42);
         m.set_lag(3, 7);
@@ -383,7 +305,7 @@ mod tests {
 
     #[test]
     fn health() {
-        let m = Metrics::new();
+        let m = Metrics::default();
         m.loop_turned();
         assert!(m.unhealthy().is_none());
         m.warehouse_failed("connection refused");

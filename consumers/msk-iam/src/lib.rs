@@ -15,12 +15,15 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 pub use rdkafka::client::OAuthToken;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerContext;
@@ -124,8 +127,21 @@ type Request = std_mpsc::SyncSender<Result<(String, i64), String>>;
 pub struct Signer {
     region: String,
     requests: mpsc::UnboundedSender<Request>,
-    made: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    /// Token requests by result; clones share them.
+    tokens: Family<TokenResult, Counter>,
+}
+
+/// The label of the token counter: whether librdkafka got its token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TokenResult {
+    result: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum Outcome {
+    made,
+    failed,
 }
 
 impl fmt::Debug for Signer {
@@ -196,8 +212,13 @@ impl Signer {
         Ok(Signer {
             region,
             requests,
-            made: Arc::default(),
-            failed: Arc::default(),
+            tokens: {
+                let tokens = Family::default();
+                for result in [Outcome::made, Outcome::failed] {
+                    tokens.get_or_create_owned(&TokenResult { result });
+                }
+                tokens
+            },
         })
     }
 
@@ -214,7 +235,7 @@ impl Signer {
         })();
         match answer {
             Ok((token, lifetime_ms)) => {
-                self.made.fetch_add(1, Ordering::Relaxed);
+                self.count(Outcome::made).inc();
                 tracing::debug!(lifetime_ms, "made an MSK IAM token");
                 Ok(OAuthToken {
                     token,
@@ -224,21 +245,34 @@ impl Signer {
                 })
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.count(Outcome::failed).inc();
                 tracing::warn!(error = %e, region = %self.region, "MSK IAM token not made; librdkafka asks again");
                 Err(e)
             }
         }
     }
 
+    fn count(&self, result: Outcome) -> Counter {
+        self.tokens.get_or_create_owned(&TokenResult { result })
+    }
+
+    /// Registers the token counter as `<prefix>_kafka_iam_tokens_total`, by result.
+    pub fn register(&self, registry: &mut Registry, prefix: &str) {
+        registry.register(
+            format!("{prefix}_kafka_iam_tokens"),
+            "MSK IAM tokens asked for by librdkafka, by result",
+            self.tokens.clone(),
+        );
+    }
+
     /// Tokens handed to librdkafka so far, by this signer and its clones.
     pub fn tokens_made(&self) -> u64 {
-        self.made.load(Ordering::Relaxed)
+        self.count(Outcome::made).get()
     }
 
     /// Token requests that failed so far.
     pub fn tokens_failed(&self) -> u64 {
-        self.failed.load(Ordering::Relaxed)
+        self.count(Outcome::failed).get()
     }
 }
 
@@ -334,23 +368,6 @@ impl ClientContext for IamContext {
 }
 
 impl ConsumerContext for IamContext {}
-
-/// The signer's counters in Prometheus' text format, named `<prefix>_kafka_iam_tokens_total`;
-/// empty without `KAFKA_AUTH=iam`.
-pub fn prometheus(signer: Option<&Signer>, prefix: &str) -> String {
-    let Some(s) = signer else {
-        return String::new();
-    };
-    let name = format!("{prefix}_kafka_iam_tokens_total");
-    format!(
-        "# HELP {name} MSK IAM tokens asked for by librdkafka, by result.\n\
-         # TYPE {name} counter\n\
-         {name}{{result=\"made\"}} {}\n\
-         {name}{{result=\"failed\"}} {}\n",
-        s.tokens_made(),
-        s.tokens_failed()
-    )
-}
 
 #[cfg(test)]
 mod tests {
@@ -454,7 +471,11 @@ mod tests {
         clone.sign().expect("second token");
         assert_eq!(signer.tokens_made(), 2);
         assert_eq!(signer.tokens_failed(), 0);
-        let text = prometheus(Some(&signer), "w");
+        let mut registry = prometheus_client::registry::Registry::default();
+        signer.register(&mut registry, "w");
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+            .expect("encoded");
         assert!(
             text.contains("\nw_kafka_iam_tokens_total{result=\"made\"} 2\n"),
             "{text}"
@@ -463,7 +484,6 @@ mod tests {
             text.contains("\nw_kafka_iam_tokens_total{result=\"failed\"} 0\n"),
             "{text}"
         );
-        assert_eq!(prometheus(None, "w"), "");
     }
 
     /// A credential source that has none, as a task without a role.
