@@ -467,6 +467,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_watched_dead_letter_topic_publishes_its_end_offsets() {
+        let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
+        let mut a = autoscaler();
+        a.targets[0].dlq_topic = Some("t.dlq".into());
+        a.tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
+            .await;
+        let published = metrics.published.lock().expect("lock").clone();
+        let dlq: Vec<&Metric> = published
+            .iter()
+            .filter(|m| m.name == "DlqEndOffset")
+            .collect();
+        assert_eq!(dlq.len(), 1, "{published:?}");
+        assert_eq!(dlq[0].value, 12.0 * 2500.0);
+        assert_eq!(dlq[0].service, "c");
+    }
+
+    #[tokio::test]
     async fn an_unreadable_lag_changes_nothing_and_says_why() {
         let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
         let out = autoscaler()

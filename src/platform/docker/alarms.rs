@@ -208,3 +208,53 @@ fn lag_state(a: &Observation, b: &Observation, reset: OffsetReset, max: f64) -> 
         None => status("lag", OK, "no lag".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::lag::PartitionRead;
+
+    fn read(at: f64, parts: &[(i64, Option<i64>)]) -> Observation {
+        let partitions = parts
+            .iter()
+            .map(|&(end_offset, committed_offset)| PartitionRead {
+                end_offset,
+                committed_offset,
+                log_start_offset: Some(0),
+                read_at: at,
+            })
+            .collect();
+        Observation::one_topic(at, "t", partitions, None)
+    }
+
+    #[test]
+    fn lag_is_judged_in_seconds_at_the_arrival_rate() {
+        // 100 behind, 10/s arriving: 10 s of lag.
+        let a = read(0.0, &[(1000, Some(880))]);
+        let b = read(2.0, &[(1020, Some(920))]);
+        let s = lag_state(&a, &b, OffsetReset::Earliest, 30.0);
+        assert_eq!(
+            (s.state.as_str(), s.reason.as_str()),
+            (OK, "10.0s of lag, within max_lag_seconds = 30")
+        );
+        let s = lag_state(&a, &b, OffsetReset::Earliest, 5.0);
+        assert_eq!(s.state, ALARM, "{s:?}");
+    }
+
+    #[test]
+    fn lag_that_nothing_consumes_is_over_and_no_lag_is_ok() {
+        let a = read(0.0, &[(50, Some(10)), (5, Some(5))]);
+        let b = read(2.0, &[(50, Some(10)), (5, Some(5))]);
+        let s = lag_state(&a, &b, OffsetReset::Earliest, 30.0);
+        assert_eq!(s.state, ALARM);
+        assert!(s.reason.starts_with("40 messages behind"), "{s:?}");
+        let c = read(2.0, &[(50, Some(50)), (5, Some(5))]);
+        assert_eq!(
+            lag_state(&c, &c, OffsetReset::Earliest, 30.0).reason,
+            "no lag"
+        );
+        // Under `latest`, a partition the group never committed on is not lag.
+        let d = read(2.0, &[(50, None)]);
+        assert_eq!(lag_state(&d, &d, OffsetReset::Latest, 30.0).state, OK);
+    }
+}
