@@ -148,6 +148,11 @@ Examples:
     ///
     /// On the docker platform: each consumer's revision, desired/running containers, image
     /// tag, the ports its API replicas listen on, and every container.
+    ///
+    /// ALARMS shows the states of each consumer's `[alarms]` (lag, no-lag-data,
+    /// below-desired, dlq): CloudWatch's on ECS; on docker the same conditions judged now,
+    /// from two lag reads 2 s apart and the running containers. An alarm that is not OK is
+    /// listed under the table with its reason.
     Status,
 
     /// Remove every container of the project in a docker environment.

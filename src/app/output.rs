@@ -139,6 +139,7 @@ pub fn status(out: Output, c: &Ctx<'_>, place: &str, rows: &[StatusRow]) {
                         .join(","),
                 ),
                 dash(r.last_event.clone().unwrap_or_default()),
+                alarms_cell(&r.alarms),
             ]
         })
         .collect();
@@ -151,9 +152,35 @@ pub fn status(out: Output, c: &Ctx<'_>, place: &str, rows: &[StatusRow]) {
             "ROLLOUT",
             "PORTS",
             "LAST EVENT",
+            "ALARMS",
         ],
         &cells,
     )));
+    for r in rows {
+        for a in r.alarms.iter().filter(|a| a.state != "OK") {
+            report::outln(&redact_text(&format!(
+                "{} {}: {} ({})",
+                r.consumer, a.alarm, a.state, a.reason
+            )));
+        }
+    }
+}
+
+/// A consumer's alarms in one cell: `ok (4)` when every one is OK, else the others' states.
+fn alarms_cell(alarms: &[crate::deploy::AlarmStatus]) -> String {
+    if alarms.is_empty() {
+        return "-".to_string();
+    }
+    let other: Vec<String> = alarms
+        .iter()
+        .filter(|a| a.state != "OK")
+        .map(|a| format!("{} {}", a.alarm, a.state))
+        .collect();
+    if other.is_empty() {
+        format!("ok ({})", alarms.len())
+    } else {
+        other.join(", ")
+    }
 }
 
 /// `shoal down`.

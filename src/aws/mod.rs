@@ -398,6 +398,7 @@ mod tests {
             secrets: Default::default(),
             allow_plain: Vec::new(),
             kafka: KafkaAccess::None,
+            alarm_topic_arn: None,
         }
     }
 

@@ -97,6 +97,19 @@ pub struct StatusRow {
     pub ports: Vec<u16>,
     /// The replicas themselves, where the platform lists them (docker containers).
     pub containers: Vec<serde_json::Value>,
+    /// The consumer's alarms (`[alarms]`) and their states: CloudWatch's on ECS, evaluated
+    /// from the platform's and the broker's own reads on docker.
+    pub alarms: Vec<AlarmStatus>,
+}
+
+/// One alarm of a consumer as `status` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlarmStatus {
+    /// `lag`, `no-lag-data`, `below-desired` or `dlq`.
+    pub alarm: String,
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    pub reason: String,
 }
 
 /// The commands that depend on where workloads run. They return values; `app` renders

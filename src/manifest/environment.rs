@@ -97,6 +97,8 @@ pub struct Environment {
     /// `vars` keys that may hold a plain credential even on ECS (`allow_plain`).
     pub allow_plain: Vec<String>,
     pub kafka: KafkaAccess,
+    /// The SNS topic that consumers' CloudWatch alarms notify (`alarm_topic_arn`).
+    pub alarm_topic_arn: Option<String>,
 }
 
 impl Environment {
@@ -120,6 +122,14 @@ const RETENTION_DAYS: &[u32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
     3288, 3653,
 ];
+
+static SNS_TOPIC_ARN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+        .expect("valid regex")
+});
+
+const SNS_TOPIC_ARN_HELP: &str =
+    "give the ARN of the SNS topic alarms notify: arn:aws:sns:REGION:ACCOUNT:NAME";
 
 static ACCOUNT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\d{12}$").expect("valid regex"));
 pub(super) static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
@@ -398,6 +408,17 @@ pub(super) fn resolve(
         );
     }
     let kafka = kafka(&mut r, s.kafka.as_ref());
+    let alarm_topic_arn = r
+        .text("alarm_topic_arn", s.alarm_topic_arn.as_ref())
+        .filter(|a| !a.is_empty());
+    if let Some(arn) = &alarm_topic_arn {
+        r.check(
+            "alarm_topic_arn",
+            SNS_TOPIC_ARN.is_match(arn),
+            format!("{arn:?} is not an SNS topic ARN"),
+            SNS_TOPIC_ARN_HELP,
+        );
+    }
     Some(Environment {
         name: name.to_string(),
         platform,
@@ -419,6 +440,7 @@ pub(super) fn resolve(
         secrets,
         allow_plain,
         kafka,
+        alarm_topic_arn,
     })
 }
 

@@ -206,6 +206,9 @@ pub struct Consumer {
     pub topics: Vec<Topic>,
     pub scaling: Option<Scaling>,
     pub api: Option<Api>,
+    /// Its alarms (`[alarms]`): on by default for a consumer with `[scaling]`; `None` when it
+    /// has none.
+    pub alarms: Option<Alarms>,
     /// A folder with a Dockerfile and no `consumer.toml`: it runs with [`Consumer::defaults`].
     pub defaults: bool,
 }
@@ -278,6 +281,27 @@ pub struct Scaling {
     /// Whether a load between two useful counts may be served by alternating between them
     /// (spending the lag budget) rather than by the higher one (default true).
     pub duty_cycle: bool,
+}
+
+/// `[alarms]`, resolved: how long each condition must hold before its alarm fires. A
+/// duration of 0 turns that alarm off.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Alarms {
+    /// Lag seconds above `[scaling] max_lag_seconds` for this many minutes.
+    pub lag_minutes: u32,
+    /// Fewer tasks running than desired for this many minutes.
+    pub below_desired_minutes: u32,
+    /// No lag figure published for this many minutes: the autoscaler is down.
+    pub no_data_minutes: u32,
+    /// The dead-letter topic whose growth fires an alarm; `None`: no DLQ alarm.
+    pub dlq_topic: Option<String>,
+}
+
+impl Alarms {
+    /// The defaults of a consumer with `[scaling]` and no `[alarms]`.
+    pub const DEFAULT_LAG_MINUTES: u32 = 5;
+    pub const DEFAULT_BELOW_DESIRED_MINUTES: u32 = 10;
+    pub const DEFAULT_NO_DATA_MINUTES: u32 = 10;
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

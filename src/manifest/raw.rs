@@ -29,6 +29,7 @@ pub struct ConsumerFile {
     pub topic: Option<Vec<TopicSection>>,
     pub scaling: Option<ScalingSection>,
     pub api: Option<ApiSection>,
+    pub alarms: Option<AlarmsSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +75,17 @@ pub struct ApiSection {
     pub health_command: Option<Vec<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsSection {
+    pub enabled: Option<bool>,
+    pub lag_minutes: Option<i64>,
+    pub below_desired_minutes: Option<i64>,
+    pub no_data_minutes: Option<i64>,
+    pub dlq: Option<bool>,
+    pub dlq_topic: Option<String>,
+}
+
 /// `shoal.toml` at the project root.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,6 +117,7 @@ pub struct EnvSection {
     pub secrets: Option<BTreeMap<String, String>>,
     pub allow_plain: Option<Vec<String>>,
     pub kafka: Option<EnvKafkaSection>,
+    pub alarm_topic_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -10,7 +10,8 @@ use super::environment::ROLE_ARN;
 use super::problem::{quote_key, FileProblems, Problem, Problems};
 use super::raw;
 use super::{
-    interp, Api, Build, Consumer, KafkaUse, Kind, OffsetReset, Platform, Required, Scaling, Topic,
+    interp, Alarms, Api, Build, Consumer, KafkaUse, Kind, OffsetReset, Platform, Required, Scaling,
+    Topic,
 };
 
 pub const NAME_HELP: &str = "use 1 to 63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit (the name becomes an ECS family, an ECS service and an ECR repository)";
@@ -130,6 +131,7 @@ pub(super) fn consumer(
             "the autoscaler scales on the lag of the consumer group named in [kafka] group".into(),
         );
     }
+    let alarms = alarms(file.alarms, scaling.is_some(), &topics, fp);
     let api = match (kind, file.api) {
         (Kind::Api, Some(a)) => api(a, fp),
         (Kind::Api, None) => {
@@ -180,6 +182,7 @@ pub(super) fn consumer(
         topics,
         scaling,
         api,
+        alarms,
         defaults: false,
     })
 }
@@ -592,6 +595,94 @@ fn scaling(s: raw::ScalingSection, fp: &mut FileProblems) -> Scaling {
         max_lag_seconds,
         duty_cycle: s.duty_cycle.unwrap_or(true),
     }
+}
+
+/// Whether a topic's name marks it as a dead-letter topic: `<name>.dlq`, `-dlq` or `_dlq`.
+fn is_dlq(name: &str) -> bool {
+    [".dlq", "-dlq", "_dlq"]
+        .iter()
+        .any(|s| name.to_ascii_lowercase().ends_with(s))
+}
+
+/// `[alarms]`: on by default for a scaled consumer, as the alarms watch the autoscaler's
+/// metrics. The DLQ alarm watches `dlq_topic`, by default the consumer's own `[[topic]]`
+/// whose name ends in `.dlq`, `-dlq` or `_dlq`.
+fn alarms(
+    a: Option<raw::AlarmsSection>,
+    scaled: bool,
+    topics: &[Topic],
+    fp: &mut FileProblems,
+) -> Option<Alarms> {
+    let written = a.is_some();
+    let a = a.unwrap_or_default();
+    // Written on a consumer without [scaling], the table asks for alarms it cannot have.
+    let enabled = a.enabled.unwrap_or(scaled || written);
+    if enabled && !scaled {
+        fp.push("alarms", "needs a [scaling] section").help = Some(
+            "the alarms watch the metrics the autoscaler publishes for scaled consumers: add [scaling], or set enabled = false in [alarms]".into(),
+        );
+    }
+    let mut minutes = |key: &str, v: Option<i64>, default: u32| -> u32 {
+        match v {
+            None => default,
+            Some(n) if (0..=1440).contains(&n) => n as u32,
+            Some(n) => {
+                fp.push(format!("alarms.{key}"), format!("{n} is out of range"))
+                    .help = Some(
+                    "use a number of minutes from 1 to 1440 (a day), or 0 to turn this alarm off"
+                        .into(),
+                );
+                default
+            }
+        }
+    };
+    let lag_minutes = minutes("lag_minutes", a.lag_minutes, Alarms::DEFAULT_LAG_MINUTES);
+    let below_desired_minutes = minutes(
+        "below_desired_minutes",
+        a.below_desired_minutes,
+        Alarms::DEFAULT_BELOW_DESIRED_MINUTES,
+    );
+    let no_data_minutes = minutes(
+        "no_data_minutes",
+        a.no_data_minutes,
+        Alarms::DEFAULT_NO_DATA_MINUTES,
+    );
+    let declared = topics.iter().map(|t| t.name.as_str()).find(|n| is_dlq(n));
+    let dlq_topic = match (a.dlq, a.dlq_topic) {
+        (Some(false), Some(_)) => {
+            fp.push("alarms.dlq_topic", "is set while dlq = false").help =
+                Some("remove dlq_topic, or remove dlq = false to alarm on its growth".into());
+            None
+        }
+        (Some(false), None) => None,
+        (_, Some(t)) if topic_name(&t) => Some(t),
+        (_, Some(t)) => {
+            fp.push(
+                "alarms.dlq_topic",
+                format!("{t:?} is not a legal topic name"),
+            )
+            .help = Some(TOPIC_HELP.into());
+            None
+        }
+        (Some(true), None) => {
+            if declared.is_none() {
+                fp.push("alarms.dlq", "no dead-letter topic to watch").help = Some(
+                    "name it with dlq_topic = \"orders.dlq\", or declare a [[topic]] whose name ends in .dlq".into(),
+                );
+            }
+            declared.map(str::to_string)
+        }
+        (None, None) => declared.map(str::to_string),
+    };
+    if !enabled || !scaled {
+        return None;
+    }
+    Some(Alarms {
+        lag_minutes,
+        below_desired_minutes,
+        no_data_minutes,
+        dlq_topic,
+    })
 }
 
 fn api(a: raw::ApiSection, fp: &mut FileProblems) -> Option<Api> {

@@ -26,6 +26,7 @@ pub enum Kind {
     TaskDefinition,
     Service,
     Scaling,
+    Alarm,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::TaskDefinition => "task-definition",
             Kind::Service => "service",
             Kind::Scaling => "scaling",
+            Kind::Alarm => "alarm",
         }
     }
 

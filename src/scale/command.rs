@@ -58,6 +58,7 @@ pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> 
                 group: kafka.group.clone(),
                 topics: kafka.topics.clone(),
                 config,
+                dlq_topic: c.alarms.as_ref().and_then(|a| a.dlq_topic.clone()),
             })
         })
         .collect()

@@ -3,6 +3,10 @@
 //! One tick is `observe → decide → act → publish`; failures never scale: a lag read that
 //! fails is a tick with no data, which the policy answers with "no change" (fail static).
 //!
+//! Where a consumer's `[alarms]` watch a dead-letter topic, the tick also reads that
+//! topic's end offsets and publishes their sum as `DlqEndOffset`, which the `dlq` alarm
+//! compares minute to minute.
+//!
 //! Every tick reads each service's desired and running counts first (one DescribeServices per
 //! ten services on ECS). The desired count is where the policy starts from, so a count that a
 //! deploy or a person changed is taken as it is, within the manifest's bounds, rather than
@@ -38,6 +42,9 @@ pub struct Target {
     /// Every topic the group consumes.
     pub topics: Vec<String>,
     pub config: Config,
+    /// The dead-letter topic the consumer's `dlq` alarm watches: its end offsets are published
+    /// as `DlqEndOffset`.
+    pub dlq_topic: Option<String>,
 }
 
 /// Reads a group's offsets on its topics: the group's committed offsets first, then the end
@@ -148,17 +155,36 @@ impl Autoscaler {
         let services: Vec<String> = self.targets.iter().map(|t| t.service.clone()).collect();
         // The counts and every group's lag at once: the reads wait on AWS and the brokers,
         // not on each other.
-        let (counts, reads) = futures_util::future::join(
+        let (counts, reads, dlq_reads) = futures_util::future::join3(
             scale.counts_many(&services),
             futures_util::future::join_all(
                 self.targets.iter().map(|t| lag.read(&t.group, &t.topics)),
             ),
+            futures_util::future::join_all(self.targets.iter().map(|t| async move {
+                match &t.dlq_topic {
+                    Some(d) => Some(lag.read(&t.group, std::slice::from_ref(d)).await),
+                    None => None,
+                }
+            })),
         )
         .await;
         let counts = counts.map_err(std::sync::Arc::new);
         let mut outcomes = Vec::new();
         let mut metrics = Vec::new();
-        for (t, read) in self.targets.iter().zip(reads) {
+        for ((t, read), dlq) in self.targets.iter().zip(reads).zip(dlq_reads) {
+            match dlq {
+                Some(Ok(o)) => metrics.push(Metric {
+                    name: "DlqEndOffset",
+                    project: self.project.clone(),
+                    service: t.service.clone(),
+                    value: o.partitions.iter().map(|p| p.end_offset).sum::<i64>() as f64,
+                    unit: Unit::Count,
+                }),
+                Some(Err(e)) => {
+                    warn!(consumer = %t.consumer, topic = ?t.dlq_topic, error = %e, "cannot read the dead-letter topic's end offsets")
+                }
+                None => {}
+            }
             let live = match &counts {
                 Ok(all) => match all.get(&t.service) {
                     Some(c) => *c,
@@ -396,6 +422,7 @@ mod tests {
                 group: "g".into(),
                 topics: vec!["t".into()],
                 config,
+                dlq_topic: None,
             }],
         )
     }
@@ -437,6 +464,23 @@ mod tests {
             .map(|m| m.name)
             .collect();
         assert!(names.contains(&"ConsumerLag") && names.contains(&"DesiredCount"));
+    }
+
+    #[tokio::test]
+    async fn a_watched_dead_letter_topic_publishes_its_end_offsets() {
+        let (scale, metrics) = (FakeScale::default(), FakeMetrics::default());
+        let mut a = autoscaler();
+        a.targets[0].dlq_topic = Some("t.dlq".into());
+        a.tick(&FakeLag(Some(backlog())), &scale, &metrics, false)
+            .await;
+        let published = metrics.published.lock().expect("lock").clone();
+        let dlq: Vec<&Metric> = published
+            .iter()
+            .filter(|m| m.name == "DlqEndOffset")
+            .collect();
+        assert_eq!(dlq.len(), 1, "{published:?}");
+        assert_eq!(dlq[0].value, 12.0 * 2500.0);
+        assert_eq!(dlq[0].service, "c");
     }
 
     #[tokio::test]

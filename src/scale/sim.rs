@@ -572,6 +572,7 @@ pub fn autoscaler(setup: &Setup) -> Autoscaler {
             group: SIMULATED.to_string(),
             topics: vec![SIMULATED.to_string()],
             config: setup.policy_config(),
+            dlq_topic: None,
         }],
     )
 }

@@ -67,7 +67,7 @@ pub(crate) struct Local {
 
 impl Local {
     /// The local broker, as the stack's env names it.
-    fn bootstrap(&self) -> String {
+    pub(crate) fn bootstrap(&self) -> String {
         self.vars
             .get("KAFKA_BOOTSTRAP")
             .cloned()
@@ -75,7 +75,7 @@ impl Local {
     }
 
     /// A worker `worker` on `topic` in `group`, scaled between `min` and `max`.
-    fn scaled_worker(&self, topic: &str, group: &str, min: u32, max: u32) {
+    pub(crate) fn scaled_worker(&self, topic: &str, group: &str, min: u32, max: u32) {
         self.consumer(
             "worker",
             &format!(
@@ -137,7 +137,7 @@ impl Local {
         self.command(args).output().expect("runs shoal")
     }
 
-    fn deploy(&self) -> Output {
+    pub(crate) fn deploy(&self) -> Output {
         self.shoal(&["deploy", "--env", "local", "--timeout", "60s", "-o", "json"])
     }
 
@@ -162,7 +162,7 @@ impl Local {
             .write(&format!("consumers/{name}/consumer.toml"), manifest);
     }
 
-    fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let out = self.shoal(&["status", "--env", "local", "-o", "json"]);
         assert_ok(&out);
         serde_json::from_slice(&out.stdout).expect("status is JSON")

@@ -2,6 +2,7 @@
 //! stack (moto, the registry, tansu, PostgreSQL) read its addresses from `.stack/env`,
 //! written by `scripts/stack up`.
 
+mod alarms;
 mod architecture;
 mod autoscale;
 mod autoscale_ticks;

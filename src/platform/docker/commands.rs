@@ -191,7 +191,9 @@ impl Platform for Docker<'_> {
         let ctx = self.0;
         let docker = engine::connect().await?;
         let containers = engine::list(&docker, ctx.project, &ctx.env.name).await?;
-        Ok(status_rows(&containers))
+        let mut rows = status_rows(&containers);
+        super::alarms::evaluate(ctx.env, ctx.fleet, &mut rows).await;
+        Ok(rows)
     }
 
     async fn down(&self) -> Result<Vec<String>, DeployError> {
@@ -239,6 +241,7 @@ fn status_rows(containers: &[Container]) -> Vec<StatusRow> {
                     .chain(&set.others)
                     .map(|c| serde_json::to_value(c).unwrap_or_default())
                     .collect(),
+                alarms: Vec::new(),
             }
         })
         .collect()

@@ -9,7 +9,9 @@
 //! - `containers`: listing, creating, starting and removing containers, ports, the network;
 //! - `health`: health checks and a failed container's logs;
 //! - `scale`: changing a consumer's replica count, and the autoscaler's hands;
-//! - `logs`: `shoal logs`, the containers' lines through the Engine API.
+//! - `logs`: `shoal logs`, the containers' lines through the Engine API;
+//! - `alarms`: `status`'s alarm states, the conditions of `[alarms]` judged from the broker's
+//!   and the containers' counts.
 //!
 //! Networking: each project and environment has a user-defined bridge network,
 //! `shoal-<project>-<env>`, made on the first deploy and removed by `down`. The local stack's
@@ -31,6 +33,7 @@
 //! JSON, secrets as digests), `shoal.replica` and `shoal.port`. Names are
 //! `shoal-<project>-<env>-<consumer>-<rev8>-<i>`.
 
+mod alarms;
 mod commands;
 mod containers;
 mod engine;

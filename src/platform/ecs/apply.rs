@@ -6,7 +6,8 @@
 //! read live (ECR, Logs, task definitions, services) ─┐
 //! manifests → desired (rendered, normalised) ────────┴─► plan ─► repositories ─► log groups
 //!   ─► images (build + push what is missing) ─► topics ─► task definitions (register what
-//!   changed) ─► services (create / update) ─► wait for every rollout ─► prune (with --prune)
+//!   changed) ─► services (create / update) ─► wait for every rollout ─► alarms (put what
+//!   changed) ─► prune (with --prune: services, then alarms)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +47,7 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub ecr: aws_sdk_ecr::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl Clients {
@@ -58,6 +60,7 @@ impl Clients {
             ecs: aws::ecs(cfg),
             ecr: aws::ecr(cfg),
             logs: aws::logs(cfg),
+            cloudwatch: aws::cloudwatch(cfg),
         }
     }
 }
@@ -76,7 +79,7 @@ pub fn desired(inputs: &Inputs<'_>) -> Result<Vec<Resource>, RenderError> {
         tags: &tags,
         service: &service,
     })?;
-    Ok(all
+    let mut out: Vec<Resource> = all
         .into_iter()
         .filter(|r| r.kind != Kind::Topic)
         .map(|mut r| {
@@ -85,7 +88,13 @@ pub fn desired(inputs: &Inputs<'_>) -> Result<Vec<Resource>, RenderError> {
             }
             r
         })
-        .collect())
+        .collect();
+    out.extend(super::alarms::desired(
+        inputs.project,
+        inputs.env,
+        inputs.fleet,
+    ));
+    Ok(out)
 }
 
 /// Makes desired services comparable with live ones: each keeps the desired count the
@@ -266,10 +275,29 @@ pub async fn apply(
         .await
     });
 
+    step!(summary, "alarms", {
+        put_alarms(clients, the_plan, desired).await
+    });
+
     step!(summary, "prune", {
         let mut deleted = Vec::new();
         let mut result = Ok(());
+        let alarms: Vec<String> = the_plan
+            .delete
+            .iter()
+            .filter(|i| i.kind == Kind::Alarm)
+            .map(|i| i.name.clone())
+            .collect();
+        if options.prune && !alarms.is_empty() {
+            match aws::cloudwatch::delete_alarms(&clients.cloudwatch, &alarms).await {
+                Ok(()) => deleted.extend(alarms),
+                Err(e) => result = Err(DeployError::from(e)),
+            }
+        }
         for item in the_plan.delete.iter().filter(|i| i.kind == Kind::Service) {
+            if result.is_err() {
+                break;
+            }
             if !options.prune {
                 continue;
             }
@@ -296,6 +324,36 @@ pub async fn apply(
     });
     summary.services = rollouts.into_iter().map(|(s, _)| s).collect();
     Ok(summary)
+}
+
+/// Puts the alarms the plan creates or changes (PutMetricAlarm replaces an alarm whole).
+async fn put_alarms(
+    clients: &Clients,
+    the_plan: &Plan,
+    desired: &[Resource],
+) -> Result<(String, ()), DeployError> {
+    let wanted: BTreeMap<&str, &Value> = desired
+        .iter()
+        .filter(|r| r.kind == Kind::Alarm)
+        .map(|r| (r.name.as_str(), &r.spec))
+        .collect();
+    let mut put = 0;
+    for item in the_plan
+        .create
+        .iter()
+        .chain(&the_plan.change)
+        .filter(|i| i.kind == Kind::Alarm)
+    {
+        let Some(spec) = wanted
+            .get(item.name.as_str())
+            .and_then(|v| super::alarms::from_json(v))
+        else {
+            continue;
+        };
+        aws::cloudwatch::put_alarm(&clients.cloudwatch, &item.name, &spec).await?;
+        put += 1;
+    }
+    Ok((format!("{put} created or changed"), ()))
 }
 
 /// Builds and pushes every image that the registry lacks.

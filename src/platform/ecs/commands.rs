@@ -2,7 +2,7 @@
 //! ECS-only `rollback` and `dashboard`. Each returns a value; `app` renders it.
 
 use super::{rollout, Clients, Options};
-use crate::deploy::{Ctx, DeployError, DeployOptions, Deployed, Platform, StatusRow};
+use crate::deploy::{AlarmStatus, Ctx, DeployError, DeployOptions, Deployed, Platform, StatusRow};
 use crate::plan::Plan;
 use crate::platform::{ecs, Wait};
 
@@ -52,7 +52,22 @@ impl Platform for Ecs<'_> {
     async fn status(&self) -> Result<Vec<StatusRow>, DeployError> {
         let ctx = self.0;
         let clients = Clients::new(ctx.env).await;
-        let services = ecs::project_services(&clients.ecs, &ctx.env.cluster, ctx.project).await?;
+        let prefix = super::alarms::prefix(ctx.project, ctx.env);
+        let (services, alarms) = tokio::try_join!(
+            ecs::project_services(&clients.ecs, &ctx.env.cluster, ctx.project),
+            crate::aws::cloudwatch::describe_alarms(&clients.cloudwatch, &prefix),
+        )?;
+        let mut by_consumer: std::collections::BTreeMap<&str, Vec<AlarmStatus>> =
+            std::collections::BTreeMap::new();
+        for a in &alarms {
+            if let Some((consumer, alarm)) = super::alarms::parse(&prefix, &a.name) {
+                by_consumer.entry(consumer).or_default().push(AlarmStatus {
+                    alarm: alarm.to_string(),
+                    state: a.state.state.clone(),
+                    reason: a.state.reason.clone(),
+                });
+            }
+        }
         let mut rows = Vec::new();
         for s in &services {
             let td = s.task_definition().unwrap_or_default();
@@ -82,6 +97,9 @@ impl Platform for Ecs<'_> {
                 last_event: rollout::last_events(s, 1).pop(),
                 ports: Vec::new(),
                 containers: Vec::new(),
+                alarms: by_consumer
+                    .remove(s.service_name().unwrap_or_default())
+                    .unwrap_or_default(),
             });
         }
         rows.sort_by(|a, b| a.consumer.cmp(&b.consumer));

@@ -1,7 +1,8 @@
 //! What exists on the ECS platform, read in as few calls as the APIs allow: one paginated
 //! DescribeRepositories and a GetLifecyclePolicy per repository of the project (so settings
 //! that drifted show in the plan), one paginated DescribeLogGroups under the environment's prefix,
-//! ListServices plus DescribeServices ten at a time, and one DescribeTaskDefinition per family.
+//! ListServices plus DescribeServices ten at a time, one DescribeTaskDefinition per family,
+//! and one paginated DescribeAlarms by the environment's alarm prefix.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,8 @@ pub struct LiveState {
     pub log_groups: BTreeMap<String, Option<i32>>,
     /// The topics' plan and steps, when the fleet declares topics on a broker shoal reaches.
     pub topics: Option<crate::kafka::topics::TopicPlan>,
+    /// The environment's alarms (under its prefix), by full name, with their states.
+    pub alarms: BTreeMap<String, aws::cloudwatch::AlarmState>,
 }
 
 impl LiveState {
@@ -70,15 +73,27 @@ pub async fn read(
     fleet: &Fleet,
     desired: &BTreeMap<String, &Value>,
 ) -> Result<LiveState, AwsError> {
-    let (repos, log_groups, services) = tokio::try_join!(
+    let alarm_prefix = super::alarms::prefix(project, env);
+    let (repos, log_groups, services, alarms) = tokio::try_join!(
         aws::ecr::described(&clients.ecr),
         aws::logs::groups(&clients.logs, &env.log_group_prefix),
         ecs::project_services(&clients.ecs, &env.cluster, project),
+        aws::cloudwatch::describe_alarms(&clients.cloudwatch, &alarm_prefix),
     )?;
     let mut state = LiveState {
         log_groups,
         ..LiveState::default()
     };
+    for a in alarms {
+        let consumer = super::alarms::parse(&alarm_prefix, &a.name).map(|(c, _)| c.to_string());
+        state.resources.insert(Resource {
+            kind: Kind::Alarm,
+            name: a.name.clone(),
+            consumer,
+            spec: super::alarms::to_json(&a.spec),
+        });
+        state.alarms.insert(a.name, a.state);
+    }
     let prefix = format!("{project}/");
     let ours: Vec<(&String, &aws::ecr::Described)> = repos
         .iter()

@@ -10,8 +10,10 @@
 //! - `commands`: `plan`, `deploy`, `status`, `rollback` and `dashboard` on ECS;
 //! - `scale`: the autoscaler's hands on ECS desired counts;
 //! - `dashboard`: the CloudWatch dashboard of the autoscaler's metrics;
-//! - `logs`: `shoal logs`, the consumer's lines from CloudWatch Logs.
+//! - `logs`: `shoal logs`, the consumer's lines from CloudWatch Logs;
+//! - `alarms`: the consumers' CloudWatch alarms (`[alarms]`), as plan resources.
 
+pub mod alarms;
 mod apply;
 mod commands;
 pub mod dashboard;
