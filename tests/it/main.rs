@@ -28,6 +28,7 @@ mod msk;
 mod parity;
 mod plan;
 mod prod_env;
+mod python_workloads;
 mod redaction;
 mod render;
 mod rollout_replay;
