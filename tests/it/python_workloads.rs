@@ -362,17 +362,17 @@ async fn python_workloads_run_on_the_local_platform_against_the_broker() {
     for c in [&worker_container, &api_container] {
         assert_eq!(stop(c), "0", "{c} exits 0 on SIGTERM");
         let logs = json_logs(c);
-        assert!(
-            logs.iter()
-                .any(|v| v["message"] == "stopping" && v["signal"] == "SIGTERM"),
-            "{c}: {logs:?}"
-        );
-        let last = logs.last().expect("log lines");
-        assert!(
-            last["message"]
+        let stopping = logs
+            .iter()
+            .position(|v| v["message"] == "stopping" && v["signal"] == "SIGTERM");
+        let stopped = logs.iter().rposition(|v| {
+            v["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("stopped")),
-            "{c}: {last}"
+                .is_some_and(|m| m.starts_with("stopped"))
+        });
+        assert!(
+            matches!((stopping, stopped), (Some(a), Some(b)) if a < b),
+            "{c}: {logs:?}"
         );
     }
     assert_eq!(committed(&bootstrap, &worker, &topic, 6), 10);
