@@ -62,6 +62,12 @@ pub struct NewArgs {
     #[arg(long, value_enum, default_value_t = NewKind::Worker)]
     pub kind: NewKind,
 
+    /// rust: a Rust crate (rdkafka) built in rust:X.Y-bookworm, run on debian:bookworm-slim.
+    /// python: main.py (confluent-kafka) with a pinned requirements.txt, on
+    /// python:3.11-slim-bookworm.
+    #[arg(long, value_enum, default_value_t = NewLang::Rust)]
+    pub lang: NewLang,
+
     /// The topic it consumes or produces to. Default: the consumer's name.
     #[arg(long, value_name = "TOPIC")]
     pub topic: Option<String>,
@@ -71,6 +77,12 @@ pub struct NewArgs {
 pub enum NewKind {
     Worker,
     Api,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NewLang {
+    Rust,
+    Python,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,15 +108,20 @@ pub enum Command {
     /// environment's ${VAR} references are also expanded and checked.
     Validate,
 
-    /// Start a new workload: consumers/NAME with a manifest, a Dockerfile and a Rust crate.
+    /// Start a new workload: consumers/NAME with a manifest, a Dockerfile and its code.
     ///
     /// A worker consumes its topic as a consumer group, committing after each message; an
-    /// api produces what it is sent to its topic. Either deploys as it is, to the local
-    /// platform and to ECS; the topic is created by the deploy.
+    /// api produces what it is sent to its topic, answering once the broker has acknowledged
+    /// it; both stop cleanly on SIGTERM. The code is a Rust crate (the default) or, with
+    /// --lang python, a main.py with a pinned requirements.txt, which logs JSON lines and
+    /// serves GET /health (the worker on PORT, default 9100). Either deploys as it is, to the
+    /// local platform and to ECS; the topic is created by the deploy.
     #[command(after_help = "\
 Examples:
-  shoal new orders-worker              a worker on the topic orders-worker
+  shoal new orders-worker              a Rust worker on the topic orders-worker
   shoal new orders-api --kind api --topic orders
+  shoal new orders-py --lang python    a Python worker (confluent-kafka)
+  shoal new intake --lang python --kind api --topic orders
   shoal deploy                         build it and run it on the local platform")]
     New(NewArgs),
 

@@ -1,9 +1,12 @@
-//! `shoal new`: a consumer folder that deploys as it is — a manifest, a Dockerfile and a
-//! minimal Rust crate (a worker that consumes its topic, or an API that produces to it).
+//! `shoal new`: a consumer folder that deploys as it is — a manifest, a Dockerfile and the
+//! workload's code: a minimal Rust crate (the default) or a Python program, either a worker
+//! that consumes its topic or an API that produces to it.
 //!
-//! The files come from `templates/new/`, embedded in the binary. The crate is a cargo
-//! workspace of its own, because its folder is its Docker build context; its Cargo.lock is
-//! made here (`cargo generate-lockfile`) so that the image builds with `--locked`.
+//! The files come from `templates/new/` (Python's from `templates/new/python/`), embedded in
+//! the binary. A Rust crate is a cargo workspace of its own, because its folder is its Docker
+//! build context; its Cargo.lock is made here (`cargo generate-lockfile`) so that the image
+//! builds with `--locked`. A Python program pins its dependencies' exact versions in
+//! `requirements.txt`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,12 +31,47 @@ impl Kind {
     }
 }
 
-/// The files of a new consumer, relative to its folder, in the order they are written.
-const FILES: &[(&str, &str)] = &[
-    (
-        "consumer.toml",
-        include_str!("../templates/new/consumer.toml.j2"),
-    ),
+/// The language the workload is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// A Rust crate (rdkafka), built in `rust:X.Y-bookworm`, run on `debian:bookworm-slim`.
+    Rust,
+    /// A Python program (confluent-kafka) on `python:3.11-slim-bookworm`.
+    Python,
+}
+
+impl Lang {
+    fn as_str(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+        }
+    }
+
+    /// The files of a new consumer, relative to its folder, in the order they are written,
+    /// and last the program (`kind`'s).
+    fn files(self, kind: Kind) -> Vec<(&'static str, &'static str)> {
+        let (mut files, main) = match self {
+            Lang::Rust => (RUST_FILES.to_vec(), "src/main.rs"),
+            Lang::Python => (PYTHON_FILES.to_vec(), "main.py"),
+        };
+        let program = match (self, kind) {
+            (Lang::Rust, Kind::Worker) => include_str!("../templates/new/worker.rs.j2"),
+            (Lang::Rust, Kind::Api) => include_str!("../templates/new/api.rs.j2"),
+            (Lang::Python, Kind::Worker) => include_str!("../templates/new/python/worker.py.j2"),
+            (Lang::Python, Kind::Api) => include_str!("../templates/new/python/api.py.j2"),
+        };
+        files.push((main, program));
+        files
+    }
+}
+
+const MANIFEST: (&str, &str) = (
+    "consumer.toml",
+    include_str!("../templates/new/consumer.toml.j2"),
+);
+const RUST_FILES: &[(&str, &str)] = &[
+    MANIFEST,
     ("Dockerfile", include_str!("../templates/new/Dockerfile.j2")),
     (
         ".dockerignore",
@@ -42,8 +80,25 @@ const FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../templates/new/Cargo.toml.j2")),
     ("README.md", include_str!("../templates/new/README.md.j2")),
 ];
-const WORKER_MAIN: &str = include_str!("../templates/new/worker.rs.j2");
-const API_MAIN: &str = include_str!("../templates/new/api.rs.j2");
+const PYTHON_FILES: &[(&str, &str)] = &[
+    MANIFEST,
+    (
+        "Dockerfile",
+        include_str!("../templates/new/python/Dockerfile.j2"),
+    ),
+    (
+        ".dockerignore",
+        include_str!("../templates/new/python/dockerignore"),
+    ),
+    (
+        "requirements.txt",
+        include_str!("../templates/new/python/requirements.txt"),
+    ),
+    (
+        "README.md",
+        include_str!("../templates/new/python/README.md.j2"),
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
@@ -70,7 +125,10 @@ pub struct Created {
     pub dir: PathBuf,
     /// Every file written, relative to the project root.
     pub files: Vec<PathBuf>,
-    /// Why Cargo.lock could not be made, when it could not: the image build needs it.
+    /// The program, where the workload's logic goes, relative to the project root.
+    pub program: PathBuf,
+    /// Why a Rust crate's Cargo.lock could not be made, when it could not: the image build
+    /// needs it.
     pub lockfile_problem: Option<String>,
 }
 
@@ -79,6 +137,7 @@ pub fn create(
     root: &Path,
     name: &str,
     kind: Kind,
+    lang: Lang,
     topic: Option<&str>,
 ) -> Result<Created, ScaffoldError> {
     resource_name(name).map_err(|_| ScaffoldError::Name {
@@ -101,25 +160,28 @@ pub fn create(
         return Err(ScaffoldError::Exists(rel_dir));
     }
 
-    let ctx = minijinja::context! { name => name, kind => kind.as_str(), topic => topic };
-    let main = match kind {
-        Kind::Worker => WORKER_MAIN,
-        Kind::Api => API_MAIN,
+    let ctx = minijinja::context! {
+        name => name, kind => kind.as_str(), lang => lang.as_str(), topic => topic
     };
     let mut files = Vec::new();
-    for (file, template) in FILES.iter().copied().chain([("src/main.rs", main)]) {
+    for (file, template) in lang.files(kind) {
         let text = render(file, template, &ctx)?;
         let path = dir.join(file);
         write(&path, &text)?;
         files.push(rel_dir.join(file));
     }
-    let lockfile_problem = generate_lockfile(&dir.join("Cargo.toml")).err();
-    if lockfile_problem.is_none() {
-        files.push(rel_dir.join("Cargo.lock"));
+    let program = files.last().cloned().unwrap_or_default();
+    let mut lockfile_problem = None;
+    if lang == Lang::Rust {
+        lockfile_problem = generate_lockfile(&dir.join("Cargo.toml")).err();
+        if lockfile_problem.is_none() {
+            files.push(rel_dir.join("Cargo.lock"));
+        }
     }
     Ok(Created {
         dir,
         files,
+        program,
         lockfile_problem,
     })
 }
@@ -168,13 +230,26 @@ fn generate_lockfile(manifest: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn rendered(kind: Kind) -> Vec<(String, String)> {
-        let ctx =
-            minijinja::context! { name => "orders", kind => kind.as_str(), topic => "orders.v1" };
-        FILES
+    fn rendered_in(lang: Lang, kind: Kind) -> Vec<(String, String)> {
+        let ctx = minijinja::context! {
+            name => "orders", kind => kind.as_str(), lang => lang.as_str(), topic => "orders.v1"
+        };
+        lang.files(kind)
             .iter()
             .map(|(f, t)| (f.to_string(), render(f, t, &ctx).expect("renders")))
             .collect()
+    }
+
+    fn rendered(kind: Kind) -> Vec<(String, String)> {
+        rendered_in(Lang::Rust, kind)
+    }
+
+    fn file<'a>(files: &'a [(String, String)], name: &str) -> &'a str {
+        files
+            .iter()
+            .find(|(f, _)| f == name)
+            .map(|(_, text)| text.as_str())
+            .unwrap_or_else(|| panic!("no {name}"))
     }
 
     #[test]
@@ -204,11 +279,105 @@ mod tests {
     }
 
     #[test]
+    fn a_python_worker_has_the_rust_workers_manifest_but_its_own_log_setting() {
+        let python = rendered_in(Lang::Python, Kind::Worker);
+        let rust = rendered(Kind::Worker);
+        let parsed: toml::Table = file(&python, "consumer.toml").parse().expect("TOML");
+        let rust_parsed: toml::Table = file(&rust, "consumer.toml").parse().expect("TOML");
+        for key in [
+            "kind", "cpu", "memory", "build", "kafka", "scaling", "topic",
+        ] {
+            assert_eq!(parsed[key], rust_parsed[key], "{key}");
+        }
+        assert_eq!(parsed["env"]["LOG_LEVEL"].as_str(), Some("INFO"));
+        assert!(!parsed["env"]
+            .as_table()
+            .expect("env")
+            .contains_key("RUST_LOG"));
+        let names: Vec<&str> = python.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "consumer.toml",
+                "Dockerfile",
+                ".dockerignore",
+                "requirements.txt",
+                "README.md",
+                "main.py"
+            ]
+        );
+        let main = file(&python, "main.py");
+        assert!(main.contains("\"enable.auto.commit\": False"), "{main}");
+        assert!(main.contains("KAFKA_TOPICS\", \"orders.v1\""), "{main}");
+    }
+
+    #[test]
+    fn a_python_api_checks_its_health_with_python_and_produces_to_its_topic() {
+        let python = rendered_in(Lang::Python, Kind::Api);
+        let parsed: toml::Table = file(&python, "consumer.toml").parse().expect("TOML");
+        assert_eq!(parsed["kind"].as_str(), Some("api"));
+        let health: Vec<&str> = parsed["api"]["health_command"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(toml::Value::as_str)
+            .collect();
+        assert_eq!(health, ["CMD", "python", "/app/main.py", "healthcheck"]);
+        assert!(file(&python, "main.py").contains("TOPIC = \"orders.v1\""));
+        let dockerfile = file(&python, "Dockerfile");
+        assert!(
+            dockerfile.contains("FROM python:3.11-slim-bookworm\n"),
+            "{dockerfile}"
+        );
+        assert!(dockerfile.contains("EXPOSE 8080"), "{dockerfile}");
+    }
+
+    #[test]
+    fn python_requirements_pin_exact_versions() {
+        let python = rendered_in(Lang::Python, Kind::Worker);
+        let pins: Vec<&str> = file(&python, "requirements.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        assert!(!pins.is_empty());
+        for pin in pins {
+            let (package, version) = pin.split_once("==").unwrap_or_else(|| panic!("{pin}"));
+            assert!(!package.is_empty(), "{pin}");
+            assert!(
+                version.split('.').all(|n| n.parse::<u32>().is_ok()),
+                "an exact version: {pin}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_python_consumer_needs_no_lockfile() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let created = create(dir.path(), "orders", Kind::Api, Lang::Python, None).expect("created");
+        assert!(created.lockfile_problem.is_none());
+        assert_eq!(created.program, Path::new("consumers/orders/main.py"));
+        assert!(created.files.iter().all(|f| !f.ends_with("Cargo.lock")));
+        assert!(dir
+            .path()
+            .join("consumers/orders/requirements.txt")
+            .is_file());
+    }
+
+    #[test]
     fn names_and_topics_are_checked_before_anything_is_written() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let err = create(dir.path(), "Bad Name", Kind::Worker, None).expect_err("bad name");
+        let err =
+            create(dir.path(), "Bad Name", Kind::Worker, Lang::Rust, None).expect_err("bad name");
         assert!(matches!(err, ScaffoldError::Name { .. }), "{err}");
-        let err = create(dir.path(), "ok", Kind::Worker, Some("no spaces")).expect_err("topic");
+        let err = create(
+            dir.path(),
+            "ok",
+            Kind::Worker,
+            Lang::Python,
+            Some("no spaces"),
+        )
+        .expect_err("topic");
         assert!(matches!(err, ScaffoldError::Topic { .. }), "{err}");
         assert!(!dir.path().join("consumers").exists());
     }

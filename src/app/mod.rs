@@ -238,18 +238,23 @@ fn simulate(args: &SimulateArgs, output: Output) -> Result<i32> {
 
 /// `shoal new`: writes the consumer folder and says what to do next.
 fn new_consumer(root: &Path, args: &crate::cli::NewArgs, output: Output) -> Result<i32> {
-    use crate::scaffold::{self, Kind, ScaffoldError};
+    use crate::scaffold::{self, Kind, Lang, ScaffoldError};
     let kind = match args.kind {
         crate::cli::NewKind::Worker => Kind::Worker,
         crate::cli::NewKind::Api => Kind::Api,
     };
-    let created =
-        scaffold::create(root, &args.name, kind, args.topic.as_deref()).map_err(|e| match e {
+    let lang = match args.lang {
+        crate::cli::NewLang::Rust => Lang::Rust,
+        crate::cli::NewLang::Python => Lang::Python,
+    };
+    let created = scaffold::create(root, &args.name, kind, lang, args.topic.as_deref()).map_err(
+        |e| match e {
             ScaffoldError::Name { .. } | ScaffoldError::Topic { .. } | ScaffoldError::Exists(_) => {
                 Error::Usage(e.to_string())
             }
             _ => Error::Cause(Box::new(e)),
-        })?;
+        },
+    )?;
     if let Some(problem) = &created.lockfile_problem {
         tracing::warn!(
             "could not make Cargo.lock ({problem}); run `cargo generate-lockfile` in {} before the first deploy",
@@ -269,8 +274,8 @@ fn new_consumer(root: &Path, args: &crate::cli::NewArgs, output: Output) -> Resu
         report::outln(&format!("created {}", file.display()));
     }
     report::outln(&format!(
-        "\nNext: `shoal validate`, then `shoal deploy` to run it on the local platform.\nIts code is in consumers/{}/src/main.rs.",
-        args.name
+        "\nNext: `shoal validate`, then `shoal deploy` to run it on the local platform.\nIts code is in {}.",
+        created.program.display()
     ));
     Ok(exit::OK)
 }

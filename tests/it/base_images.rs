@@ -1,8 +1,10 @@
 //! What ships builds on a GitHub-hosted runner: every Dockerfile under `consumers/` and
-//! `templates/new/` (and what `shoal new` writes) starts from `scratch`, an earlier stage, or
-//! an official public image with a tag. Names that only exist on this machine (a `shoal/`
-//! namespace, a `:local` tag) are refused; `scripts/stack` provides local stand-ins under the
-//! public names instead. The Rust image's version is one, everywhere, and CI's job runs in it.
+//! `templates/new/` (and what `shoal new` writes, in Rust and in Python) starts from
+//! `scratch`, an earlier stage, or an official public image with a tag. Names that only exist
+//! on this machine (a `shoal/` namespace, a `:local` tag) are refused; `scripts/stack`
+//! provides local stand-ins under the public names instead (`debian:bookworm-slim`,
+//! `rust:X.Y-bookworm`, `python:3.11-slim-bookworm`). The Rust image's version is one,
+//! everywhere, and CI's job runs in it; so is the Python image's.
 
 use std::path::{Path, PathBuf};
 
@@ -136,11 +138,7 @@ fn read(path: &Path) -> String {
 
 /// The `rust:` images a Dockerfile starts from.
 fn rust_images(dockerfile: &str) -> Vec<String> {
-    from_lines(dockerfile)
-        .into_iter()
-        .map(|(image, _)| image)
-        .filter(|image| image.starts_with("rust:"))
-        .collect()
+    images_of(dockerfile, "rust:")
 }
 
 #[test]
@@ -155,6 +153,8 @@ fn the_check_refuses_names_that_exist_only_here() {
     );
     for (image, why) in [
         ("rust:local", "the tag `local`"),
+        ("python:local", "the tag `local`"),
+        ("shoal/python:3.11", "not an official image"),
         ("rust", "no tag"),
         ("mybase:1.0", "not one of Docker Hub's official images"),
         ("ghcr.io/acme/rust:1.95", "not an official image"),
@@ -168,7 +168,7 @@ fn the_check_refuses_names_that_exist_only_here() {
     }
     let fine = "ARG RUST=rust:1.95-bookworm\nFROM --platform=linux/amd64 ${RUST} AS build\n\
                 FROM build AS test\nFROM docker.io/library/debian:bookworm-slim\n\
-                FROM scratch\nCOPY --from=build /x /x\n";
+                FROM scratch\nCOPY --from=build /x /x\nFROM python:3.11-slim-bookworm\n";
     assert_eq!(problems("fine", fine), Vec::<String>::new());
 }
 
@@ -182,8 +182,13 @@ fn dockerfiles_start_from_public_images() {
         let path = root.join("consumers").join(name).join("Dockerfile");
         assert!(files.contains(&path), "{} in {files:#?}", path.display());
     }
-    let template = root.join("templates/new/Dockerfile.j2");
-    assert!(files.contains(&template), "{files:#?}");
+    for template in [
+        "templates/new/Dockerfile.j2",
+        "templates/new/python/Dockerfile.j2",
+    ] {
+        let template = root.join(template);
+        assert!(files.contains(&template), "{files:#?}");
+    }
     assert!(
         files
             .iter()
@@ -205,17 +210,59 @@ fn dockerfiles_start_from_public_images() {
     );
 }
 
-/// What `shoal new` writes, for both kinds.
+/// The images a Dockerfile starts from whose name begins with `prefix` (`rust:`, `python:`).
+fn images_of(dockerfile: &str, prefix: &str) -> Vec<String> {
+    from_lines(dockerfile)
+        .into_iter()
+        .map(|(image, _)| image)
+        .filter(|image| image.starts_with(prefix))
+        .collect()
+}
+
+/// What `shoal new` writes, for both kinds and both languages: Rust builds in `rust:` and
+/// Python runs on the `python:` image the stack provides.
 #[test]
 fn new_consumers_start_from_public_images() {
     let fx = Fixture::standard();
-    for (name, kind) in [("w", "worker"), ("a", "api")] {
-        assert_ok(&shoal(fx.root(), &["new", name, "--kind", kind]));
-        let dockerfile = read(&fx.root().join("consumers").join(name).join("Dockerfile"));
-        let found = problems(&format!("shoal new --kind {kind}"), &dockerfile);
-        assert!(found.is_empty(), "{}\n{dockerfile}", found.join("\n"));
-        assert_eq!(rust_images(&dockerfile).len(), 1, "{dockerfile}");
+    for lang in ["rust", "python"] {
+        for kind in ["worker", "api"] {
+            let name = format!("{}{}", &lang[..1], &kind[..1]);
+            assert_ok(&shoal(
+                fx.root(),
+                &["new", &name, "--kind", kind, "--lang", lang],
+            ));
+            let dockerfile = read(&fx.root().join("consumers").join(&name).join("Dockerfile"));
+            let found = problems(
+                &format!("shoal new --lang {lang} --kind {kind}"),
+                &dockerfile,
+            );
+            assert!(found.is_empty(), "{}\n{dockerfile}", found.join("\n"));
+            let (rust, python) = (
+                images_of(&dockerfile, "rust:"),
+                images_of(&dockerfile, "python:"),
+            );
+            match lang {
+                "rust" => assert!(rust.len() == 1 && python.is_empty(), "{dockerfile}"),
+                _ => assert_eq!(python, ["python:3.11-slim-bookworm"], "{dockerfile}"),
+            }
+        }
     }
+}
+
+/// One Python version: every Dockerfile's `python:` image is the same, the one scripts/stack
+/// makes a stand-in for (from Debian bookworm's python3, which is 3.11).
+#[test]
+fn one_python_image_everywhere() {
+    let root = repo_root();
+    let mut files = dockerfiles(&root.join("consumers"));
+    files.extend(dockerfiles(&root.join("templates/new")));
+    let mut images: Vec<String> = files
+        .iter()
+        .flat_map(|f| images_of(&read(f), "python:"))
+        .collect();
+    images.sort();
+    images.dedup();
+    assert_eq!(images, ["python:3.11-slim-bookworm"]);
 }
 
 /// One Rust version: every Dockerfile's `rust:` image is the same, and CI's job runs in it

@@ -29,6 +29,7 @@ mod msk;
 mod parity;
 mod plan;
 mod prod_env;
+mod python_workloads;
 mod redaction;
 mod render;
 mod rollout_replay;

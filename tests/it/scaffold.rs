@@ -19,7 +19,8 @@ fn build(fx: &Fixture, name: &str) -> PathBuf {
     crate::workloads::cargo_build(&fx.root().join("consumers").join(name), name)
 }
 
-fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+/// The offsets `group` committed on `topic`'s partitions, summed (read with OffsetFetch).
+pub(crate) fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
