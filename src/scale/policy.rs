@@ -1103,13 +1103,15 @@ impl<'a> Projection<'a> {
     }
 
     /// Whether `n` replicas keep every live partition's lag within the budget until the next
-    /// tick's decision could take effect (0 fits only with no lag and no arrivals).
+    /// tick's decision could take effect (0 fits only with no lag and no arrivals). A change
+    /// of count adds `rebalance_seconds` of arrivals (the group's pause), and so does staying
+    /// at a count that cannot keep up (the scale-out it will need pauses the group too).
     ///
     /// A scale-in to `duty_low`, the count below the fewest that keep up, spends the lag
     /// budget instead (a duty cycle between two useful counts): it fits only when nothing is
     /// pending and the backlog left at the scale-in, growing at the smaller count, stays within
-    /// the budget for a whole window more and the time a scale-out takes, so each count is
-    /// held at least one window. No other scale-in to a count that cannot keep up fits.
+    /// the budget for a whole window more and the time a scale-out takes, with both changes'
+    /// pauses, so each count is held at least one window. No other scale-in to a count that cannot keep up fits.
     fn fits(&self, n: u32, duty_low: Option<u32>) -> bool {
         if n == 0 {
             return self.total_lag == 0 && self.arrival_total == 0.0;
@@ -1417,9 +1419,9 @@ mod tests {
 
     /// 250/s on 12 partitions at 100/s per replica: 3 replicas keep up, 2 fall 4.2/s per
     /// partition behind. With no backlog and free rebalances 2 can run for a window and a
-    /// scale-out's time within a budget of 80 % of the target (48 s), so it scales in to 2 after the
-    /// window; with a backlog, with the cycle's rebalances to pay, or with the duty cycle off
-    /// it stays at 3.
+    /// scale-out's time within a budget of 80 % of the target (48 s), so it scales in to 2
+    /// after the window; with a backlog, with the cycle's rebalances to pay, or with the duty
+    /// cycle off it stays at 3.
     #[test]
     fn a_duty_cycle_spends_the_lag_budget_at_the_count_below() {
         let run = |c: &Config, backlog: i64| {
