@@ -205,14 +205,16 @@ proptest! {
         per_replica in 20.0f64..300.0,
         min in 0u32..=2,
         duty_cycle in any::<bool>(),
+        rebalance_seconds in prop::sample::select(vec![0u64, 10]),
     ) {
         let dir = Path::new("constant.csv");
         let trace = Trace::parse(dir, &format!("0,{rate}\n3600,{rate}\n")).expect("parses");
-        // Rebalances are free here: with a pause for each change in the group's members the
-        // duty cycle overshoots (counts after settling such as [4, 6, 12] at 932 msg/s, 12
-        // partitions, 173 msg/s per replica, no start-up). A known miss: docs/benchmarks.md.
+        // Free rebalances, and the default 10 s pause for each change in the group's members.
+        // Before the policy budgeted for the pause, the duty cycle overshot with it (counts
+        // after settling such as [4, 6, 12] at 932 msg/s, 12 partitions, 173 msg/s per
+        // replica, no start-up), and this property was checked with free rebalances only.
         let setup = Setup {
-            rebalance_seconds: 0,
+            rebalance_seconds,
             partitions,
             startup_seconds: startup,
             per_replica_rate: per_replica,
@@ -441,27 +443,34 @@ fn missed_goals(trace: &Trace, setup: &Setup, c: &Comparison) -> Vec<(&'static s
 /// fails when one of these is met (take it off the list) or another is missed.
 /// docs/benchmarks.md gives the figures.
 ///
-/// - scale actions: the duty cycle and the ramps' steps make more than a third of KEDA's
-///   (diurnal 33 of 60, ramp 11 of 28 with 10 s rebalances).
-/// - skewed: the policy projects each partition at an even share of its owner's rate, so a
-///   hot partition looks like it needs its own replica: 12 replicas where 6 keep up (68220
-///   replica-seconds against KEDA's 30465, which lets p99 lag reach 464 s).
-/// - steady without rebalance cost, or with members from the platform: the duty cycle's
-///   saving is gone (9660 against 9435; 14520 against 12450).
+/// - ramp, scale actions (10 of 28 with 10 s rebalances, at most 9; 10 of 24 without): the
+///   policy steps through every useful count on the way up (1, 2, 3, 4, 6, 12) and again on
+///   the way down, one scale-in window per step. Skipping counts needs a forecast of the
+///   ramp; projecting the last interval's rise did not change a decision.
+/// - ramp without rebalance cost, replica-seconds (33660 against 32070): the policy budgets a
+///   10 s pause for every change of count whatever the assignor (it cannot read it), so with
+///   cooperative-sticky rebalances it scales out a little earlier than it needs to.
+/// - skewed, replica-seconds (31830 against KEDA's 30465; 31650 against 29700 without
+///   rebalance cost): 6 replicas are the fewest that keep partition 0's owner under its rate
+///   at 280 msg/s, for the hour at that rate; KEDA runs fewer and lets p99 lag reach 461 s.
+/// - skewed, scale actions (7 of 17, at most 5): up 1, 2, 3, 4, 6 with the ramp and down 4,
+///   3, 2 after it, as on ramp.
+/// - steady without rebalance cost, replica-seconds (10920 against 9435): 3 replicas keep up
+///   and 2 do not; KEDA alternates between them at up to 69 s of lag, and the duty cycle
+///   that would do the same no longer pays for the two 10 s rebalances the policy budgets
+///   per cycle (it did not meet the scale-action goal either: 17 of 11).
 const KNOWN_MISSES: &[(&str, &str, &str)] = &[
-    ("rebalance 10 s", "diurnal", "scale actions"),
     ("rebalance 10 s", "ramp", "scale actions"),
     ("rebalance 10 s", "skewed", "replica-seconds"),
-    ("rebalance 0 s", "diurnal", "scale actions"),
+    ("rebalance 10 s", "skewed", "scale actions"),
+    ("rebalance 0 s", "ramp", "replica-seconds"),
     ("rebalance 0 s", "ramp", "scale actions"),
     ("rebalance 0 s", "skewed", "replica-seconds"),
+    ("rebalance 0 s", "skewed", "scale actions"),
     ("rebalance 0 s", "steady", "replica-seconds"),
-    ("rebalance 0 s", "steady", "scale actions"),
-    ("rebalance 0 s", "stuck", "scale actions"),
-    ("members from the platform", "diurnal", "scale actions"),
     ("members from the platform", "ramp", "scale actions"),
     ("members from the platform", "skewed", "replica-seconds"),
-    ("members from the platform", "steady", "replica-seconds"),
+    ("members from the platform", "skewed", "scale actions"),
 ];
 
 /// On every shipped trace, under each of [`goal_setups`], shoal's policy (through the
@@ -714,7 +723,9 @@ fn each_change_in_members_pauses_the_group() {
 
 /// A hot partition: with the skewed trace's weights an even split would call 4 replicas
 /// enough at 280 msg/s, but partition 0's owner would get 112 msg/s. shoal holds the lag
-/// target there; the same trace split evenly needs fewer replicas.
+/// target there wherever the start-up allows (as [`missed_goals`] counts it: the first
+/// minutes at one replica are beyond any policy); the same trace split evenly needs fewer
+/// replicas, and no more than the 6 that keep up are ever asked for.
 #[test]
 fn a_hot_partition_is_scaled_for() {
     let skewed = Trace::load(&repo_root().join("benches/traces/skewed.csv")).expect("loads");
@@ -732,14 +743,18 @@ fn a_hot_partition_is_scaled_for() {
         },
         Which::Shoal,
     );
-    assert!(
-        hot.p99_lag_seconds <= setup.max_lag_seconds,
-        "{}",
-        hot.p99_lag_seconds
+    let allowed = sim::p99(
+        hot.seconds
+            .iter()
+            .enumerate()
+            .filter(|(t, _)| !startup_bound(&skewed, &setup, *t as u64))
+            .map(|(_, s)| s.0)
+            .collect(),
     );
+    assert!(allowed <= setup.max_lag_seconds, "{allowed}");
     assert!(hot.replica_seconds > even.replica_seconds);
     let peak = |r: &sim::Run| r.timeline.iter().map(|p| p[1]).max().unwrap_or(0);
-    assert!(peak(&hot) >= 6, "{:?}", hot.timeline);
+    assert_eq!(peak(&hot), 6, "{:?}", hot.timeline);
 }
 
 // ---------------------------------------------------------------------------------------
