@@ -11,18 +11,10 @@ use shoal::discover;
 use shoal::manifest::{Problem, Project};
 
 use crate::docker_platform::{docker, Local};
+use crate::manifest::consumer_problems;
 use crate::support::{assert_ok, text, Fixture, Sandbox};
 
 const SNS: &str = "arn:aws:sns:us-east-1:123456789012:it-alarms";
-
-fn consumer_problems(manifest: &str) -> Vec<Problem> {
-    let f = Fixture::standard();
-    f.consumer("c", manifest);
-    match discover::discover(f.root()) {
-        Ok(_) => Vec::new(),
-        Err(p) => p.0,
-    }
-}
 
 fn problem<'a>(problems: &'a [Problem], key: &str) -> &'a Problem {
     let found: Vec<&Problem> = problems.iter().filter(|p| p.key == key).collect();

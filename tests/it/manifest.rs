@@ -6,7 +6,7 @@ use shoal::manifest::{Problem, Project};
 use crate::support::{Fixture, API, WORKER};
 
 /// Loads a fixture whose only consumer `c` has `manifest` and returns the problems.
-fn consumer_problems(manifest: &str) -> Vec<Problem> {
+pub(crate) fn consumer_problems(manifest: &str) -> Vec<Problem> {
     let f = Fixture::standard();
     f.consumer("c", manifest);
     match discover::discover(f.root()) {
