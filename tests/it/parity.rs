@@ -84,6 +84,10 @@ const FIELDS: &[(&str, &str)] = &[
     ("topic", "neither: topics as code, applied to the broker"),
     ("scaling", "neither: the autoscaler's bounds"),
     (
+        "alarms",
+        "neither: CloudWatch alarms on ECS, judged by `status` on docker",
+    ),
+    (
         "api",
         "container: the port, and the health path the platform checks",
     ),
