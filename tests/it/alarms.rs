@@ -301,30 +301,6 @@ async fn alarms_are_created_changed_and_pruned_with_the_deploy_and_status_shows_
     assert!(alarms(&sb).await.is_empty());
 }
 
-/// Writes `per_partition` more messages to each partition of `topic`.
-async fn produce(bootstrap: &str, topic: &str, partitions: i32, per_partition: usize) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    for p in 0..partitions {
-        for i in 0..per_partition {
-            let payload = format!("more {i}");
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(topic)
-                        .partition(p)
-                        .payload(&payload),
-                    std::time::Duration::from_secs(10),
-                )
-                .await
-                .unwrap_or_else(|(e, _)| panic!("produce to {topic}[{p}]: {e}"));
-        }
-    }
-}
-
 /// On docker, `status` judges the alarms' conditions itself: a group at the end offsets is
 /// OK; a backlog that nothing consumes is over `max_lag_seconds`; a stopped container is
 /// below desired.
@@ -361,7 +337,7 @@ async fn docker_status_judges_lag_and_running_counts_from_its_own_reads() {
     assert_eq!(s["below-desired"].0, "OK", "{s:?}");
 
     // 40 more messages, committed nowhere past 20: lag that nothing consumes.
-    produce(&bootstrap, &topic, 2, 20).await;
+    crate::lag::produce(&bootstrap, &topic, 2, 20).await;
     let ran = l.running();
     docker(&["stop", "-t", "1", &ran[0].0]);
     let out = l.shoal(&["status", "--env", "local"]);

@@ -20,6 +20,28 @@ fn config(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// Writes `per_partition` more messages to each of the first `partitions` partitions of `topic`.
+pub async fn produce(bootstrap: &str, topic: &str, partitions: i32, per_partition: usize) {
+    let producer: FutureProducer = config(bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for p in 0..partitions {
+        for i in 0..per_partition {
+            let payload = format!("message {i}");
+            producer
+                .send(
+                    FutureRecord::<(), _>::to(topic)
+                        .partition(p)
+                        .payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap_or_else(|(e, _)| panic!("produce to {topic}[{p}]: {e}"));
+        }
+    }
+}
+
 /// Creates `topic` with `partitions`, writes `per_partition` messages to each, and commits
 /// `committed[p]` for `group` where given (nothing at all when none is).
 pub async fn backlog(
@@ -39,24 +61,7 @@ pub async fn backlog(
         .await
         .expect("CreateTopics");
     assert!(created.iter().all(Result::is_ok), "{created:?}");
-    let producer: FutureProducer = config(bootstrap)
-        .set("enable.idempotence", "true")
-        .create()
-        .expect("producer");
-    for p in 0..partitions {
-        for i in 0..per_partition {
-            let payload = format!("message {i}");
-            producer
-                .send(
-                    FutureRecord::<(), _>::to(topic)
-                        .partition(p)
-                        .payload(&payload),
-                    Duration::from_secs(10),
-                )
-                .await
-                .unwrap_or_else(|(e, _)| panic!("produce to {topic}[{p}]: {e}"));
-        }
-    }
+    produce(bootstrap, topic, partitions, per_partition).await;
     let consumer: BaseConsumer = config(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
