@@ -52,7 +52,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             ctx.on_platform(OnPlatform::Deploy(DeployOptions {
                 prune: args.prune,
                 jobs: args.jobs,
-                timeout: args.timeout,
+                wait: crate::platform::Wait::with_timeout(args.timeout),
             }))
             .await
         }
@@ -65,35 +65,19 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(exit::OK)
         }
         Command::Lag { consumer, sample } => {
-            let env = ctx.env()?;
-            let fleet = ctx.fleet_for(&env)?;
-            let rows = crate::scale::command::lag_rows(
-                &ctx.project.name,
-                &env,
-                &fleet,
-                consumer.as_deref(),
-                sample,
-            )
-            .await?;
-            output::lag(ctx.output, &rows);
-            Ok(exit::OK)
+            ctx.on_platform(OnPlatform::Lag { consumer, sample }).await
         }
         Command::Autoscale(args) => {
-            let r = ctx.resolve()?;
-            crate::scale::command::run(
-                &r.ctx(&ctx.project),
-                &|outcomes| output::outcomes(ctx.output, outcomes),
-                &crate::scale::command::Options {
-                    once: args.once,
-                    dry_run: args.dry_run,
-                    interval: args.interval,
-                    listen: (!args.once).then(|| args.listen.clone()),
-                    scale_in_window: args.scale_in_window,
-                },
-            )
+            ctx.on_platform(OnPlatform::Autoscale(crate::scale::command::Options {
+                once: args.once,
+                dry_run: args.dry_run,
+                interval: args.interval,
+                listen: (!args.once).then(|| args.listen.clone()),
+                scale_in_window: args.scale_in_window,
+            }))
             .await
         }
-        Command::Logs(args) => ctx.logs(&args).await,
+        Command::Logs(args) => ctx.on_platform(OnPlatform::Logs(args)).await,
         Command::Rollback { consumer, timeout } => {
             let r = ctx.resolve_ecs()?;
             let done = crate::platform::ecs::rollback(
@@ -130,6 +114,12 @@ enum OnPlatform {
     Deploy(DeployOptions),
     Status,
     Down,
+    Logs(LogsArgs),
+    Lag {
+        consumer: Option<String>,
+        sample: std::time::Duration,
+    },
+    Autoscale(crate::scale::command::Options),
 }
 
 /// Everything a platform command works on, resolved from the project and environment.
@@ -149,6 +139,7 @@ impl Resolved {
             fleet: &self.fleet,
             hashes: &self.hashes,
             renderer: &self.renderer,
+            session: crate::deploy::Session::new(&self.env),
         }
     }
 }
@@ -181,6 +172,27 @@ async fn run_on<P: DeployPlatform>(
         OnPlatform::Down => {
             let removed = p.down().await?;
             output::down(out, c, &removed);
+        }
+        OnPlatform::Logs(args) => {
+            let query = crate::platform::logs::LogQuery {
+                consumer: args.consumer,
+                since: args.since,
+                filter: args.filter,
+                follow: args.follow,
+            };
+            let mut printer = output::LogPrinter::new(out);
+            let mut sink =
+                |lines: Vec<crate::platform::logs::LogLine>| printer.print(&query.consumer, &lines);
+            p.logs(&query, &mut sink).await?;
+        }
+        OnPlatform::Lag { consumer, sample } => {
+            let rows = crate::scale::command::lag_rows(p, c, consumer.as_deref(), sample).await?;
+            output::lag(out, &rows);
+        }
+        OnPlatform::Autoscale(options) => {
+            let on_tick =
+                |outcomes: &[crate::scale::daemon::Outcome]| output::outcomes(out, outcomes);
+            return crate::scale::command::run(p, c, &on_tick, &options).await;
         }
     }
     Ok(exit::OK)
@@ -565,45 +577,6 @@ impl Ctx {
         Ok(exit::OK)
     }
 
-    /// `shoal logs`: reads the consumer's lines on the environment's platform and prints
-    /// each batch as it comes.
-    async fn logs(&self, args: &LogsArgs) -> Result<i32> {
-        use crate::platform::logs::{LogLine, LogQuery};
-        let env = self.env()?;
-        let fleet = self.fleet_for(&env)?;
-        consumer_named(&fleet, &env, &args.consumer)?;
-        let query = LogQuery {
-            consumer: args.consumer.clone(),
-            since: args.since,
-            filter: args.filter.clone(),
-            follow: args.follow,
-        };
-        let mut printer = output::LogPrinter::new(self.output);
-        let mut sink = |lines: Vec<LogLine>| printer.print(&query.consumer, &lines);
-        match env.platform {
-            Platform::Ecs => {
-                use crate::platform::ecs::logs::{read, EcsLogsError};
-                read(&env, &query, &mut sink).await.map_err(|e| match e {
-                    EcsLogsError::NoLogGroup { .. } => {
-                        Error::Failed(format!("{e}; run `shoal deploy --env {}`", env.name))
-                    }
-                    EcsLogsError::Aws(e) => Error::Cause(Box::new(e)),
-                })?;
-            }
-            Platform::Docker => {
-                crate::platform::docker::logs::read(
-                    &self.project.name,
-                    &env.name,
-                    &query,
-                    &mut sink,
-                )
-                .await
-                .map_err(|e| Error::Cause(Box::new(e)))?;
-            }
-        }
-        Ok(exit::OK)
-    }
-
     /// The environment, its fleet, their content hashes and the template, for a command
     /// that needs all of them.
     fn resolve(&self) -> Result<Resolved> {
@@ -635,8 +608,12 @@ impl Ctx {
     /// Runs a command on the environment's platform: the one place a platform is chosen.
     async fn on_platform(&self, command: OnPlatform) -> Result<i32> {
         let r = self.resolve()?;
-        if matches!(command, OnPlatform::Plan | OnPlatform::Deploy(_)) {
-            self.deployable(&r.env, &r.fleet)?;
+        match &command {
+            OnPlatform::Plan | OnPlatform::Deploy(_) => self.deployable(&r.env, &r.fleet)?,
+            OnPlatform::Logs(args) => {
+                consumer_named(&r.fleet, &r.env, &args.consumer)?;
+            }
+            _ => {}
         }
         let c = r.ctx(&self.project);
         match r.env.platform {

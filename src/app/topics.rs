@@ -22,7 +22,7 @@ pub async fn command(
     fleet: Option<&Fleet>,
     output: Output,
 ) -> Result<i32> {
-    let admin = Admin::open(env).await?;
+    let admin = Admin::with(crate::deploy::Session::new(env).kafka().await?)?;
     let heading = |verb: &str| {
         format!(
             "{verb} for the topics of project {project} in environment {} (brokers {})",

@@ -42,11 +42,10 @@ mod settings;
 mod summary;
 
 use std::future::Future;
-use std::time::Duration;
 
 use futures_util::future::join_all;
 
-pub use settings::Ctx;
+pub use settings::{Ctx, Session};
 pub use summary::{Step, Summary};
 
 use crate::aws::AwsError;
@@ -55,7 +54,8 @@ use crate::discover::Fleet;
 use crate::image::{self, Destination, Engine, ImageJob, Pipeline, Progress};
 use crate::manifest::{Consumer, Environment};
 use crate::plan::Plan;
-use crate::platform::RolloutError;
+use crate::platform::logs::{LogQuery, LogSink};
+use crate::platform::{Publish, RolloutError, Scale, Wait};
 use crate::render::{RenderError, Renderer, Target};
 use std::collections::BTreeMap;
 
@@ -66,8 +66,8 @@ pub struct DeployOptions {
     pub prune: bool,
     /// Images built (and pushed) at once.
     pub jobs: usize,
-    /// How long to wait for each rollout.
-    pub timeout: Duration,
+    /// How long to wait for each rollout, and how often to look.
+    pub wait: Wait,
 }
 
 /// What a deploy did: the plan it applied, its steps, and what failed, if anything (the
@@ -134,6 +134,21 @@ pub trait Platform {
 
     /// Removes every workload of the project in the environment; returns what was removed.
     fn down(&self) -> impl Future<Output = Result<Vec<String>, DeployError>>;
+
+    /// Reads a consumer's log lines and hands them to `sink` in time order, every replica's
+    /// interleaved; following, it returns only when a read fails.
+    fn logs(
+        &self,
+        query: &LogQuery,
+        sink: &mut LogSink<'_>,
+    ) -> impl Future<Output = Result<(), DeployError>>;
+
+    /// The autoscaler's hands on this platform: what sets the counts, and where its metrics
+    /// go.
+    type Hands: Scale + Publish + Send + Sync;
+
+    /// The hands for the environment's workloads.
+    fn hands(&self) -> impl Future<Output = Result<Self::Hands, DeployError>>;
 }
 
 /// What a deploy can fail with.
@@ -181,8 +196,11 @@ pub struct Inputs<'a> {
     pub renderer: &'a Renderer,
     pub hashes: &'a BTreeMap<String, ContextHash>,
     /// The brokers the workloads are given as `KAFKA_BOOTSTRAP`: the environment's list, or
-    /// an MSK cluster's brokers for its auth mode, as [`workload_bootstrap`] finds them.
+    /// an MSK cluster's brokers for its auth mode, as [`Session::workload_bootstrap`] finds
+    /// them.
     pub bootstrap: Option<String>,
+    /// The environment's connections, shared by every step.
+    pub session: &'a Session<'a>,
 }
 
 impl Inputs<'_> {
@@ -199,19 +217,6 @@ impl Inputs<'_> {
             .iter()
             .map(|(k, h)| (k.clone(), h.tag().to_string()))
             .collect()
-    }
-}
-
-/// The brokers workloads connect to: the `bootstrap` list as given, or for an MSK cluster the
-/// broker string of its auth mode (DescribeClusterV2, GetBootstrapBrokers).
-pub async fn workload_bootstrap(env: &Environment) -> Result<Option<String>, DeployError> {
-    match &env.kafka {
-        crate::manifest::KafkaAccess::None => Ok(None),
-        crate::manifest::KafkaAccess::Bootstrap(_) => Ok(env.kafka.static_bootstrap()),
-        crate::manifest::KafkaAccess::Msk { .. } => {
-            let (resolved, _) = crate::kafka::resolve(env).await?;
-            Ok(Some(resolved.bootstrap))
-        }
     }
 }
 
@@ -236,7 +241,7 @@ pub async fn plan_topics(
     }
     match &inputs.env.kafka {
         KafkaAccess::Bootstrap(_) | KafkaAccess::Msk { .. } => {
-            let admin = crate::kafka::admin::Admin::open(inputs.env).await?;
+            let admin = crate::kafka::admin::Admin::with(inputs.session.kafka().await?)?;
             Ok(Some(
                 crate::kafka::topics::plan_live(&admin, inputs.fleet).await?,
             ))
@@ -320,13 +325,13 @@ pub async fn run_image_jobs(
 
 /// The topics step of both platforms: applies the topic plan's steps, if any.
 pub async fn apply_topics(
-    env: &Environment,
+    session: &Session<'_>,
     topics: Option<&crate::kafka::topics::TopicPlan>,
 ) -> Result<(String, ()), DeployError> {
     let Some(tp) = topics.filter(|tp| !tp.steps.is_empty()) else {
         return Ok(("nothing to change".to_string(), ()));
     };
-    let admin = crate::kafka::admin::Admin::open(env).await?;
+    let admin = crate::kafka::admin::Admin::with(session.kafka().await?)?;
     let done = crate::kafka::topics::apply(&admin, &tp.steps).await?;
     Ok((format!("{} applied: {}", done.len(), done.join("; ")), ()))
 }

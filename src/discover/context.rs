@@ -63,8 +63,11 @@ pub enum ContextError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Ignore { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Ignore {
+        path: PathBuf,
+        source: super::dockerignore::PatternError,
+    },
 }
 
 /// The `.dockerignore` that applies: BuildKit's `<Dockerfile>.dockerignore` beside the
@@ -77,7 +80,7 @@ pub fn ignore_rules(build: &Build) -> Result<DockerIgnore, ContextError> {
         match fs::read_to_string(&path) {
             Ok(text) => {
                 return DockerIgnore::parse(&text)
-                    .map_err(|message| ContextError::Ignore { path, message })
+                    .map_err(|source| ContextError::Ignore { path, source })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(ContextError::Io { path, source }),

@@ -21,6 +21,30 @@ struct Pattern {
     regex: Regex,
 }
 
+/// A `.dockerignore` line that is not a pattern.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {pattern:?}: {problem}")]
+pub struct PatternError {
+    /// 1-based.
+    pub line: usize,
+    pub pattern: String,
+    pub problem: Problem,
+}
+
+/// What is wrong with a pattern.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("a lone \"!\" excludes nothing")]
+    LoneExclamation,
+    #[error("ends with an escaping \\")]
+    TrailingEscape,
+    #[error("has an unterminated [ character class")]
+    UnterminatedClass,
+    /// The translated pattern is not a regex (a class such as `[z-a]`).
+    #[error(transparent)]
+    Regex(#[from] regex::Error),
+}
+
 /// The rules of one `.dockerignore` file.
 #[derive(Debug, Clone, Default)]
 pub struct DockerIgnore {
@@ -29,7 +53,7 @@ pub struct DockerIgnore {
 
 impl DockerIgnore {
     /// Parses the text of a `.dockerignore`. Errors name the line and the pattern.
-    pub fn parse(text: &str) -> Result<DockerIgnore, String> {
+    pub fn parse(text: &str) -> Result<DockerIgnore, PatternError> {
         let mut patterns = Vec::new();
         for (n, raw) in text.lines().enumerate() {
             if raw.starts_with('#') {
@@ -43,14 +67,22 @@ impl DockerIgnore {
             if exclusion {
                 line = line[1..].trim();
                 if line.is_empty() {
-                    return Err(format!("line {}: a lone \"!\" excludes nothing", n + 1));
+                    return Err(PatternError {
+                        line: n + 1,
+                        pattern: raw.to_string(),
+                        problem: Problem::LoneExclamation,
+                    });
                 }
             }
             let mut text = clean(line);
             if text.len() > 1 && text.starts_with('/') {
                 text.remove(0);
             }
-            let regex = compile(&text).map_err(|e| format!("line {}: {raw:?}: {e}", n + 1))?;
+            let regex = compile(&text).map_err(|problem| PatternError {
+                line: n + 1,
+                pattern: raw.to_string(),
+                problem,
+            })?;
             patterns.push(Pattern {
                 text,
                 exclusion,
@@ -128,7 +160,7 @@ fn clean(path: &str) -> String {
 }
 
 /// Translates a cleaned pattern into an anchored regex, as moby's `Pattern.compile` does.
-fn compile(pattern: &str) -> Result<Regex, String> {
+fn compile(pattern: &str) -> Result<Regex, Problem> {
     let mut re = String::from("^");
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
@@ -180,16 +212,16 @@ fn compile(pattern: &str) -> Result<Regex, String> {
                     re.push_str(&regex::escape(&next.to_string()));
                     i += 1;
                 }
-                None => return Err("ends with an escaping \\".into()),
+                None => return Err(Problem::TrailingEscape),
             },
             other => re.push_str(&regex::escape(&other.to_string())),
         }
     }
     if in_class {
-        return Err("has an unterminated [ character class".into());
+        return Err(Problem::UnterminatedClass);
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| e.to_string())
+    Ok(Regex::new(&re)?)
 }
 
 #[cfg(test)]
@@ -257,12 +289,21 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_errors_with_line_numbers() {
-        assert!(DockerIgnore::parse("ok\n!\n")
-            .unwrap_err()
-            .starts_with("line 2"));
-        assert!(DockerIgnore::parse("[abc\n")
-            .unwrap_err()
-            .contains("unterminated"));
+        let lone = DockerIgnore::parse("ok\n!\n").unwrap_err();
+        assert_eq!(lone.line, 2);
+        assert!(matches!(lone.problem, Problem::LoneExclamation));
+        assert!(
+            lone.to_string().starts_with("line 2: \"!\": a lone"),
+            "{lone}"
+        );
+        let class = DockerIgnore::parse("[abc\n").unwrap_err();
+        assert!(matches!(class.problem, Problem::UnterminatedClass));
+        assert!(class.to_string().contains("unterminated"), "{class}");
+        let escape = DockerIgnore::parse("a\\").unwrap_err();
+        assert!(
+            matches!(escape.problem, Problem::TrailingEscape),
+            "{escape}"
+        );
     }
 
     #[test]

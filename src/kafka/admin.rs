@@ -12,13 +12,12 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::ClientContext;
 use tracing::{debug, warn};
 
-use super::auth::ShoalContext;
+use super::auth::{ShoalContext, TokenError};
 use super::ffi::{self, Alterations};
 use super::{Connection, KafkaError};
-use crate::manifest::{Environment, KafkaAuth};
+use crate::manifest::KafkaAuth;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,11 +45,6 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Resolves an environment's brokers ([`super::connect_config`]) and connects.
-    pub async fn open(env: &Environment) -> Result<Admin, KafkaError> {
-        Admin::with(&super::connect_config(env).await?)
-    }
-
     /// An admin client for a resolved connection. With MSK IAM it is given its first token
     /// before any request, and a fresh one before each expires ([`TokenRefresh`]): rdkafka's
     /// admin client never asks for one itself (rust-rdkafka issue 757).
@@ -67,7 +61,14 @@ impl Admin {
                     "MSK IAM needs AWS credentials to sign its token, and the environment's credential chain gave none".into(),
                 ));
             }
-            Some(TokenRefresh::start(&client, conn.context.clone()).map_err(fail)?)
+            Some(
+                TokenRefresh::start(&client, conn.context.clone()).map_err(|source| {
+                    KafkaError::Token {
+                        bootstrap: bootstrap.clone(),
+                        source,
+                    }
+                })?,
+            )
         } else {
             None
         };
@@ -239,7 +240,7 @@ struct TokenRefresh {
 }
 
 impl TokenRefresh {
-    fn start(client: &Arc<Client>, context: ShoalContext) -> Result<TokenRefresh, String> {
+    fn start(client: &Arc<Client>, context: ShoalContext) -> Result<TokenRefresh, TokenError> {
         let mut wait = hand_over(client, &context)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let weak: Weak<Client> = Arc::downgrade(client);
@@ -256,18 +257,15 @@ impl TokenRefresh {
                     Duration::from_secs(10)
                 });
             })
-            .map_err(|e| format!("cannot start the token refresh thread: {e}"))?;
+            .map_err(TokenError::Thread)?;
         Ok(TokenRefresh { _stop: stop })
     }
 }
 
 /// Signs a token and sets it on the client; returns how long until the next should be made.
-fn hand_over(client: &Client, context: &ShoalContext) -> Result<Duration, String> {
-    let token = context
-        .generate_oauth_token(None)
-        .map_err(|e| format!("cannot sign an MSK IAM token: {e}"))?;
-    ffi::set_oauth_token(client.inner(), &token)
-        .map_err(|e| format!("librdkafka refused the MSK IAM token: {e}"))?;
+fn hand_over(client: &Client, context: &ShoalContext) -> Result<Duration, TokenError> {
+    let token = context.token()?;
+    ffi::set_oauth_token(client.inner(), &token).map_err(TokenError::Refused)?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

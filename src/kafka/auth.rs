@@ -16,7 +16,27 @@ use rdkafka::client::OAuthToken;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::ClientContext;
 
-use super::KafkaError;
+/// Why no MSK IAM token could be made or handed to librdkafka.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("OAUTHBEARER is only used with MSK IAM (auth = \"iam\")")]
+    NotIam,
+    /// The signer's own error (it fails on the credential chain or the presigning).
+    #[error("cannot sign an MSK IAM token for {region}: {source}")]
+    Sign {
+        region: String,
+        #[source]
+        source: Box<dyn Error + Send + Sync>,
+    },
+    #[error("cannot start the runtime that signs MSK IAM tokens: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("signing the MSK IAM token panicked")]
+    Panicked,
+    #[error("librdkafka refused the MSK IAM token: {0}")]
+    Refused(#[source] super::ffi::FfiError),
+    #[error("cannot start the token refresh thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
 
 /// The rdkafka context of every shoal Kafka client: with MSK IAM it signs tokens, otherwise it
 /// behaves like rdkafka's default context.
@@ -59,40 +79,35 @@ impl ShoalContext {
 pub async fn iam_token(
     region: &str,
     credentials: SharedCredentialsProvider,
-) -> Result<(String, i64), KafkaError> {
+) -> Result<(String, i64), TokenError> {
     aws_msk_iam_sasl_signer::generate_auth_token_from_credentials_provider(
         Region::new(region.to_string()),
         credentials,
     )
     .await
-    .map_err(|e| KafkaError::Client {
-        bootstrap: format!("MSK IAM in {region}"),
-        message: format!("cannot sign an IAM auth token: {e}"),
+    .map_err(|e| TokenError::Sign {
+        region: region.to_string(),
+        source: Box::new(e),
     })
 }
 
-impl ClientContext for ShoalContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    /// Called on librdkafka's side, from a thread that may belong to an async runtime: the
-    /// token is made on a thread of its own, with a runtime of its own.
-    fn generate_oauth_token(
-        &self,
-        _oauthbearer_config: Option<&str>,
-    ) -> Result<OAuthToken, Box<dyn Error>> {
+impl ShoalContext {
+    /// Signs a token and counts it. Called on librdkafka's side, from a thread that may belong
+    /// to an async runtime, so the token is made on a thread of its own, with a runtime of its
+    /// own.
+    pub fn token(&self) -> Result<OAuthToken, TokenError> {
         let Some(signer) = self.iam.clone() else {
-            return Err("OAUTHBEARER is only used with MSK IAM (auth = \"iam\")".into());
+            return Err(TokenError::NotIam);
         };
-        let made = std::thread::spawn(move || -> Result<(String, i64), String> {
+        let made = std::thread::spawn(move || -> Result<(String, i64), TokenError> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+                .map_err(TokenError::Runtime)?;
             rt.block_on(iam_token(&signer.region, signer.credentials))
-                .map_err(|e| e.to_string())
         })
         .join()
-        .map_err(|_| "signing the MSK IAM token panicked".to_string())?;
+        .map_err(|_| TokenError::Panicked)?;
         let (token, lifetime_ms) = made?;
         self.tokens.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(lifetime_ms, "made an MSK IAM auth token");
@@ -102,6 +117,18 @@ impl ClientContext for ShoalContext {
             principal_name: "shoal".to_string(),
             lifetime_ms,
         })
+    }
+}
+
+impl ClientContext for ShoalContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    /// librdkafka's request for a token: [`ShoalContext::token`].
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn Error>> {
+        Ok(self.token()?)
     }
 }
 

@@ -23,8 +23,28 @@ pub type Alterations = BTreeMap<String, Option<String>>;
 
 const ERRSTR: usize = 512;
 
-fn c_string(what: &str, s: &str) -> Result<CString, String> {
-    CString::new(s).map_err(|_| format!("the {what} contains a NUL byte"))
+/// Why a librdkafka call failed. librdkafka reports its errors as text, kept as it gave it.
+#[derive(Debug, thiserror::Error)]
+pub enum FfiError {
+    /// A string with a NUL byte cannot cross into C.
+    #[error("the {what} contains a NUL byte")]
+    Nul { what: String },
+    /// librdkafka's (or the broker's) refusal, in its words.
+    #[error("{0}")]
+    Refused(String),
+    /// librdkafka refused one config key of the request.
+    #[error("{key}: {message}")]
+    Key { key: String, message: String },
+    #[error("no answer within {seconds}s")]
+    Timeout { seconds: u64 },
+    #[error("the answer was not an IncrementalAlterConfigs result")]
+    WrongAnswer,
+}
+
+fn c_string(what: &str, s: &str) -> Result<CString, FfiError> {
+    CString::new(s).map_err(|_| FfiError::Nul {
+        what: what.to_string(),
+    })
 }
 
 /// The text librdkafka wrote into an error buffer.
@@ -51,7 +71,7 @@ unsafe fn owned(s: *const c_char) -> String {
 pub fn set_oauth_token<C: ClientContext>(
     client: &Client<C>,
     token: &OAuthToken,
-) -> Result<(), String> {
+) -> Result<(), FfiError> {
     let value = c_string("token", &token.token)?;
     let principal = c_string("principal name", &token.principal_name)?;
     let mut errstr = [0u8; ERRSTR];
@@ -74,7 +94,7 @@ pub fn set_oauth_token<C: ClientContext>(
     if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
         Ok(())
     } else {
-        Err(errstr_text(&errstr))
+        Err(FfiError::Refused(errstr_text(&errstr)))
     }
 }
 
@@ -114,7 +134,7 @@ pub fn incremental_alter_configs<C: ClientContext>(
     topic: &str,
     alterations: &Alterations,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), FfiError> {
     let name = c_string("topic name", topic)?;
     let mut keys = Vec::with_capacity(alterations.len());
     for (key, value) in alterations {
@@ -151,7 +171,7 @@ pub fn incremental_alter_configs<C: ClientContext>(
             errstr.len(),
         );
         if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(errstr_text(&errstr));
+            return Err(FfiError::Refused(errstr_text(&errstr)));
         }
         req.resource = rd::rd_kafka_ConfigResource_new(
             rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
@@ -177,7 +197,10 @@ pub fn incremental_alter_configs<C: ClientContext>(
             if !err.is_null() {
                 let text = owned(rd::rd_kafka_error_string(err));
                 rd::rd_kafka_error_destroy(err);
-                return Err(format!("{}: {text}", key.to_string_lossy()));
+                return Err(FfiError::Key {
+                    key: key.to_string_lossy().into_owned(),
+                    message: text,
+                });
             }
         }
         let mut resources = [req.resource];
@@ -191,16 +214,20 @@ pub fn incremental_alter_configs<C: ClientContext>(
         // The request's own timeout answers first; the extra second only guards the wait.
         req.event = rd::rd_kafka_queue_poll(req.queue, timeout_ms.saturating_add(1000));
         if req.event.is_null() {
-            return Err(format!("no answer within {}s", timeout.as_secs()));
+            return Err(FfiError::Timeout {
+                seconds: timeout.as_secs(),
+            });
         }
         if rd::rd_kafka_event_error(req.event)
             != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
         {
-            return Err(owned(rd::rd_kafka_event_error_string(req.event)));
+            return Err(FfiError::Refused(owned(rd::rd_kafka_event_error_string(
+                req.event,
+            ))));
         }
         let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(req.event);
         if result.is_null() {
-            return Err("the answer was not an IncrementalAlterConfigs result".into());
+            return Err(FfiError::WrongAnswer);
         }
         let mut count = 0usize;
         let answered = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
@@ -209,7 +236,9 @@ pub fn incremental_alter_configs<C: ClientContext>(
             if rd::rd_kafka_ConfigResource_error(r)
                 != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
             {
-                return Err(owned(rd::rd_kafka_ConfigResource_error_string(r)));
+                return Err(FfiError::Refused(owned(
+                    rd::rd_kafka_ConfigResource_error_string(r),
+                )));
             }
         }
     }

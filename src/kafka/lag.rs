@@ -19,7 +19,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::{Connection, KafkaError, ShoalContext};
-use crate::manifest::Environment;
 
 /// One partition's offsets as read at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
@@ -130,12 +129,8 @@ const DESCRIBE_RETRY: Duration = Duration::from_secs(300);
 type Client = BaseConsumer<ShoalContext>;
 
 impl LagReader {
-    /// Resolves an environment's brokers ([`super::connect_config`]) and makes a reader.
-    pub async fn open(env: &Environment, timeout: Duration) -> Result<LagReader, KafkaError> {
-        Ok(LagReader::with(super::connect_config(env).await?, timeout))
-    }
-
-    /// A reader for a resolved connection.
+    /// A reader for a resolved connection (`deploy::Session::kafka` resolves an
+    /// environment's).
     pub fn with(conn: Connection, timeout: Duration) -> LagReader {
         LagReader {
             bootstrap: conn.bootstrap().to_string(),

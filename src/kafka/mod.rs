@@ -5,8 +5,9 @@
 //! it); [`topics`] turns the fleet's `[[topic]]` declarations and the live topics into a
 //! [`crate::plan::Plan`] and the steps that apply it.
 //!
-//! Reaching Kafka ([`connect_config`]): an environment's `bootstrap` list is used as given
-//! (plaintext, no AWS call). An `msk_cluster_arn` is resolved first ([`resolve`]): the cluster
+//! Reaching Kafka ([`Connection`], made once per command by `deploy::Session`): an
+//! environment's `bootstrap` list is used as given (plaintext, no AWS call). An
+//! `msk_cluster_arn` is resolved first ([`resolve_with`]): the cluster
 //! must be ACTIVE, and its broker string for the configured `auth` is used
 //! ([`crate::aws::msk`]). [`Resolved::client_config`] then sets `security.protocol` and
 //! `sasl.mechanism`: IAM is SASL_SSL with OAUTHBEARER tokens made by [`auth::ShoalContext`]
@@ -33,7 +34,7 @@ pub enum KafkaError {
     #[error("environment {env} has no Kafka configured")]
     NotConfigured { env: String },
     /// A synchronous helper was asked for an MSK environment, whose brokers need AWS calls.
-    #[error("environment {env}: the brokers of MSK cluster {cluster_arn} must be resolved first (kafka::connect_config)")]
+    #[error("environment {env}: the brokers of MSK cluster {cluster_arn} must be resolved first (deploy::Session::kafka)")]
     MskUnresolved { env: String, cluster_arn: String },
     #[error("environment {env}: {source}")]
     Msk {
@@ -43,6 +44,13 @@ pub enum KafkaError {
     },
     #[error("cannot create a Kafka client for {bootstrap}: {message}")]
     Client { bootstrap: String, message: String },
+    /// No MSK IAM token for an admin client of these brokers.
+    #[error("{bootstrap}: {source}")]
+    Token {
+        bootstrap: String,
+        #[source]
+        source: auth::TokenError,
+    },
     #[error("{op} against {bootstrap} failed: {message}")]
     Broker {
         op: &'static str,
@@ -177,19 +185,9 @@ impl Resolved {
 
 /// Resolves an environment's brokers: a `bootstrap` list as plaintext without any AWS call;
 /// an MSK cluster through DescribeClusterV2 and GetBootstrapBrokers (and, for SCRAM,
-/// GetSecretValue), with the environment's AWS configuration ([`crate::aws::sdk_config`]).
-pub async fn resolve(
-    env: &Environment,
-) -> Result<(Resolved, Option<aws_config::SdkConfig>), KafkaError> {
-    if !matches!(env.kafka, KafkaAccess::Msk { .. }) {
-        return Ok((Resolved::plaintext(bootstrap(env)?), None));
-    }
-    let cfg = crate::aws::sdk_config(env).await;
-    Ok((resolve_with(env, &cfg).await?, Some(cfg)))
-}
-
-/// [`resolve`] with a given AWS configuration (whose clients are made by
-/// [`crate::aws::msk`] and [`crate::aws::secrets`]).
+/// GetSecretValue), with the environment's AWS configuration `cfg` (whose clients are made
+/// by [`crate::aws::msk`] and [`crate::aws::secrets`]). `deploy::Session` does it once per
+/// command.
 pub async fn resolve_with(
     env: &Environment,
     cfg: &aws_config::SdkConfig,
@@ -259,13 +257,6 @@ impl Connection {
     }
 }
 
-/// Resolves an environment's brokers ([`resolve`]) and makes the client configuration and
-/// context for them.
-pub async fn connect_config(env: &Environment) -> Result<Connection, KafkaError> {
-    let (resolved, cfg) = resolve(env).await?;
-    Ok(Connection::new(resolved, cfg.as_ref()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,14 +294,5 @@ mod tests {
         assert!(matches!(err, KafkaError::MskUnresolved { .. }));
         let none = bootstrap(&env(KafkaAccess::None)).expect_err("none");
         assert!(none.to_string().contains("no Kafka configured"));
-    }
-
-    #[tokio::test]
-    async fn bootstrap_resolves_to_plaintext_without_aws() {
-        let e = env(KafkaAccess::Bootstrap(vec!["a:9092".into()]));
-        let c = connect_config(&e).await.expect("no AWS call");
-        assert_eq!(c.resolved, Resolved::plaintext("a:9092".into()));
-        assert_eq!(c.config.get("security.protocol"), Some("PLAINTEXT"));
-        assert!(!c.context.is_iam());
     }
 }

@@ -4,10 +4,11 @@
 //! - `ecs`: ECS Fargate services, task definitions, ECR and CloudWatch Logs.
 //! - `docker`: the same workloads as containers on the local Docker Engine.
 //!
-//! What every platform shares lives here: [`Scale`] (the autoscaler's hands on desired
-//! counts) and its [`ScaleError`], [`RolloutError`] and [`Wait`]. The commands a platform answers are the
-//! `deploy::Platform` trait, which each wing implements. Adding a platform is one new folder
-//! here and one match arm where the environment picks its platform (`app`).
+//! What every platform shares lives here: the autoscaler's hands, [`Scale`] (desired counts)
+//! and [`Publish`] (its metrics), with [`ScaleError`]; [`RolloutError`] and [`Wait`]. The
+//! commands a platform answers, its hands among them, are the `deploy::Platform` trait, which
+//! each wing implements. Adding a platform is one new folder here and one match arm where the
+//! environment picks its platform (`app`).
 
 pub mod docker;
 pub mod ecs;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::aws::cloudwatch::Metric;
 use crate::aws::AwsError;
 
 /// A service's replica counts as the platform reports them.
@@ -74,6 +76,12 @@ pub trait Scale: Sync {
         service: &str,
         count: u32,
     ) -> impl Future<Output = std::result::Result<(), ScaleError>> + Send;
+}
+
+/// Publishes the autoscaler's metrics where the platform keeps them: CloudWatch on ECS;
+/// nowhere on the docker platform, whose figures are only on the daemon's `/metrics`.
+pub trait Publish {
+    fn publish(&self, metrics: Vec<Metric>) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 /// A desired count that could not be read or set.

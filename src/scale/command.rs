@@ -1,5 +1,5 @@
-//! `shoal autoscale`: the daemon loop around [`super::daemon::Autoscaler`] on the ECS
-//! platform, with `/healthz` and a Prometheus `/metrics` endpoint, back-off when AWS
+//! `shoal autoscale`: the daemon loop around [`super::daemon::Autoscaler`] on the
+//! environment's platform (its `deploy::Platform::hands`), with `/healthz` and a Prometheus `/metrics` endpoint, back-off when AWS
 //! throttles, and a clean stop on SIGTERM or Ctrl-C.
 
 use std::collections::BTreeMap;
@@ -15,18 +15,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-use super::daemon::{Autoscaler, CloudWatchMetrics, Outcome, Publish, ReadLag, Target};
+use super::daemon::{Autoscaler, Outcome, ReadLag, Target};
 use super::policy::{Config, Observation};
-use crate::aws::cloudwatch::Metric;
-use crate::aws::AwsError;
+use crate::deploy::{Ctx, Platform};
 use crate::discover::Fleet;
 use crate::error::{exit, Error, Result};
 use crate::kafka::lag::{LagReader, MemberSource, Members};
 use crate::kafka::KafkaError;
-use crate::manifest::{Environment, OffsetReset};
-use crate::platform::docker::DockerScale;
-use crate::platform::ecs::EcsServices;
-use crate::platform::{Counts, Scale, ScaleError};
+use crate::manifest::OffsetReset;
+use crate::platform::{Publish, Scale};
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -74,120 +71,33 @@ impl ReadLag for Lag {
     }
 }
 
-/// The autoscaler's hands on the environment's platform: ECS services and CloudWatch, or
-/// the docker platform's containers, whose figures are only served on `/metrics` (it has no
-/// CloudWatch).
-enum Hands {
-    Ecs(EcsServices, CloudWatchMetrics),
-    Docker(DockerScale),
-}
-
-impl Hands {
-    /// The hands for `env`. On the docker platform, `templates` are what a consumer with no
-    /// container left is started from ([`crate::platform::docker::Docker::templates`]).
-    async fn open(
-        env: &Environment,
-        project: &str,
-        templates: BTreeMap<String, crate::platform::docker::Template>,
-    ) -> Result<Hands> {
-        Ok(match env.platform {
-            crate::manifest::Platform::Ecs => {
-                let cfg = crate::aws::sdk_config(env).await;
-                Hands::Ecs(
-                    EcsServices {
-                        client: crate::aws::ecs(&cfg),
-                        cluster: env.cluster.clone(),
-                    },
-                    CloudWatchMetrics(crate::aws::cloudwatch(&cfg)),
-                )
-            }
-            crate::manifest::Platform::Docker => {
-                let docker = crate::platform::docker::connect()
-                    .await
-                    .map_err(|e| Error::Cause(Box::new(e)))?;
-                let mut scale = DockerScale::new(docker, env, project);
-                scale.fallback = templates;
-                Hands::Docker(scale)
-            }
-        })
-    }
-}
-
-impl Scale for Hands {
-    async fn counts(&self, service: &str) -> Result<Counts, ScaleError> {
-        match self {
-            Hands::Ecs(s, _) => s.counts(service).await,
-            Hands::Docker(s) => s.counts(service).await,
-        }
-    }
-
-    async fn counts_many(
-        &self,
-        services: &[String],
-    ) -> Result<BTreeMap<String, Counts>, ScaleError> {
-        match self {
-            Hands::Ecs(s, _) => s.counts_many(services).await,
-            Hands::Docker(s) => s.counts_many(services).await,
-        }
-    }
-
-    async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
-        match self {
-            Hands::Ecs(s, _) => s.set(service, count).await,
-            Hands::Docker(s) => s.set(service, count).await,
-        }
-    }
-}
-
-impl Publish for Hands {
-    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
-        match self {
-            Hands::Ecs(_, cloudwatch) => cloudwatch.publish(metrics).await,
-            Hands::Docker(_) => Ok(()),
-        }
-    }
-}
-
-/// Runs the daemon until it is stopped (or for one tick with `once`). On ECS it sets
-/// services' desired counts and publishes to CloudWatch; on docker it adds and removes
-/// containers and publishes nothing (the figures are on `/metrics`).
-pub async fn run(
-    ctx: &crate::deploy::Ctx<'_>,
+/// Runs the daemon until it is stopped (or for one tick with `once`), with the platform's
+/// hands: on ECS it sets services' desired counts and publishes to CloudWatch; on docker it
+/// adds and removes containers and publishes nothing (the figures are on `/metrics`).
+pub async fn run<P: Platform>(
+    platform: &P,
+    ctx: &Ctx<'_>,
     on_tick: &dyn Fn(&[Outcome]),
     opts: &Options,
 ) -> Result<i32> {
-    let (project, env) = (ctx.project, ctx.env);
     let targets = targets(ctx.fleet, opts.interval, opts.scale_in_window);
     if targets.is_empty() {
         return Err(Error::Usage(
             "no consumer has both [scaling] and [kafka]; nothing to autoscale".to_string(),
         ));
     }
-    let reader = LagReader::open(env, Duration::from_secs(10))
-        .await
-        .map_err(Error::from)?;
+    let reader = LagReader::with(ctx.session.kafka().await?.clone(), Duration::from_secs(10));
     let lag = Lag(Arc::new(reader));
-    let templates = match env.platform {
-        crate::manifest::Platform::Docker => {
-            crate::platform::docker::Docker(ctx).templates().await?
-        }
-        crate::manifest::Platform::Ecs => BTreeMap::new(),
-    };
-    let hands = Hands::open(env, project, templates).await?;
-    if let Hands::Docker(_) = hands {
-        info!(
-            environment = %env.name,
-            "docker platform: scaling containers; CloudWatch metrics are not published (see /metrics)"
-        );
-    }
-    run_loop(project, targets, &lag, &hands, on_tick, opts).await
+    let hands = platform.hands().await?;
+    info!(environment = %ctx.env.name, platform = %platform.place(), "autoscaling");
+    run_loop(ctx.project, targets, &lag, &hands, on_tick, opts).await
 }
 
-async fn run_loop(
+async fn run_loop<H: Scale + Publish>(
     project: &str,
     targets: Vec<Target>,
     lag: &Lag,
-    hands: &Hands,
+    hands: &H,
     on_tick: &dyn Fn(&[Outcome]),
     opts: &Options,
 ) -> Result<i32> {
@@ -392,17 +302,15 @@ pub struct LagRow {
 
 /// Reads each group twice, `sample` apart, and describes every partition, with the group's
 /// members as the autoscaler counts them.
-pub async fn lag_rows(
-    project: &str,
-    env: &Environment,
-    fleet: &Fleet,
+pub async fn lag_rows<P: Platform>(
+    platform: &P,
+    ctx: &Ctx<'_>,
     only: Option<&str>,
     sample: Duration,
 ) -> Result<Vec<LagRow>> {
-    let reader = LagReader::open(env, Duration::from_secs(10))
-        .await
-        .map_err(Error::from)?;
-    let chosen: Vec<_> = fleet
+    let reader = LagReader::with(ctx.session.kafka().await?.clone(), Duration::from_secs(10));
+    let chosen: Vec<_> = ctx
+        .fleet
         .consumers
         .iter()
         .filter(|c| only.is_none_or(|o| o == c.name))
@@ -426,7 +334,7 @@ pub async fn lag_rows(
     tokio::time::sleep(sample).await;
     let second = read_all()?;
     let running = if second.iter().any(|o| o.members.is_none()) {
-        platform_running(project, env, &chosen).await
+        platform_running(platform, &chosen).await
     } else {
         BTreeMap::new()
     };
@@ -486,18 +394,17 @@ pub async fn lag_rows(
 
 /// The running counts of the chosen consumers' services, for groups the broker could not
 /// describe; empty (with a warning) when the platform cannot be read either.
-async fn platform_running(
-    project: &str,
-    env: &Environment,
+async fn platform_running<P: Platform>(
+    platform: &P,
     chosen: &[(&crate::manifest::Consumer, &crate::manifest::KafkaUse)],
 ) -> BTreeMap<String, u32> {
     let services: Vec<String> = chosen.iter().map(|(c, _)| c.name.clone()).collect();
-    let counts = match Hands::open(env, project, BTreeMap::new()).await {
+    let counts = match platform.hands().await {
         Ok(hands) => hands
             .counts_many(&services)
             .await
             .map_err(|e| Error::Cause(Box::new(e))),
-        Err(e) => Err(e),
+        Err(e) => Err(Error::from(e)),
     };
     match counts {
         Ok(counts) => counts.into_iter().map(|(s, c)| (s, c.running)).collect(),

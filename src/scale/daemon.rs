@@ -17,8 +17,8 @@
 //! implement the same traits (`super::sim`).
 //!
 //! The three sides are traits so the loop runs with the same decisions against Kafka and
-//! either platform: [`ReadLag`] here, [`Scale`] in `platform` (ECS services or local
-//! containers), [`Publish`] here (CloudWatch, or nothing on the docker platform).
+//! either platform: [`ReadLag`] here, [`Scale`] and [`Publish`] in `platform` (ECS services
+//! and CloudWatch, or local containers and nothing).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,7 +30,7 @@ use crate::aws::cloudwatch::{Metric, Unit};
 use crate::aws::AwsError;
 use crate::kafka::lag::{MemberSource, Members};
 use crate::kafka::KafkaError;
-use crate::platform::{Counts, Scale, ScaleError};
+use crate::platform::{Counts, Publish, Scale, ScaleError};
 
 /// One consumer the autoscaler looks after.
 #[derive(Debug, Clone)]
@@ -56,11 +56,6 @@ pub trait ReadLag {
         group: &str,
         topics: &[String],
     ) -> impl Future<Output = Result<Observation, KafkaError>> + Send;
-}
-
-/// Publishes metrics.
-pub trait Publish {
-    fn publish(&self, metrics: Vec<Metric>) -> impl Future<Output = Result<(), AwsError>> + Send;
 }
 
 /// What failed in one consumer's tick.
@@ -302,18 +297,6 @@ fn with_members(mut o: Observation, live: Counts) -> Observation {
         });
     }
     o
-}
-
-/// Metrics to CloudWatch.
-#[derive(Debug, Clone)]
-pub struct CloudWatchMetrics(pub aws_sdk_cloudwatch::Client);
-
-impl Publish for CloudWatchMetrics {
-    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
-        crate::aws::cloudwatch::publish(&self.0, &metrics)
-            .await
-            .map(|_| ())
-    }
 }
 
 #[cfg(test)]

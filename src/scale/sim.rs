@@ -44,12 +44,13 @@ use std::sync::OnceLock;
 
 use futures_util::FutureExt;
 
-use super::daemon::{Autoscaler, Publish, ReadLag, Target};
+use super::daemon::{Autoscaler, ReadLag, Target};
 use super::keda::Keda;
 use super::policy::{self, Config, Decision, MemberSource, Members, Observation, PartitionRead};
 use crate::aws::cloudwatch::Metric;
 use crate::aws::AwsError;
 use crate::kafka::KafkaError;
+use crate::platform::Publish;
 use crate::platform::{Counts, Scale, ScaleError};
 
 /// A produce-rate trace: `t_seconds,produce_rate[,stuck]` rows, and the partitions' weights

@@ -28,10 +28,11 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::ClientConfig;
 
-use shoal::scale::daemon::{Autoscaler, CloudWatchMetrics, ReadLag};
+use shoal::platform::ecs::CloudWatchMetrics;
+use shoal::scale::daemon::{Autoscaler, ReadLag};
 use shoal::scale::policy::Observation;
 
-use crate::support::{assert_ok, repo_root, text, Sandbox};
+use crate::support::{assert_ok, lag_reader, repo_root, text, Sandbox};
 
 /// The docker environment added to the sandbox's `shoal.toml` (which keeps its moto
 /// environment, for the CloudWatch client).
@@ -229,9 +230,7 @@ impl Project {
 
     /// Each partition's lag (end less committed), read with shoal's reader.
     async fn partition_lag(&self) -> Vec<i64> {
-        let reader = shoal::kafka::lag::LagReader::open(&self.local(), Duration::from_secs(10))
-            .await
-            .expect("reader");
+        let reader = lag_reader(&self.local(), Duration::from_secs(10)).await;
         let o = reader
             .read(&self.group, std::slice::from_ref(&self.topic))
             .expect("lag read");
@@ -742,9 +741,7 @@ async fn consumer_lag_seconds_reaches_cloudwatch() {
     let _traffic = p.traffic((REPLICA_RATE / 2.0) as u32, &[1; 6]);
 
     let local = p.local();
-    let reader = shoal::kafka::lag::LagReader::open(&local, Duration::from_secs(10))
-        .await
-        .expect("reader");
+    let reader = lag_reader(&local, Duration::from_secs(10)).await;
     let docker = shoal::platform::docker::connect().await.expect("docker");
     let scale = shoal::platform::docker::DockerScale::new(docker, &local, &p.sb.project);
     let cfg = p.sb.aws_config(&p.sb.env()).await;

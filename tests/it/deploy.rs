@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shoal::deploy::{Inputs, Summary};
+use shoal::deploy::{DeployOptions, Inputs, Session, Summary};
 use shoal::discover::context;
 use shoal::image::Outcome;
 use shoal::plan::{Kind, Plan};
-use shoal::platform::ecs::{self, Clients, Options};
+use shoal::platform::ecs::{self, Clients};
 use shoal::platform::Wait;
 use shoal::render::Renderer;
 
@@ -71,6 +71,7 @@ impl Fleet {
             .map(|c| (c.name.clone(), context::hash(&c.build).expect("hash")))
             .collect();
         let renderer = Renderer::embedded();
+        let session = Session::with_aws(&env, self.sb.aws_config(&env).await);
         let inputs = Inputs {
             root: self.sb.root(),
             project: &self.sb.project,
@@ -78,11 +79,12 @@ impl Fleet {
             fleet: &fleet,
             renderer: &renderer,
             hashes: &hashes,
-            bootstrap: env.kafka.static_bootstrap(),
+            bootstrap: session.workload_bootstrap().await.expect("bootstrap"),
+            session: &session,
         };
-        let clients = self.clients().await;
+        let clients = Clients::from_config(session.aws().await);
         let (plan, desired, live) = ecs::plan(&clients, &inputs).await.expect("plan");
-        let options = Options {
+        let options = DeployOptions {
             prune,
             jobs: 2,
             wait: Wait {

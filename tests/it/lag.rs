@@ -10,9 +10,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use shoal::kafka::lag::LagReader;
-
-use crate::support::Sandbox;
+use crate::support::{lag_reader, Sandbox};
 
 fn config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -97,9 +95,7 @@ async fn committed_first_then_end_offsets_and_the_log_start_where_nothing_is_com
     )
     .await;
 
-    let reader = LagReader::open(&sb.env(), Duration::from_secs(10))
-        .await
-        .expect("reader");
+    let reader = lag_reader(&sb.env(), Duration::from_secs(10)).await;
     let o = reader.read(&group, &[topic]).expect("lag read");
     let ends: Vec<i64> = o.partitions.iter().map(|p| p.end_offset).collect();
     let committed: Vec<Option<i64>> = o.partitions.iter().map(|p| p.committed_offset).collect();
@@ -117,9 +113,7 @@ async fn every_topic_of_the_group_is_read_in_order() {
     let (a, b) = (format!("{}-a", sb.project), format!("{}-b", sb.project));
     backlog(&bootstrap, &a, 2, 5, &group, &[Some(1), Some(2)]).await;
     backlog(&bootstrap, &b, 3, 7, &group, &[Some(3), None, Some(7)]).await;
-    let reader = LagReader::open(&sb.env(), Duration::from_secs(10))
-        .await
-        .expect("reader");
+    let reader = lag_reader(&sb.env(), Duration::from_secs(10)).await;
     let o = reader
         .read(&group, &[a.clone(), b.clone()])
         .expect("lag read");
@@ -171,9 +165,7 @@ async fn members_come_from_the_group_where_the_broker_can_describe_it() {
         );
         let _ = member.poll(Duration::from_millis(200));
     }
-    let reader = LagReader::open(&sb.env(), Duration::from_secs(5))
-        .await
-        .expect("reader");
+    let reader = lag_reader(&sb.env(), Duration::from_secs(5)).await;
     let o = reader.read(&group, &[topic]).expect("lag read");
     match o.members {
         Some(m) => assert_eq!(
@@ -196,9 +188,7 @@ async fn an_unreachable_broker_is_an_error_not_a_reading() {
     let sb = Sandbox::new();
     let mut env = sb.env();
     env.kafka = shoal::manifest::KafkaAccess::Bootstrap(vec!["127.0.0.1:1".into()]);
-    let reader = LagReader::open(&env, Duration::from_secs(2))
-        .await
-        .expect("reader");
+    let reader = lag_reader(&env, Duration::from_secs(2)).await;
     let err = reader.read("g", &["t".into()]).expect_err("no broker");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
 }

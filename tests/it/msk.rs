@@ -25,6 +25,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientContext;
 
 use shoal::aws::msk::{self, BrokerStrings, MskError};
+use shoal::deploy::Session;
 use shoal::kafka::admin::Admin;
 use shoal::kafka::{self, auth, ffi, Connection, Resolved, ShoalContext};
 use shoal::manifest::{Environment, KafkaAccess, KafkaAuth, Project};
@@ -241,7 +242,7 @@ fn librdkafka_takes_a_token_only_from_an_oauthbearer_client() {
         .create()
         .expect("plaintext client");
     let err = ffi::set_oauth_token(plain.inner(), &token).expect_err("not OAUTHBEARER");
-    assert!(err.contains("OAUTHBEARER"), "{err}");
+    assert!(err.to_string().contains("OAUTHBEARER"), "{err}");
     let iam: AdminClient<DefaultClientContext> = Resolved {
         bootstrap: "127.0.0.1:1".into(),
         auth: KafkaAuth::Iam,
@@ -266,9 +267,33 @@ async fn bootstrap_list_resolves_to_plaintext_without_aws() {
     let resolved = kafka::resolve_with(&env, &cfg).await.expect("resolved");
     assert_eq!(resolved, Resolved::plaintext("127.0.0.1:9092".into()));
     assert_eq!(http.actual_requests().count(), 0);
-    let (resolved, cfg) = kafka::resolve(&env).await.expect("resolved");
-    assert_eq!(resolved.bootstrap, "127.0.0.1:9092");
-    assert!(cfg.is_none(), "no AWS configuration was even loaded");
+    let session = Session::with_aws(&env, cfg);
+    let conn = session.kafka().await.expect("resolved");
+    assert_eq!(conn.resolved, Resolved::plaintext("127.0.0.1:9092".into()));
+    assert_eq!(conn.config.get("security.protocol"), Some("PLAINTEXT"));
+    assert_eq!(http.actual_requests().count(), 0);
+}
+
+/// One command resolves an MSK cluster once, however many of its steps reach Kafka: the
+/// workloads' bootstrap, the topic plan and the topic changes of a deploy all share the
+/// session's connection. The replay holds one DescribeClusterV2 and one GetBootstrapBrokers
+/// answer; a second resolution would have none left and fail.
+#[tokio::test]
+async fn a_session_resolves_an_msk_cluster_once_for_every_step() {
+    let env = msk_env("tls", None);
+    let (cfg, http) = replay(&[
+        "describe_cluster_v2_active.json",
+        "get_bootstrap_brokers_all.json",
+    ]);
+    let session = Session::with_aws(&env, cfg);
+    let workloads = session.workload_bootstrap().await.expect("bootstrap");
+    assert_eq!(workloads, Some(brokers(9094)));
+    for _ in 0..3 {
+        let conn = session.kafka().await.expect("the same connection");
+        assert_eq!(conn.bootstrap(), brokers(9094));
+        assert_eq!(conn.config.get("security.protocol"), Some("SSL"));
+    }
+    assert_eq!(paths(&http).len(), 2, "{:?}", paths(&http));
 }
 
 /// The librdkafka settings of each auth mode (no broker here speaks TLS or SASL).

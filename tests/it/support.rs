@@ -256,6 +256,17 @@ impl Sandbox {
 
 /// A plain HTTP/1.0 GET with basic authentication: (status, body). For checking the
 /// registry through its own HTTP API, independently of shoal's client.
+/// shoal's lag reader for an environment, its brokers resolved as a command resolves them
+/// (`deploy::Session`).
+pub async fn lag_reader(
+    env: &shoal::manifest::Environment,
+    timeout: std::time::Duration,
+) -> shoal::kafka::lag::LagReader {
+    let session = shoal::deploy::Session::new(env);
+    let conn = session.kafka().await.expect("the environment's brokers");
+    shoal::kafka::lag::LagReader::with(conn.clone(), timeout)
+}
+
 pub fn http_get(host: &str, path: &str, user: &str, password: &str) -> (u16, String) {
     use base64::Engine as _;
     use std::io::{Read, Write};

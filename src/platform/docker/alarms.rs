@@ -12,10 +12,10 @@
 
 use std::time::Duration;
 
-use crate::deploy::{AlarmStatus, StatusRow};
+use crate::deploy::{AlarmStatus, Session, StatusRow};
 use crate::discover::Fleet;
 use crate::kafka::lag::{LagReader, Observation};
-use crate::manifest::{Consumer, Environment, OffsetReset};
+use crate::manifest::{Consumer, OffsetReset};
 
 /// How far apart the two lag reads are.
 pub const SAMPLE: Duration = Duration::from_secs(2);
@@ -57,7 +57,7 @@ fn read_once(
 }
 
 /// Adds the alarm states of every consumer with `[alarms]` to its row.
-pub async fn evaluate(env: &Environment, fleet: &Fleet, rows: &mut [StatusRow]) {
+pub async fn evaluate(session: &Session<'_>, fleet: &Fleet, rows: &mut [StatusRow]) {
     let watched: Vec<&Consumer> = fleet
         .consumers
         .iter()
@@ -66,7 +66,10 @@ pub async fn evaluate(env: &Environment, fleet: &Fleet, rows: &mut [StatusRow]) 
     if watched.is_empty() {
         return;
     }
-    let reader = LagReader::open(env, Duration::from_secs(10)).await;
+    let reader = session
+        .kafka()
+        .await
+        .map(|conn| LagReader::with(conn.clone(), Duration::from_secs(10)));
     let mut reads: Vec<Reads> = Vec::new();
     match &reader {
         Ok(reader) => {

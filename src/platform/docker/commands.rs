@@ -19,7 +19,8 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::{
-    self as engine, Container, DockerError, LiveSet, Ports, Secrets, Spec, Started, Template,
+    self as engine, Container, DockerError, DockerScale, LiveSet, Ports, Secrets, Spec, Started,
+    Template,
 };
 use crate::deploy::{
     kept_count, step, Ctx, DeployError, DeployOptions, Deployed, Inputs, Platform, StatusRow,
@@ -27,6 +28,7 @@ use crate::deploy::{
 };
 use crate::image::{self, Destination};
 use crate::plan::{self, Kind, Live, Plan, Resource};
+use crate::platform::logs::{LogQuery, LogSink};
 use crate::platform::RolloutError;
 use crate::render::Target;
 
@@ -192,7 +194,7 @@ impl Platform for Docker<'_> {
         let docker = engine::connect().await?;
         let containers = engine::list(&docker, ctx.project, &ctx.env.name).await?;
         let mut rows = status_rows(&containers);
-        super::alarms::evaluate(ctx.env, ctx.fleet, &mut rows).await;
+        super::alarms::evaluate(&ctx.session, ctx.fleet, &mut rows).await;
         Ok(rows)
     }
 
@@ -200,6 +202,24 @@ impl Platform for Docker<'_> {
         let ctx = self.0;
         let docker = engine::connect().await?;
         Ok(engine::down(&docker, ctx.project, &ctx.env.name).await?)
+    }
+
+    /// The containers' logs through the Engine API.
+    async fn logs(&self, query: &LogQuery, sink: &mut LogSink<'_>) -> Result<(), DeployError> {
+        let ctx = self.0;
+        Ok(super::logs::read(ctx.project, &ctx.env.name, query, sink).await?)
+    }
+
+    type Hands = DockerScale;
+
+    /// The project's containers; a consumer with none left is started from the deploy's
+    /// spec ([`Docker::templates`]). Metrics are not published: the docker platform has no
+    /// CloudWatch, so the figures are only on the daemon's `/metrics`.
+    async fn hands(&self) -> Result<DockerScale, DeployError> {
+        let ctx = self.0;
+        let mut scale = DockerScale::new(engine::connect().await?, ctx.env, ctx.project);
+        scale.fallback = self.templates().await?;
+        Ok(scale)
     }
 }
 
@@ -281,7 +301,7 @@ async fn apply(
     step!(
         summary,
         "topics",
-        crate::deploy::apply_topics(inputs.env, state.topics.as_ref()).await
+        crate::deploy::apply_topics(inputs.session, state.topics.as_ref()).await
     );
 
     let rolling = step!(summary, "containers", {
@@ -296,7 +316,7 @@ async fn apply(
                 &r.spec.consumer,
                 &r.started,
                 r.spec.api.as_ref(),
-                options.timeout,
+                options.wait.timeout,
             )
             .await;
             finish(docker, r, waited).await
@@ -380,7 +400,7 @@ async fn start_changed<'s>(
                     &template,
                     &state.containers,
                     spec.replicas,
-                    options.timeout,
+                    options.wait.timeout,
                 )
                 .await
                 .map_err(|e| DeployError::Rollouts(vec![e]))?;

@@ -175,6 +175,17 @@ impl crate::platform::Scale for DockerScale {
     }
 }
 
+/// The docker platform has no CloudWatch: the autoscaler's figures are only served on its
+/// `/metrics`.
+impl crate::platform::Publish for DockerScale {
+    async fn publish(
+        &self,
+        _metrics: Vec<crate::aws::cloudwatch::Metric>,
+    ) -> Result<(), crate::aws::AwsError> {
+        Ok(())
+    }
+}
+
 /// The Docker Engine's error, kept whole.
 fn engine_error(e: DockerError) -> ScaleError {
     ScaleError::Platform(Box::new(e))

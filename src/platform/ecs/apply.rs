@@ -20,26 +20,13 @@ use super::taskdef;
 use crate::aws;
 use crate::deploy::{
     apply_topics, image_jobs, kept_count, nothing_built, plan_topics, run_image_jobs, step,
-    wait_all, DeployError, Inputs, Summary,
+    wait_all, DeployError, DeployOptions, Inputs, Summary,
 };
 use crate::discover::Fleet;
 use crate::image::{self, Destination};
-use crate::manifest::Environment;
 use crate::plan::{self, Kind, Plan, Resource};
 use crate::platform::ecs;
-use crate::platform::Wait;
 use crate::render::{family, RenderError};
-
-/// How a deploy runs.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Delete services whose consumer folder was removed.
-    pub prune: bool,
-    /// Images built and pushed at once.
-    pub jobs: usize,
-    /// How long to wait for each rollout.
-    pub wait: Wait,
-}
 
 /// The clients of one environment, made once.
 #[derive(Debug, Clone)]
@@ -51,10 +38,6 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub async fn new(env: &Environment) -> Clients {
-        Self::from_config(&aws::sdk_config(env).await)
-    }
-
     pub fn from_config(cfg: &aws_config::SdkConfig) -> Clients {
         Clients {
             ecs: aws::ecs(cfg),
@@ -183,7 +166,7 @@ pub async fn apply(
     the_plan: &Plan,
     desired: &[Resource],
     live: &LiveState,
-    options: &Options,
+    options: &DeployOptions,
 ) -> Result<Summary, (Summary, DeployError)> {
     let mut summary = Summary::default();
     let env = inputs.env;
@@ -257,7 +240,7 @@ pub async fn apply(
     step!(
         summary,
         "topics",
-        apply_topics(env, live.topics.as_ref()).await
+        apply_topics(inputs.session, live.topics.as_ref()).await
     );
 
     let arns = step!(summary, "task definitions", {
@@ -361,7 +344,7 @@ async fn build_images(
     clients: &Clients,
     inputs: &Inputs<'_>,
     changed: &BTreeSet<(Kind, &str)>,
-    options: &Options,
+    options: &DeployOptions,
 ) -> Result<(String, image::Report), DeployError> {
     let env = inputs.env;
     // An image is only new when its task definition is: the tag is in the definition, and

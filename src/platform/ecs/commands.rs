@@ -1,9 +1,10 @@
 //! The ECS platform's commands: `plan` and `deploy` with live state, `status`, and the
 //! ECS-only `rollback` and `dashboard`. Each returns a value; `app` renders it.
 
-use super::{rollout, Clients, Options};
+use super::{rollout, Clients, EcsHands};
 use crate::deploy::{AlarmStatus, Ctx, DeployError, DeployOptions, Deployed, Platform, StatusRow};
 use crate::plan::Plan;
+use crate::platform::logs::{LogQuery, LogSink};
 use crate::platform::{ecs, Wait};
 
 /// The ECS platform's commands on a resolved context.
@@ -16,7 +17,7 @@ impl Platform for Ecs<'_> {
 
     async fn plan(&self) -> Result<Plan, DeployError> {
         let ctx = self.0;
-        let clients = Clients::new(ctx.env).await;
+        let clients = Clients::from_config(ctx.session.aws().await);
         let (the_plan, _, _) = super::plan(&clients, &ctx.inputs().await?).await?;
         Ok(the_plan)
     }
@@ -27,16 +28,11 @@ impl Platform for Ecs<'_> {
         planned: &mut dyn FnMut(&Plan),
     ) -> Result<Deployed, DeployError> {
         let ctx = self.0;
-        let options = Options {
-            prune: options.prune,
-            jobs: options.jobs,
-            wait: Wait::with_timeout(options.timeout),
-        };
-        let clients = Clients::new(ctx.env).await;
+        let clients = Clients::from_config(ctx.session.aws().await);
         let inputs = ctx.inputs().await?;
         let (the_plan, desired, live) = super::plan(&clients, &inputs).await?;
         planned(&the_plan);
-        let result = super::apply(&clients, &inputs, &the_plan, &desired, &live, &options).await;
+        let result = super::apply(&clients, &inputs, &the_plan, &desired, &live, options).await;
         let (mut summary, failure) = match result {
             Ok(s) => (s, None),
             Err((s, e)) => (s, Some(e)),
@@ -51,7 +47,7 @@ impl Platform for Ecs<'_> {
 
     async fn status(&self) -> Result<Vec<StatusRow>, DeployError> {
         let ctx = self.0;
-        let clients = Clients::new(ctx.env).await;
+        let clients = Clients::from_config(ctx.session.aws().await);
         let prefix = super::alarms::prefix(ctx.project, ctx.env);
         let (services, alarms) = tokio::try_join!(
             ecs::project_services(&clients.ecs, &ctx.env.cluster, ctx.project),
@@ -114,6 +110,26 @@ impl Platform for Ecs<'_> {
             ),
         })
     }
+
+    /// CloudWatch Logs: the consumer's log group.
+    async fn logs(&self, query: &LogQuery, sink: &mut LogSink<'_>) -> Result<(), DeployError> {
+        let ctx = self.0;
+        let client = crate::aws::logs(ctx.session.aws().await);
+        super::logs::read_with(&client, ctx.env, query, sink)
+            .await
+            .map_err(|e| match e {
+                super::logs::EcsLogsError::Aws(e) => DeployError::Aws(e),
+                other => DeployError::Platform(Box::new(other)),
+            })
+    }
+
+    type Hands = EcsHands;
+
+    /// The cluster's services, and CloudWatch for the metrics.
+    async fn hands(&self) -> Result<EcsHands, DeployError> {
+        let ctx = self.0;
+        Ok(EcsHands::new(ctx.session.aws().await, &ctx.env.cluster))
+    }
 }
 
 /// What `shoal rollback` did.
@@ -130,7 +146,7 @@ pub async fn rollback(
     consumer: &str,
     wait: Wait,
 ) -> Result<RolledBack, DeployError> {
-    let clients = Clients::new(ctx.env).await;
+    let clients = Clients::from_config(ctx.session.aws().await);
     let services = ecs::describe(&clients.ecs, &ctx.env.cluster, &[consumer.to_string()]).await?;
     let Some(service) = services.first() else {
         return Err(DeployError::NoSuchService {
@@ -200,10 +216,10 @@ pub struct Dashboard {
 
 /// `shoal dashboard`: PutDashboard with the body from [`super::dashboard`].
 pub async fn put_dashboard(ctx: &Ctx<'_>) -> Result<Dashboard, DeployError> {
-    let cfg = crate::aws::sdk_config(ctx.env).await;
+    let cfg = ctx.session.aws().await;
     let name = super::dashboard::name(ctx.project, ctx.env);
     let body = super::dashboard::body(ctx.project, ctx.env, ctx.fleet);
-    crate::aws::cloudwatch::put_dashboard(&crate::aws::cloudwatch(&cfg), &name, &body.to_string())
+    crate::aws::cloudwatch::put_dashboard(&crate::aws::cloudwatch(cfg), &name, &body.to_string())
         .await?;
     Ok(Dashboard {
         dashboard: name,

@@ -17,7 +17,7 @@ use aws_sdk_cloudwatchlogs::types::StartLiveTailResponseStream;
 use aws_sdk_cloudwatchlogs::Client;
 use tracing::{debug, info, warn};
 
-use crate::aws::{self, AwsError};
+use crate::aws::AwsError;
 use crate::manifest::Environment;
 use crate::platform::logs::{in_time_order, LogLine, LogQuery, LogSink, Tail};
 
@@ -29,7 +29,7 @@ pub const POLL: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum EcsLogsError {
     #[error(
-        "{consumer} has no log group {group} in environment {env}: nothing of it has been deployed there"
+        "{consumer} has no log group {group} in environment {env}: nothing of it has been deployed there; run `shoal deploy --env {env}`"
     )]
     NoLogGroup {
         consumer: String,
@@ -42,16 +42,6 @@ pub enum EcsLogsError {
 
 /// Reads `query`'s lines and hands them to `sink` in time order; following, never returns
 /// unless a read fails.
-pub async fn read(
-    env: &Environment,
-    query: &LogQuery,
-    sink: &mut LogSink<'_>,
-) -> Result<(), EcsLogsError> {
-    let client = aws::logs(&aws::sdk_config(env).await);
-    read_with(&client, env, query, sink).await
-}
-
-/// [`read`] with a CloudWatch Logs client of the caller's (a test's recorded answers).
 pub async fn read_with(
     client: &Client,
     env: &Environment,

@@ -25,10 +25,10 @@ mod service;
 mod spec;
 pub mod taskdef;
 
-pub use apply::{apply, desired, keep_live_counts, plan, spec_tag, Clients, Options, SPEC_TAG};
+pub use apply::{apply, desired, keep_live_counts, plan, spec_tag, Clients, SPEC_TAG};
 pub use commands::{put_dashboard, rollback, Dashboard, Ecs, RolledBack};
 pub use live::{read, LiveState};
-pub use scale::EcsServices;
+pub use scale::{CloudWatchMetrics, EcsHands, EcsServices};
 pub use service::{
     create, delete, describe, project_services, set_desired_count, tag, update, wait_rollout,
     CONSUMER_TAG, DESCRIBE_BATCH, PROJECT_TAG,

@@ -1,10 +1,67 @@
-//! The autoscaler's hands on ECS: reads and sets services' desired counts.
+//! The autoscaler's hands on ECS: reads and sets services' desired counts, and publishes
+//! its metrics to CloudWatch.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::Service;
 
-use crate::platform::{Counts, Scale, ScaleError};
+use crate::aws::cloudwatch::Metric;
+use crate::aws::AwsError;
+use crate::platform::{Counts, Publish, Scale, ScaleError};
+
+/// The autoscaler's hands on ECS: the cluster's services and CloudWatch.
+#[derive(Debug, Clone)]
+pub struct EcsHands {
+    pub services: EcsServices,
+    pub metrics: CloudWatchMetrics,
+}
+
+impl EcsHands {
+    pub fn new(cfg: &aws_config::SdkConfig, cluster: &str) -> EcsHands {
+        EcsHands {
+            services: EcsServices {
+                client: crate::aws::ecs(cfg),
+                cluster: cluster.to_string(),
+            },
+            metrics: CloudWatchMetrics(crate::aws::cloudwatch(cfg)),
+        }
+    }
+}
+
+impl Scale for EcsHands {
+    async fn counts(&self, service: &str) -> Result<Counts, ScaleError> {
+        self.services.counts(service).await
+    }
+
+    async fn counts_many(
+        &self,
+        services: &[String],
+    ) -> Result<BTreeMap<String, Counts>, ScaleError> {
+        self.services.counts_many(services).await
+    }
+
+    async fn set(&self, service: &str, count: u32) -> Result<(), ScaleError> {
+        self.services.set(service, count).await
+    }
+}
+
+impl Publish for EcsHands {
+    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
+        self.metrics.publish(metrics).await
+    }
+}
+
+/// Metrics to CloudWatch (PutMetricData).
+#[derive(Debug, Clone)]
+pub struct CloudWatchMetrics(pub aws_sdk_cloudwatch::Client);
+
+impl Publish for CloudWatchMetrics {
+    async fn publish(&self, metrics: Vec<Metric>) -> Result<(), AwsError> {
+        crate::aws::cloudwatch::publish(&self.0, &metrics)
+            .await
+            .map(|_| ())
+    }
+}
 
 /// Desired counts on ECS.
 #[derive(Debug, Clone)]
