@@ -12,7 +12,6 @@
 
 pub mod cloudwatch;
 pub mod ecr;
-pub mod logs;
 pub mod msk;
 
 use std::fmt;

@@ -18,7 +18,7 @@
 //!   pushed.
 //!
 //! ECR repositories must exist before a push to real ECR; the ECS platform's deploy makes
-//! them first ([`crate::aws::ecr::ensure_repositories`]). A registry override creates
+//! them first (`platform/ecs/repositories.rs`). A registry override creates
 //! repositories on first push.
 
 mod build;

@@ -15,6 +15,7 @@ use shoal::aws::{self, ecr};
 use shoal::discover::{self, context};
 use shoal::image::{Destination, Engine, ImageError, ImageJob, Outcome, Pipeline, Progress};
 use shoal::manifest::Environment;
+use shoal::platform::ecs::repositories;
 
 use crate::support;
 
@@ -284,7 +285,7 @@ async fn ecr_repositories_scan_on_push_immutable_with_lifecycle_policy() {
         format!("{}/alpha", sb.project),
         format!("{}/beta", sb.project),
     ];
-    let ensured = ecr::ensure_repositories(&client, &names, sb.env.keep_images)
+    let ensured = repositories::ensure_repositories(&client, &names, sb.env.keep_images)
         .await
         .expect("ensure on moto");
     assert_eq!(ensured.created, names);
@@ -323,7 +324,7 @@ async fn ecr_repositories_scan_on_push_immutable_with_lifecycle_policy() {
         assert_eq!(text["rules"][0]["selection"]["countNumber"], 7);
     }
 
-    let again = ecr::ensure_repositories(&client, &names, 7)
+    let again = repositories::ensure_repositories(&client, &names, 7)
         .await
         .expect("ensure again");
     assert!(again.created.is_empty(), "{again:?}");

@@ -148,12 +148,13 @@ async fn converge_repositories(
         .filter(|i| i.kind == Kind::EcrRepository)
     {
         let drifted = |prefix: &str| item.fields.iter().any(|f| f.path.starts_with(prefix));
-        let drift = aws::ecr::Drift {
+        let drift = super::repositories::Drift {
             scan_on_push: drifted("imageScanningConfiguration"),
             immutable: drifted("imageTagMutability"),
             lifecycle: drifted("lifecyclePolicy"),
         };
-        let put = aws::ecr::converge(&clients.ecr, &item.name, drift, keep_images).await?;
+        let put =
+            super::repositories::converge(&clients.ecr, &item.name, drift, keep_images).await?;
         fixed.push(format!("{} ({})", item.name, put.join(", ")));
     }
     Ok(fixed)
@@ -187,7 +188,7 @@ pub async fn apply(
         let created = if wanted.is_empty() {
             Ok(0)
         } else {
-            aws::ecr::ensure_repositories(&clients.ecr, &wanted, env.keep_images)
+            super::repositories::ensure_repositories(&clients.ecr, &wanted, env.keep_images)
                 .await
                 .map(|e| e.created.len())
                 .map_err(DeployError::from)
@@ -215,7 +216,7 @@ pub async fn apply(
             }
             made += 1;
             let current = live.log_groups.get(&r.name).copied();
-            if let Err(e) = aws::logs::ensure(
+            if let Err(e) = super::log_groups::ensure(
                 &clients.logs,
                 &r.name,
                 env.log_retention_days as i32,

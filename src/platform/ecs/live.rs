@@ -54,7 +54,10 @@ impl LiveState {
 }
 
 /// A repository's live settings, in the shape of [`crate::plan::repository_spec`].
-pub fn repository_spec(described: &aws::ecr::Described, lifecycle: &aws::ecr::Lifecycle) -> Value {
+pub fn repository_spec(
+    described: &super::repositories::Described,
+    lifecycle: &super::repositories::Lifecycle,
+) -> Value {
     json!({
         "imageScanningConfiguration": {"scanOnPush": described.scan_on_push},
         "imageTagMutability": if described.immutable { "IMMUTABLE" } else { "MUTABLE" },
@@ -75,8 +78,8 @@ pub async fn read(
 ) -> Result<LiveState, AwsError> {
     let alarm_prefix = super::alarms::prefix(project, env);
     let (repos, log_groups, services, alarms) = tokio::try_join!(
-        aws::ecr::described(&clients.ecr),
-        aws::logs::groups(&clients.logs, &env.log_group_prefix),
+        super::repositories::described(&clients.ecr),
+        super::log_groups::groups(&clients.logs, &env.log_group_prefix),
         ecs::project_services(&clients.ecs, &env.cluster, project),
         aws::cloudwatch::describe_alarms(&clients.cloudwatch, &alarm_prefix),
     )?;
@@ -95,13 +98,13 @@ pub async fn read(
         state.alarms.insert(a.name, a.state);
     }
     let prefix = format!("{project}/");
-    let ours: Vec<(&String, &aws::ecr::Described)> = repos
+    let ours: Vec<(&String, &super::repositories::Described)> = repos
         .iter()
         .filter(|(r, _)| r.starts_with(&prefix))
         .collect();
     let policies = try_join_all(
         ours.iter()
-            .map(|(name, _)| aws::ecr::lifecycle(&clients.ecr, name)),
+            .map(|(name, _)| super::repositories::lifecycle(&clients.ecr, name)),
     )
     .await?;
     for ((name, described), lifecycle) in ours.into_iter().zip(policies) {

@@ -7,8 +7,10 @@
 //! - `service`: services (describe, create, update, delete) and the rollout wait;
 //! - `rollout`: reading a deployment's state;
 //! - `taskdef`: task definitions to and from the SDK's types, and their normal form;
-//! - `commands`: `plan`, `deploy`, `status`, `rollback` and `dashboard` on ECS;
-//! - `scale`: the autoscaler's hands on ECS desired counts;
+//! - `repositories`: ECR repositories and their settings (scan on push, IMMUTABLE tags, the
+//!   lifecycle policy); `log_groups`: CloudWatch log groups and their retention;
+//! - `commands`: `plan`, `deploy`, `status`, `logs`, `rollback` and `dashboard` on ECS;
+//! - `scale`: the autoscaler's hands on ECS: desired counts and CloudWatch metrics;
 //! - `dashboard`: the CloudWatch dashboard of the autoscaler's metrics;
 //! - `logs`: `shoal logs`, the consumer's lines from CloudWatch Logs;
 //! - `alarms`: the consumers' CloudWatch alarms (`[alarms]`), as plan resources.
@@ -18,7 +20,9 @@ mod apply;
 mod commands;
 pub mod dashboard;
 mod live;
+mod log_groups;
 pub mod logs;
+pub mod repositories;
 pub mod rollout;
 mod scale;
 mod service;

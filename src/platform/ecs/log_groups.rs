@@ -1,11 +1,12 @@
-//! CloudWatch Logs: each consumer's log group exists, with the environment's retention.
+//! CloudWatch Logs groups, the ECS platform's resource: each consumer's log group exists,
+//! with the environment's retention.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatchlogs::Client;
 use tracing::info;
 
-use super::AwsError;
+use crate::aws::AwsError;
 
 /// The log groups under `prefix` and their retention in days (`None`: kept forever).
 pub async fn groups(
