@@ -420,6 +420,7 @@ mod tests {
             renderer: &renderer,
             tags: &tags,
             service: &|_| json!({}),
+            prerequisites: &|_| Vec::new(),
         })
         .expect("desired");
         let from_deploy: Vec<&Resource> = all.iter().filter(|r| r.kind == Kind::Topic).collect();

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{Kind, Resource};
 use crate::discover::Fleet;
-use crate::manifest::{Consumer, Environment, Platform};
+use crate::manifest::{Consumer, Environment};
 use crate::render::{family, RenderError, Renderer, Target};
 
 /// What the desired state is computed from.
@@ -18,20 +18,15 @@ pub struct DesiredInputs<'a> {
     pub tags: &'a BTreeMap<String, String>,
     /// The platform's spec of a consumer's service (for ECS, `platform::ecs::ServiceSpec`).
     pub service: &'a dyn Fn(&Consumer) -> serde_json::Value,
+    /// The platform's own resources a consumer needs before its task definition, in the
+    /// order they are applied (for ECS its ECR repository and log group,
+    /// `platform::ecs::prerequisites`).
+    pub prerequisites: &'a dyn Fn(&Consumer) -> Vec<Resource>,
 }
 
-/// The ECR repository of a consumer: `<project>/<consumer>`.
+/// The repository of a consumer's images, in ECR or any registry: `<project>/<consumer>`.
 pub fn repository(project: &str, consumer: &str) -> String {
     format!("{project}/{consumer}")
-}
-
-/// The settings every ECR repository is created with.
-pub fn repository_spec(keep_images: u32) -> serde_json::Value {
-    json!({
-        "imageScanningConfiguration": {"scanOnPush": true},
-        "imageTagMutability": "IMMUTABLE",
-        "lifecyclePolicy": {"keepImages": keep_images},
-    })
 }
 
 /// The full image reference of a consumer at a tag.
@@ -74,18 +69,7 @@ pub fn desired(inputs: &DesiredInputs<'_>) -> Result<Vec<Resource>, RenderError>
             consumer: Some(c.name.clone()),
             spec,
         };
-        if env.platform == Platform::Ecs {
-            out.push(owned(
-                Kind::EcrRepository,
-                repository(project, &c.name),
-                repository_spec(env.keep_images),
-            ));
-            out.push(owned(
-                Kind::LogGroup,
-                env.log_group(&c.name),
-                json!({"retentionInDays": env.log_retention_days}),
-            ));
-        }
+        out.extend((inputs.prerequisites)(c));
         let task = inputs.renderer.render(&inputs.target, c, &image)?;
         out.push(owned(Kind::TaskDefinition, family(project, &c.name), task));
         out.push(owned(Kind::Service, c.name.clone(), (inputs.service)(c)));

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use desired::{desired, image_uri, repository_spec, DesiredInputs};
+pub use desired::{desired, image_uri, repository, DesiredInputs};
 pub use print::{print_text, to_json};
 
 /// The kinds of resource a deploy manages, in the order they are applied.

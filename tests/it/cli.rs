@@ -151,6 +151,15 @@ fn plan_json_on_this_repository() {
     assert_eq!(v["live_state"], "read");
     assert_eq!(v["platform"], "docker");
     assert!(v["summary"]["create"].is_u64(), "{v}");
+    // ECR repositories and log groups are the ECS wing's resources.
+    for list in ["create", "change", "delete"] {
+        for item in v[list].as_array().expect("a list") {
+            assert!(
+                !["ecr-repository", "log-group"].contains(&item["kind"].as_str().unwrap_or("")),
+                "{item}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -22,10 +22,13 @@ fn desired_for(env_name: &str) -> (Vec<plan::Resource>, String) {
         .map(|c| (c.name.clone(), "0123456789abcdef".to_string()))
         .collect();
     let renderer = Renderer::embedded();
-    // The ECS service's spec; the docker platform plans its containers itself.
+    // The ECS wing's service spec and prerequisites; the docker platform plans its
+    // containers itself.
     let service = |c: &shoal::manifest::Consumer| {
         shoal::platform::ecs::ServiceSpec::desired(&env, &project.name, c).to_json()
     };
+    let prerequisites =
+        |c: &shoal::manifest::Consumer| shoal::platform::ecs::prerequisites(&env, &project.name, c);
     let desired = plan::desired(&DesiredInputs {
         target: Target {
             project: &project.name,
@@ -36,6 +39,7 @@ fn desired_for(env_name: &str) -> (Vec<plan::Resource>, String) {
         renderer: &renderer,
         tags: &tags,
         service: &service,
+        prerequisites: &prerequisites,
     })
     .expect("renders");
     (desired, project.name)
@@ -71,15 +75,6 @@ fn nothing_exists_yet_counts_every_resource_as_a_create() {
     assert_eq!(kinds.iter().filter(|k| **k == "service").count(), 2);
     assert_eq!(kinds.iter().filter(|k| **k == "scaling").count(), 1);
     assert!(p.change.is_empty() && p.delete.is_empty());
-}
-
-#[test]
-fn the_docker_platform_needs_no_repositories_or_log_groups() {
-    let (p, _) = plan_for("local");
-    assert!(p
-        .create
-        .iter()
-        .all(|i| i.kind.as_str() != "ecr-repository" && i.kind.as_str() != "log-group"));
 }
 
 #[test]

@@ -63,6 +63,8 @@ fn sandbox_plan() -> plan::Plan {
     let service = |c: &shoal::manifest::Consumer| {
         shoal::platform::ecs::ServiceSpec::desired(&env, &project.name, c).to_json()
     };
+    let prerequisites =
+        |c: &shoal::manifest::Consumer| shoal::platform::ecs::prerequisites(&env, &project.name, c);
     let desired = plan::desired(&DesiredInputs {
         target: Target {
             project: &project.name,
@@ -73,6 +75,7 @@ fn sandbox_plan() -> plan::Plan {
         renderer: &Renderer::embedded(),
         tags: &tags,
         service: &service,
+        prerequisites: &prerequisites,
     })
     .expect("renders");
     plan::diff(&desired, &Live::default()).redacted()

@@ -24,6 +24,7 @@ use crate::deploy::{
 };
 use crate::discover::Fleet;
 use crate::image::{self, Destination};
+use crate::manifest::{Consumer, Environment};
 use crate::plan::{self, Kind, Plan, Resource};
 use crate::platform::ecs;
 use crate::render::{family, RenderError};
@@ -55,12 +56,15 @@ pub fn desired(inputs: &Inputs<'_>) -> Result<Vec<Resource>, RenderError> {
     let service = |c: &crate::manifest::Consumer| {
         super::ServiceSpec::desired(inputs.env, inputs.project, c).to_json()
     };
+    let prerequisites =
+        |c: &crate::manifest::Consumer| prerequisites(inputs.env, inputs.project, c);
     let all = plan::desired(&plan::DesiredInputs {
         target: inputs.target(),
         fleet: inputs.fleet,
         renderer: inputs.renderer,
         tags: &tags,
         service: &service,
+        prerequisites: &prerequisites,
     })?;
     let mut out: Vec<Resource> = all
         .into_iter()
@@ -78,6 +82,30 @@ pub fn desired(inputs: &Inputs<'_>) -> Result<Vec<Resource>, RenderError> {
         inputs.fleet,
     ));
     Ok(out)
+}
+
+/// What a consumer needs on ECS before its task definition: its ECR repository (scan on
+/// push, IMMUTABLE tags, the lifecycle policy) and its log group (the environment's
+/// retention).
+pub fn prerequisites(env: &Environment, project: &str, c: &Consumer) -> Vec<Resource> {
+    let owned = |kind: Kind, name: String, spec| Resource {
+        kind,
+        name,
+        consumer: Some(c.name.clone()),
+        spec,
+    };
+    vec![
+        owned(
+            Kind::EcrRepository,
+            plan::repository(project, &c.name),
+            super::repositories::repository_spec(env.keep_images),
+        ),
+        owned(
+            Kind::LogGroup,
+            env.log_group(&c.name),
+            serde_json::json!({"retentionInDays": env.log_retention_days}),
+        ),
+    ]
 }
 
 /// Makes desired services comparable with live ones: each keeps the desired count the

@@ -53,7 +53,7 @@ impl LiveState {
     }
 }
 
-/// A repository's live settings, in the shape of [`crate::plan::repository_spec`].
+/// A repository's live settings, in the shape of [`super::repositories::repository_spec`].
 pub fn repository_spec(
     described: &super::repositories::Described,
     lifecycle: &super::repositories::Lifecycle,

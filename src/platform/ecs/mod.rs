@@ -29,7 +29,9 @@ mod service;
 mod spec;
 pub mod taskdef;
 
-pub use apply::{apply, desired, keep_live_counts, plan, spec_tag, Clients, SPEC_TAG};
+pub use apply::{
+    apply, desired, keep_live_counts, plan, prerequisites, spec_tag, Clients, SPEC_TAG,
+};
 pub use commands::{put_dashboard, rollback, Dashboard, Ecs, RolledBack};
 pub use live::{read, LiveState};
 pub use scale::{CloudWatchMetrics, EcsHands, EcsServices};

@@ -19,6 +19,15 @@ use crate::aws::AwsError;
 
 const SERVICE: &str = "ECR";
 
+/// The settings every ECR repository is created with, as the plan compares them.
+pub fn repository_spec(keep_images: u32) -> serde_json::Value {
+    serde_json::json!({
+        "imageScanningConfiguration": {"scanOnPush": true},
+        "imageTagMutability": "IMMUTABLE",
+        "lifecyclePolicy": {"keepImages": keep_images},
+    })
+}
+
 /// What [`ensure_repositories`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ensured {
