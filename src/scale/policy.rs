@@ -49,6 +49,10 @@ pub struct Config {
     /// Where the group starts on a partition it never committed on (`[kafka] offset_reset`):
     /// where such a partition's lag is counted from.
     pub offset_reset: OffsetReset,
+    /// How far ahead a scale-out looks while arrivals keep rising ([`ramp_growth`]): it sizes
+    /// the new count for the arrivals this many seconds on, so a ramp takes fewer, larger
+    /// steps.
+    pub ramp_lookahead_seconds: f64,
 }
 
 impl Config {
@@ -73,6 +77,7 @@ impl Config {
             rebalance_seconds: 10.0,
             duty_cycle: scaling.duty_cycle,
             offset_reset: OffsetReset::Earliest,
+            ramp_lookahead_seconds: RAMP_LOOKAHEAD_SECONDS,
         }
     }
 
@@ -152,6 +157,9 @@ pub struct State {
     pub changed_at: Option<f64>,
     /// The end offset of each partition at the first read (see [`first_end_offsets`]).
     pub first_end: Vec<i64>,
+    /// The live arrival totals of the last [`RAMP_READS`] intervals, with the time of the
+    /// read that ended each, oldest first ([`ramp_growth`]).
+    pub arrivals: Vec<(f64, f64)>,
 }
 
 impl State {
@@ -323,6 +331,7 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
     }
     let bounds = Bounds::new(cfg, &layout);
     let rec = recommend(cfg, state, obs, &lag, &stuck.partitions, &rates, &bounds);
+    let arrivals = arrival_history(state, obs, &rates, &stuck.partitions);
 
     let mut reason = rec.reason;
     if let Some(m) = obs.members {
@@ -369,6 +378,7 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
             state.changed_at
         },
         first_end,
+        arrivals,
     };
     let decision = Decision {
         desired,
@@ -781,11 +791,70 @@ fn live_arrival(arrival: &[f64], stuck: &[u32]) -> f64 {
         .sum()
 }
 
+/// How many intervals' arrival totals [`ramp_growth`] looks at.
+pub const RAMP_READS: usize = 4;
+
+/// The default of [`Config::ramp_lookahead_seconds`]: five minutes.
+pub const RAMP_LOOKAHEAD_SECONDS: f64 = 300.0;
+
+/// The most [`ramp_growth`] sizes a scale-out for: twice the arrivals now.
+const RAMP_MOST: f64 = 2.0;
+
+/// The state's arrival totals with this interval's added (live partitions only), the last
+/// [`RAMP_READS`] of them. An interval with no arrivals measured adds nothing.
+fn arrival_history(
+    state: &State,
+    obs: &Observation,
+    rates: &Rates,
+    stuck: &[u32],
+) -> Vec<(f64, f64)> {
+    let mut history = state.arrivals.clone();
+    if let Some(arrival) = &rates.arrival {
+        history.push((obs.at, live_arrival(arrival, stuck)));
+    }
+    let extra = history.len().saturating_sub(RAMP_READS);
+    history.drain(..extra);
+    history
+}
+
+/// How much the arrivals a recommendation sizes for exceed the arrivals now, while they ramp: with
+/// [`RAMP_READS`] intervals each above the one before, their least-squares slope carried
+/// `ramp_lookahead_seconds` ahead, as a factor of the arrivals now (at most [`RAMP_MOST`]).
+/// 1 otherwise: a single jump is a step, not a ramp, and falling arrivals never size a count
+/// down (scale-ins wait for the arrivals themselves).
+fn ramp_growth(cfg: &Config, arrivals: &[(f64, f64)]) -> f64 {
+    if arrivals.len() < RAMP_READS || cfg.ramp_lookahead_seconds <= 0.0 {
+        return 1.0;
+    }
+    if !arrivals.windows(2).all(|w| w[1].1 > w[0].1) {
+        return 1.0;
+    }
+    let n = arrivals.len() as f64;
+    let mean_t = arrivals.iter().map(|a| a.0).sum::<f64>() / n;
+    let mean_a = arrivals.iter().map(|a| a.1).sum::<f64>() / n;
+    let sxx: f64 = arrivals.iter().map(|a| (a.0 - mean_t).powi(2)).sum();
+    if sxx <= 0.0 {
+        return 1.0;
+    }
+    let slope = arrivals
+        .iter()
+        .map(|a| (a.0 - mean_t) * (a.1 - mean_a))
+        .sum::<f64>()
+        / sxx;
+    let now = arrivals.last().map_or(0.0, |a| a.1);
+    if now <= 0.0 || slope <= 0.0 {
+        return 1.0;
+    }
+    (1.0 + slope * cfg.ramp_lookahead_seconds / now).min(RAMP_MOST)
+}
+
 /// Recommends a replica count for this tick, before the scale-in window. Takes the state
 /// (the current count, when the policy last scaled out, and since when the recommendation has
 /// been below the current count), the read, each partition's lag, the stuck partitions (left
 /// out of every figure), the rates and the bounds. With arrivals and a per-replica rate above
-/// 0 it is [`recommend_from_rates`]; until then [`recommend_from_lag`].
+/// 0 it is [`recommend_from_rates`], and while arrivals ramp ([`ramp_growth`]) no fewer than
+/// the count for the arrivals `ramp_lookahead_seconds` on, so that a ramp takes fewer, larger
+/// steps and is not scaled in on the way up; until then [`recommend_from_lag`].
 fn recommend(
     cfg: &Config,
     state: &State,
@@ -798,7 +867,30 @@ fn recommend(
     match (&rates.arrival, rates.per_replica) {
         (Some(arrival), Some(rate)) if rate > 0.0 => {
             let projection = Projection::new(cfg, state, obs, lag, stuck, arrival, rate);
-            recommend_from_rates(&projection, bounds)
+            let rec = recommend_from_rates(&projection, bounds);
+            let growth = ramp_growth(cfg, &arrival_history(state, obs, rates, stuck));
+            if growth <= 1.0 {
+                return rec;
+            }
+            let ahead: Vec<f64> = arrival.iter().map(|a| a * growth).collect();
+            let sized = Projection::new(cfg, state, obs, lag, stuck, &ahead, rate);
+            let far = recommend_from_rates(&sized, bounds);
+            if far.count <= rec.count {
+                return rec;
+            }
+            let mut reason = rec.reason;
+            let _ = write!(
+                reason,
+                "; arrivals rising: {} replica(s) for {:.1} msg/s in {:.0}s",
+                far.count,
+                projection.arrival_total * growth,
+                cfg.ramp_lookahead_seconds
+            );
+            Recommendation {
+                count: far.count,
+                reason,
+                ..rec
+            }
         }
         _ => recommend_from_lag(
             cfg,
@@ -1912,6 +2004,63 @@ mod tests {
         };
         let b = Bounds::new(&c, &Layout::one(12));
         recommend(&c, &State::new(3), &o, &[0; 12], &[], &rates, &b)
+    }
+
+    #[test]
+    fn ramp_growth_needs_four_rising_intervals_and_is_capped() {
+        let c = cfg(1, 12);
+        let rising = [(0.0, 100.0), (30.0, 110.0), (60.0, 120.0), (90.0, 130.0)];
+        // 1/3 msg/s per second, 300 s ahead: 100 more than the 130 now.
+        assert!((ramp_growth(&c, &rising) - 230.0 / 130.0).abs() < 1e-9);
+        assert_eq!(
+            ramp_growth(&c, &rising[1..]),
+            1.0,
+            "three intervals are not a ramp"
+        );
+        let step = [(0.0, 100.0), (30.0, 100.0), (60.0, 100.0), (90.0, 400.0)];
+        assert_eq!(ramp_growth(&c, &step), 1.0, "a step is not a ramp");
+        let falling = [(0.0, 130.0), (30.0, 120.0), (60.0, 110.0), (90.0, 100.0)];
+        assert_eq!(ramp_growth(&c, &falling), 1.0);
+        let steep = [(0.0, 10.0), (30.0, 20.0), (60.0, 30.0), (90.0, 40.0)];
+        assert_eq!(ramp_growth(&c, &steep), RAMP_MOST);
+        let off = Config {
+            ramp_lookahead_seconds: 0.0,
+            ..cfg(1, 12)
+        };
+        assert_eq!(ramp_growth(&off, &rising), 1.0);
+    }
+
+    /// 250 msg/s now, after three intervals that rose by 40 msg/s each: sized for twice the
+    /// arrivals (the most), 500 msg/s, which need 6 replicas (the 3 serving fall behind while
+    /// new ones start), rather than for the 250 now (3).
+    #[test]
+    fn a_ramp_is_sized_for_the_arrivals_ahead() {
+        let c = Config {
+            duty_cycle: false,
+            ..cfg(1, 12)
+        };
+        let o = obs(0.0, &[(1000, 1000); 12], 3);
+        let rates = Rates {
+            arrival: Some(vec![250.0 / 12.0; 12]),
+            per_replica: Some(100.0),
+        };
+        let b = Bounds::new(&c, &Layout::one(12));
+        let ramping = State {
+            arrivals: vec![(-90.0, 130.0), (-60.0, 170.0), (-30.0, 210.0)],
+            ..State::new(3)
+        };
+        let rec = recommend(&c, &ramping, &o, &[0; 12], &[], &rates, &b);
+        assert_eq!(rec.count, 6, "{}", rec.reason);
+        assert!(rec.reason.contains("arrivals rising"), "{}", rec.reason);
+        let level = State {
+            arrivals: vec![(-90.0, 250.0), (-60.0, 250.0), (-30.0, 250.0)],
+            ..State::new(3)
+        };
+        let rec = recommend(&c, &level, &o, &[0; 12], &[], &rates, &b);
+        assert_eq!(rec.count, 3, "{}", rec.reason);
+        // The history carries the interval's total on, four at most.
+        let (_, next) = decide(&c, &ramping, Some(&o));
+        assert!(next.arrivals.len() <= RAMP_READS);
     }
 
     #[test]
