@@ -800,6 +800,15 @@ pub const RAMP_LOOKAHEAD_SECONDS: f64 = 300.0;
 /// The most [`ramp_growth`] sizes a scale-out for: twice the arrivals now.
 const RAMP_MOST: f64 = 2.0;
 
+/// How much the arrivals must rise over the [`RAMP_READS`] intervals, as a share of the first,
+/// to be a ramp rather than noise (four reads in a row that each rise a little happen by
+/// chance under steady traffic).
+const RAMP_MIN_RISE: f64 = 0.1;
+
+/// How far [`ramp_growth`] looks ahead at the most, in spans of the reads it fits: a ramp
+/// seen over four 2 s ticks is not carried five minutes on.
+const RAMP_SPANS_AHEAD: f64 = 4.0;
+
 /// The state's arrival totals with this interval's added (live partitions only), the last
 /// [`RAMP_READS`] of them. An interval with no arrivals measured adds nothing.
 fn arrival_history(
@@ -818,15 +827,18 @@ fn arrival_history(
 }
 
 /// How much the arrivals a recommendation sizes for exceed the arrivals now, while they ramp: with
-/// [`RAMP_READS`] intervals each above the one before, their least-squares slope carried
-/// `ramp_lookahead_seconds` ahead, as a factor of the arrivals now (at most [`RAMP_MOST`]).
-/// 1 otherwise: a single jump is a step, not a ramp, and falling arrivals never size a count
-/// down (scale-ins wait for the arrivals themselves).
+/// [`RAMP_READS`] intervals each above the one before, and the last at least
+/// [`RAMP_MIN_RISE`] above the first, their least-squares slope carried
+/// `ramp_lookahead_seconds` ahead (no more than [`RAMP_SPANS_AHEAD`] times the span of the
+/// reads), as a factor of the arrivals now (at most [`RAMP_MOST`]). 1 otherwise: a single jump
+/// is a step, not a ramp, and falling arrivals never size a count down (scale-ins wait for
+/// the arrivals themselves).
 fn ramp_growth(cfg: &Config, arrivals: &[(f64, f64)]) -> f64 {
     if arrivals.len() < RAMP_READS || cfg.ramp_lookahead_seconds <= 0.0 {
         return 1.0;
     }
-    if !arrivals.windows(2).all(|w| w[1].1 > w[0].1) {
+    let (first, last) = (arrivals[0], arrivals[arrivals.len() - 1]);
+    if !arrivals.windows(2).all(|w| w[1].1 > w[0].1) || last.1 - first.1 < RAMP_MIN_RISE * first.1 {
         return 1.0;
     }
     let n = arrivals.len() as f64;
@@ -845,7 +857,10 @@ fn ramp_growth(cfg: &Config, arrivals: &[(f64, f64)]) -> f64 {
     if now <= 0.0 || slope <= 0.0 {
         return 1.0;
     }
-    (1.0 + slope * cfg.ramp_lookahead_seconds / now).min(RAMP_MOST)
+    let ahead = cfg
+        .ramp_lookahead_seconds
+        .min(RAMP_SPANS_AHEAD * (last.0 - first.0));
+    (1.0 + slope * ahead / now).min(RAMP_MOST)
 }
 
 /// Recommends a replica count for this tick, before the scale-in window. Takes the state
@@ -2023,6 +2038,12 @@ mod tests {
         assert_eq!(ramp_growth(&c, &falling), 1.0);
         let steep = [(0.0, 10.0), (30.0, 20.0), (60.0, 30.0), (90.0, 40.0)];
         assert_eq!(ramp_growth(&c, &steep), RAMP_MOST);
+        // Steady traffic whose reads rise a little four times in a row by chance.
+        let noise = [(0.0, 100.0), (30.0, 101.0), (60.0, 103.0), (90.0, 104.0)];
+        assert_eq!(ramp_growth(&c, &noise), 1.0, "a 4 % rise is noise");
+        // Over 2 s ticks the slope is carried 4 spans (24 s) on, not 300 s.
+        let quick = [(0.0, 100.0), (2.0, 110.0), (4.0, 120.0), (6.0, 130.0)];
+        assert!((ramp_growth(&c, &quick) - (1.0 + 5.0 * 24.0 / 130.0)).abs() < 1e-9);
         let off = Config {
             ramp_lookahead_seconds: 0.0,
             ..cfg(1, 12)
