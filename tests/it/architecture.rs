@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use crate::support::repo_root;
 
 /// Bottom first. A module may use the modules of lower layers, never its own layer's others
-/// nor higher ones. The two platform wings share a layer so neither can reach into the other.
+/// nor higher ones. The platform wings (`platform/*`: every folder under src/platform/, so a
+/// new platform needs no entry here) share a layer so none can reach into another.
 const LAYERS: &[&[&str]] = &[
     &["manifest"],
     &["discover", "render", "scaffold"],
@@ -21,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["platform"],
     // The deploy pipeline both wings share, and the `Platform` trait they implement.
     &["deploy"],
-    &["platform/ecs", "platform/docker"],
+    &["platform/*"],
     &["scale"],
     // The flags as typed and the printing: nothing below knows an output format or prints.
     &["cli"],
@@ -30,7 +31,23 @@ const LAYERS: &[&[&str]] = &[
 ];
 
 fn layer(module: &str) -> Option<usize> {
-    LAYERS.iter().position(|l| l.contains(&module))
+    let name = match module.strip_prefix("platform/") {
+        Some(wing) if wings().iter().any(|w| w == wing) => "platform/*",
+        _ => module,
+    };
+    LAYERS.iter().position(|l| l.contains(&name))
+}
+
+/// The platform wings: the folders under src/platform/.
+fn wings() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(repo_root().join("src/platform"))
+        .expect("src/platform is readable")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
 }
 
 /// The module a source file belongs to: its top-level folder or file under `src/`, and for
@@ -77,9 +94,11 @@ fn used_modules(source: &str) -> BTreeSet<String> {
             .collect();
         if name == "platform" {
             let after = &rest["platform".len()..];
-            let wing = ["ecs", "docker"]
-                .into_iter()
-                .find(|w| after.starts_with(&format!("::{w}")));
+            let wing = wings().into_iter().find(|w| {
+                after.strip_prefix(&format!("::{w}")).is_some_and(|rest| {
+                    !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                })
+            });
             if let Some(w) = wing {
                 out.insert(format!("platform/{w}"));
                 continue;
@@ -168,4 +187,6 @@ fn the_reader_sees_uses_that_point_up() {
     );
     assert_eq!(module_of(Path::new("app.rs")).as_deref(), Some("app"));
     assert!(layer("scale") > layer("platform/ecs"));
+    assert_eq!(layer("platform/docker"), layer("platform/ecs"));
+    assert_eq!(wings(), ["docker", "ecs"]);
 }
