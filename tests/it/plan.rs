@@ -1,48 +1,19 @@
 //! The plan model, printed for people and as JSON, for a fleet where nothing exists yet.
 
-use std::collections::BTreeMap;
-
 use shoal::discover;
 use shoal::manifest::Project;
-use shoal::plan::{self, DesiredInputs, Live};
-use shoal::render::{Renderer, Target};
+use shoal::plan::{self, Live};
 
-use crate::support::{Fixture, API, WORKER};
+use crate::support::{ecs_desired, Fixture, API, WORKER};
 
 fn desired_for(env_name: &str) -> (Vec<plan::Resource>, String) {
     let f = Fixture::standard();
     f.consumer("orders", WORKER);
     f.consumer("web", API);
-    let project = Project::load(f.root()).expect("valid");
-    let env = project.environment(env_name).expect("valid env");
-    let fleet = discover::discover(f.root()).expect("valid fleet");
-    let tags: BTreeMap<String, String> = fleet
-        .consumers
-        .iter()
-        .map(|c| (c.name.clone(), "0123456789abcdef".to_string()))
-        .collect();
-    let renderer = Renderer::embedded();
-    // The ECS wing's service spec and prerequisites; the docker platform plans its
-    // containers itself.
-    let service = |c: &shoal::manifest::Consumer| {
-        shoal::platform::ecs::ServiceSpec::desired(&env, &project.name, c).to_json()
-    };
-    let prerequisites =
-        |c: &shoal::manifest::Consumer| shoal::platform::ecs::prerequisites(&env, &project.name, c);
-    let desired = plan::desired(&DesiredInputs {
-        target: Target {
-            project: &project.name,
-            env: &env,
-            bootstrap: env.kafka.static_bootstrap(),
-        },
-        fleet: &fleet,
-        renderer: &renderer,
-        tags: &tags,
-        service: &service,
-        prerequisites: &prerequisites,
-    })
-    .expect("renders");
-    (desired, project.name)
+    let tags = ["orders", "web"]
+        .map(|c| (c.to_string(), "0123456789abcdef".to_string()))
+        .into();
+    ecs_desired(f.root(), env_name, &tags)
 }
 
 fn plan_for(env_name: &str) -> (plan::Plan, String) {

@@ -4,12 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use shoal::discover;
-use shoal::manifest::Project;
-use shoal::plan::{self, DesiredInputs, Live};
-use shoal::render::{Renderer, Target};
+use shoal::plan::{self, Live};
 
-use crate::support::{shoal, text, Fixture};
+use crate::support::{ecs_desired, shoal, text, Fixture};
 
 /// A project whose environments both carry the local stack's password in a plain URL
 /// (sandbox opts out explicitly, as the shipped one does), and a worker with a plain token.
@@ -55,29 +52,8 @@ fn assert_no_leak(what: &str, shown: &str) {
 /// The ECS plan of the fixture, against nothing live, redacted as `plan` and `deploy` print it.
 fn sandbox_plan() -> plan::Plan {
     let f = fixture();
-    let project = Project::load(f.root()).expect("valid");
-    let env = project.environment("sandbox").expect("sandbox");
-    let fleet = discover::discover(f.root()).expect("valid fleet");
-    let tags: BTreeMap<String, String> =
-        BTreeMap::from([("orders".to_string(), "0123456789abcdef".to_string())]);
-    let service = |c: &shoal::manifest::Consumer| {
-        shoal::platform::ecs::ServiceSpec::desired(&env, &project.name, c).to_json()
-    };
-    let prerequisites =
-        |c: &shoal::manifest::Consumer| shoal::platform::ecs::prerequisites(&env, &project.name, c);
-    let desired = plan::desired(&DesiredInputs {
-        target: Target {
-            project: &project.name,
-            env: &env,
-            bootstrap: env.kafka.static_bootstrap(),
-        },
-        fleet: &fleet,
-        renderer: &Renderer::embedded(),
-        tags: &tags,
-        service: &service,
-        prerequisites: &prerequisites,
-    })
-    .expect("renders");
+    let tags = BTreeMap::from([("orders".to_string(), "0123456789abcdef".to_string())]);
+    let (desired, _) = ecs_desired(f.root(), "sandbox", &tags);
     plan::diff(&desired, &Live::default()).redacted()
 }
 

@@ -256,6 +256,38 @@ impl Sandbox {
 
 /// A plain HTTP/1.0 GET with basic authentication: (status, body). For checking the
 /// registry through its own HTTP API, independently of shoal's client.
+/// The desired resources of the project in `root` on environment `env_name` as the ECS wing
+/// builds them before normalising (its service specs and prerequisites, shared topics
+/// included), each consumer's image tagged as `tags` says; and the project's name.
+pub fn ecs_desired(
+    root: &Path,
+    env_name: &str,
+    tags: &BTreeMap<String, String>,
+) -> (Vec<shoal::plan::Resource>, String) {
+    let project = shoal::manifest::Project::load(root).expect("valid");
+    let env = project.environment(env_name).expect("valid env");
+    let fleet = shoal::discover::discover(root).expect("valid fleet");
+    let service = |c: &shoal::manifest::Consumer| {
+        shoal::platform::ecs::ServiceSpec::desired(&env, &project.name, c).to_json()
+    };
+    let prerequisites =
+        |c: &shoal::manifest::Consumer| shoal::platform::ecs::prerequisites(&env, &project.name, c);
+    let desired = shoal::plan::desired(&shoal::plan::DesiredInputs {
+        target: shoal::render::Target {
+            project: &project.name,
+            env: &env,
+            bootstrap: env.kafka.static_bootstrap(),
+        },
+        fleet: &fleet,
+        renderer: &shoal::render::Renderer::embedded(),
+        tags,
+        service: &service,
+        prerequisites: &prerequisites,
+    })
+    .expect("renders");
+    (desired, project.name)
+}
+
 /// shoal's lag reader for an environment, its brokers resolved as a command resolves them
 /// (`deploy::Session`).
 pub async fn lag_reader(
