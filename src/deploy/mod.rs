@@ -55,7 +55,7 @@ use crate::image::{self, Destination, Engine, ImageJob, Pipeline, Progress};
 use crate::manifest::{Consumer, Environment};
 use crate::plan::Plan;
 use crate::platform::logs::{LogQuery, LogSink};
-use crate::platform::{Publish, RolloutError, Scale, Wait};
+use crate::platform::{Counts, Publish, RolloutError, Scale, Wait};
 use crate::render::{RenderError, Renderer, Target};
 use std::collections::BTreeMap;
 
@@ -147,8 +147,16 @@ pub trait Platform {
     /// go.
     type Hands: Scale + Publish + Send + Sync;
 
-    /// The hands for the environment's workloads.
+    /// The hands for the environment's workloads, ready to scale any of them (from zero too).
     fn hands(&self) -> impl Future<Output = Result<Self::Hands, DeployError>>;
+
+    /// The desired and running counts of these services (`shoal lag`'s member fallback): a
+    /// read that needs less than [`Platform::hands`] (on docker, no rendered templates, so a
+    /// missing secret does not hide the counts). A service the platform lacks is left out.
+    fn counts(
+        &self,
+        services: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, Counts>, DeployError>>;
 }
 
 /// What a deploy can fail with.

@@ -399,14 +399,7 @@ async fn platform_running<P: Platform>(
     chosen: &[(&crate::manifest::Consumer, &crate::manifest::KafkaUse)],
 ) -> BTreeMap<String, u32> {
     let services: Vec<String> = chosen.iter().map(|(c, _)| c.name.clone()).collect();
-    let counts = match platform.hands().await {
-        Ok(hands) => hands
-            .counts_many(&services)
-            .await
-            .map_err(|e| Error::Cause(Box::new(e))),
-        Err(e) => Err(Error::from(e)),
-    };
-    match counts {
+    match platform.counts(&services).await {
         Ok(counts) => counts.into_iter().map(|(s, c)| (s, c.running)).collect(),
         Err(e) => {
             warn!(error = %e, "cannot read the platform's running counts; members unknown");

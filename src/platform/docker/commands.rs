@@ -221,6 +221,18 @@ impl Platform for Docker<'_> {
         scale.fallback = self.templates().await?;
         Ok(scale)
     }
+
+    /// One container list.
+    async fn counts(
+        &self,
+        services: &[String],
+    ) -> Result<BTreeMap<String, crate::platform::Counts>, DeployError> {
+        let ctx = self.0;
+        let scale = DockerScale::new(engine::connect().await?, ctx.env, ctx.project);
+        crate::platform::Scale::counts_many(&scale, services)
+            .await
+            .map_err(|e| DeployError::Platform(Box::new(e)))
+    }
 }
 
 fn status_rows(containers: &[Container]) -> Vec<StatusRow> {

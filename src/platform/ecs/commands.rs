@@ -130,6 +130,17 @@ impl Platform for Ecs<'_> {
         let ctx = self.0;
         Ok(EcsHands::new(ctx.session.aws().await, &ctx.env.cluster))
     }
+
+    /// One DescribeServices per ten services.
+    async fn counts(
+        &self,
+        services: &[String],
+    ) -> Result<std::collections::BTreeMap<String, crate::platform::Counts>, DeployError> {
+        let hands = self.hands().await?;
+        crate::platform::Scale::counts_many(&hands, services)
+            .await
+            .map_err(|e| DeployError::Platform(Box::new(e)))
+    }
 }
 
 /// What `shoal rollback` did.
