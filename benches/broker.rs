@@ -7,9 +7,14 @@
 //! - `MODE=ack`: the latency of acknowledged produces at a fixed rate, with exposure-api's
 //!   producer settings and one key (as oha's single body sends). Every 202 of the API waits for
 //!   one such ack, so the API's latency cannot be lower.
+//! - `MODE=members`: whether the broker describes a consumer group (DescribeGroups, through
+//!   librdkafka's group list, the call shoal's lag reader makes): one member joins `TOPIC`'s
+//!   group and a second client asks for the group's members. The autoscaler counts members
+//!   from this answer where the broker gives it (docs/autoscaler.md, "Members").
 //!
 //! Environment: `KAFKA_BOOTSTRAP`, `TOPIC`; for `read` `EVENTS` (how many messages the topic
-//! holds); for `ack` `RATE` (per second) and `SECONDS`. `RDKAFKA_<NAME>` variables set
+//! holds, and `READ_SECONDS`, how long it may take, 300 by default); for `ack` `RATE` (per
+//! second) and `SECONDS`; `members` needs nothing more. `RDKAFKA_<NAME>` variables set
 //! librdkafka properties, as the workloads read them. Prints one JSON line.
 
 use std::process::ExitCode;
@@ -19,7 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
-/// Longest a read may take before it is called off.
+/// Longest a read may take before it is called off, unless `READ_SECONDS` says.
 const READ_LIMIT: Duration = Duration::from_secs(300);
 /// An exposure event of the API's size.
 const PAYLOAD: &str = r#"{"exposure_id":"5b0b3c1e-8f55-4a43-9d0e-6c1f6f4f2b7a","ds_user_id":"bench-user","experiment_id":"bench-experiment","variation_id":"treatment","ts":"2026-11-29T12:00:00.000Z","attributes":{"country":"NL","plan":"pro"},"source":"bench","accepted_at":"2026-11-29T12:00:00.000Z"}"#;
@@ -77,7 +82,8 @@ async fn run() -> Result<String, String> {
     match var("MODE")?.as_str() {
         "read" => read(&topic, number("EVENTS")?),
         "ack" => ack(&topic, number("RATE")?, number("SECONDS")?).await,
-        other => Err(format!("MODE: {other:?} is not read or ack")),
+        "members" => members(&topic),
+        other => Err(format!("MODE: {other:?} is not read, ack or members")),
     }
 }
 
@@ -92,15 +98,16 @@ fn read(topic: &str, events: u64) -> Result<String, String> {
     .create()
     .map_err(|e| e.to_string())?;
     consumer.subscribe(&[topic]).map_err(|e| e.to_string())?;
+    let limit = std::env::var("READ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(READ_LIMIT, Duration::from_secs);
     let start = Instant::now();
     let mut first = None;
     let mut read = 0u64;
     while read < events {
-        if start.elapsed() > READ_LIMIT {
-            return Err(format!(
-                "read {read} of {events} in {}s",
-                READ_LIMIT.as_secs()
-            ));
+        if start.elapsed() > limit {
+            return Err(format!("read {read} of {events} in {}s", limit.as_secs()));
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(_)) => {
@@ -118,6 +125,39 @@ fn read(topic: &str, events: u64) -> Result<String, String> {
         read as f64 / total,
         read.saturating_sub(1) as f64 / from_first.max(1e-9)
     ))
+}
+
+fn members(topic: &str) -> Result<String, String> {
+    let group = format!("broker-bench-members-{}", std::process::id());
+    let member: BaseConsumer = config(&[("group.id", &group), ("auto.offset.reset", "earliest")])?
+        .create()
+        .map_err(|e| e.to_string())?;
+    member.subscribe(&[topic]).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    while member.assignment().map_or(0, |a| a.count()) == 0 {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err("the member got no assignment in 60 s".into());
+        }
+        let _ = member.poll(Duration::from_millis(100));
+    }
+    let joined_s = start.elapsed().as_secs_f64();
+    let asker: BaseConsumer = config(&[])?.create().map_err(|e| e.to_string())?;
+    let answer = asker.fetch_group_list(Some(&group), Duration::from_secs(10));
+    let _ = member.poll(Duration::from_millis(100));
+    Ok(match answer {
+        Ok(list) => {
+            let found = list.groups().iter().find(|g| g.name() == group);
+            format!(
+                "{{\"joined_s\": {joined_s:.1}, \"described\": true, \"state\": {:?}, \"members\": {}}}",
+                found.map_or("", |g| g.state()),
+                found.map_or(0, |g| g.members().len())
+            )
+        }
+        Err(e) => format!(
+            "{{\"joined_s\": {joined_s:.1}, \"described\": false, \"error\": {:?}}}",
+            e.to_string()
+        ),
+    })
 }
 
 async fn ack(topic: &str, rate: u32, seconds: u32) -> Result<String, String> {
