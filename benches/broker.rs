@@ -147,8 +147,16 @@ fn members(topic: &str) -> Result<String, String> {
     Ok(match answer {
         Ok(list) => {
             let found = list.groups().iter().find(|g| g.name() == group);
+            // shoal counts a member when its assignment (the consumer protocol's bytes)
+            // names a partition; a broker that leaves it empty gives a count of 0.
+            let assigned = found.map_or(0, |g| {
+                g.members()
+                    .iter()
+                    .filter(|m| m.assignment().is_some_and(|a| !a.is_empty()))
+                    .count()
+            });
             format!(
-                "{{\"joined_s\": {joined_s:.1}, \"described\": true, \"state\": {:?}, \"members\": {}}}",
+                "{{\"joined_s\": {joined_s:.1}, \"described\": true, \"state\": {:?}, \"members\": {}, \"with_assignment\": {assigned}}}",
                 found.map_or("", |g| g.state()),
                 found.map_or(0, |g| g.members().len())
             )
