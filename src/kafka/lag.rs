@@ -300,7 +300,8 @@ impl LagReader {
     }
 
     /// The group's members that own partitions of `topics`, from DescribeGroups; `None` when
-    /// the broker cannot answer it. After a failure the reader does not ask again for
+    /// the broker cannot answer it, or answers with no member's assignment
+    /// ([`count_members`]). After a failure the reader does not ask again for
     /// [`DESCRIBE_RETRY`], so a broker without the call costs one timeout per retry, not
     /// one per tick.
     fn members(&self, consumer: &Client, group: &str, topics: &[String]) -> Option<Members> {
@@ -311,14 +312,20 @@ impl LagReader {
         match consumer.fetch_group_list(Some(group), self.timeout) {
             Ok(list) => {
                 *failed = None;
-                let count = list
+                let assignments = list
                     .groups()
                     .iter()
                     .filter(|g| g.name() == group)
                     .flat_map(|g| g.members())
-                    .filter(|m| owns_partitions(m.assignment(), topics))
-                    .count() as u32;
-                Some(Members {
+                    .map(|m| m.assignment());
+                let count = count_members(assignments, topics);
+                if count.is_none() {
+                    tracing::debug!(
+                        group,
+                        "the group's members have no assignment (rebalancing, or a broker that leaves it out); the member count comes from the platform's running count"
+                    );
+                }
+                count.map(|count| Members {
                     count,
                     source: MemberSource::Group,
                 })
@@ -372,6 +379,23 @@ fn owns_partitions(assignment: Option<&[u8]>, topics: &[String]) -> bool {
             .iter()
             .any(|(topic, n)| *n > 0 && topics.iter().any(|t| t == topic))
     })
+}
+
+/// How many of a group's members (given by their assignments) own a partition of `topics`;
+/// `None` when there are members and not one has an assignment. Kafka sends none while the
+/// group rebalances, and some brokers (nisshi 0.8) never send one; neither says how many
+/// members serve, so the count is left to the platform's running count, not taken as 0.
+fn count_members<'a>(
+    assignments: impl Iterator<Item = Option<&'a [u8]>>,
+    topics: &[String],
+) -> Option<u32> {
+    let (mut members, mut with_assignment, mut owning) = (0u32, 0u32, 0u32);
+    for a in assignments {
+        members += 1;
+        with_assignment += u32::from(a.is_some());
+        owning += u32::from(owns_partitions(a, topics));
+    }
+    (members == 0 || with_assignment > 0).then_some(owning)
 }
 
 /// The topics of a consumer-protocol assignment and how many partitions of each, or `None`
@@ -438,6 +462,27 @@ mod tests {
         let elsewhere = assignment(&[("other", &[0, 1])]);
         assert!(!owns_partitions(Some(&elsewhere), &topics));
         assert!(!owns_partitions(None, &topics));
+    }
+
+    #[test]
+    fn members_without_any_assignment_leave_the_count_unknown() {
+        let topics = vec!["orders".to_string()];
+        let owns = assignment(&[("orders", &[0])]);
+        let idle = assignment(&[("orders", &[])]);
+        assert_eq!(
+            count_members([Some(&owns[..]), None].into_iter(), &topics),
+            Some(1)
+        );
+        assert_eq!(
+            count_members([Some(&idle[..])].into_iter(), &topics),
+            Some(0)
+        );
+        assert_eq!(
+            count_members(std::iter::empty(), &topics),
+            Some(0),
+            "an empty group"
+        );
+        assert_eq!(count_members([None, None].into_iter(), &topics), None);
     }
 
     #[test]
