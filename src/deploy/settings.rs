@@ -73,10 +73,6 @@ impl<'a> Session<'a> {
         }
     }
 
-    pub fn env(&self) -> &'a Environment {
-        self.env
-    }
-
     /// The environment's AWS configuration, loaded on first use.
     pub async fn aws(&self) -> &SdkConfig {
         self.aws
@@ -106,8 +102,7 @@ impl<'a> Session<'a> {
     pub async fn workload_bootstrap(&self) -> Result<Option<String>, KafkaError> {
         match &self.env.kafka {
             KafkaAccess::None => Ok(None),
-            KafkaAccess::Bootstrap(_) => Ok(self.env.kafka.static_bootstrap()),
-            KafkaAccess::Msk { .. } => Ok(Some(self.kafka().await?.bootstrap().to_string())),
+            _ => Ok(Some(self.kafka().await?.bootstrap().to_string())),
         }
     }
 }

@@ -80,6 +80,16 @@ impl Docker<'_> {
         Ok(out)
     }
 
+    /// The project's containers to count and scale, with nothing to start from zero.
+    async fn scale(&self) -> Result<DockerScale, DeployError> {
+        let ctx = self.0;
+        Ok(DockerScale::new(
+            engine::connect().await?,
+            ctx.env,
+            ctx.project,
+        ))
+    }
+
     /// What the autoscaler starts a consumer's first container from when it has none left
     /// (scaling up from zero): the container a deploy of this tree would make, for every
     /// consumer with `[scaling]`. Its image is the tree's content-hash tag, so it is the
@@ -216,8 +226,7 @@ impl Platform for Docker<'_> {
     /// spec ([`Docker::templates`]). Metrics are not published: the docker platform has no
     /// CloudWatch, so the figures are only on the daemon's `/metrics`.
     async fn hands(&self) -> Result<DockerScale, DeployError> {
-        let ctx = self.0;
-        let mut scale = DockerScale::new(engine::connect().await?, ctx.env, ctx.project);
+        let mut scale = self.scale().await?;
         scale.fallback = self.templates().await?;
         Ok(scale)
     }
@@ -227,8 +236,7 @@ impl Platform for Docker<'_> {
         &self,
         services: &[String],
     ) -> Result<BTreeMap<String, crate::platform::Counts>, DeployError> {
-        let ctx = self.0;
-        let scale = DockerScale::new(engine::connect().await?, ctx.env, ctx.project);
+        let scale = self.scale().await?;
         crate::platform::Scale::counts_many(&scale, services)
             .await
             .map_err(|e| DeployError::Platform(Box::new(e)))
