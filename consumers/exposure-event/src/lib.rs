@@ -201,18 +201,7 @@ pub fn from_request(
     let variation_id = text(obj, prefix, "variation_id", TEXT_MAX_BYTES)?;
     let source = text(obj, prefix, "source", TEXT_MAX_BYTES)?;
     let attributes = attributes(obj, prefix)?;
-    let ts = match obj.get("timestamp") {
-        None | Some(Value::Null) => normalise(now),
-        Some(Value::String(s)) => {
-            parse_timestamp(s).map_err(|m| Invalid::new(format!("{prefix}timestamp"), m))?
-        }
-        Some(_) => {
-            return Err(Invalid::new(
-                format!("{prefix}timestamp"),
-                "must be an RFC 3339 date-time string",
-            ))
-        }
-    };
+    let ts = timestamp(obj, prefix)?.unwrap_or_else(|| normalise(now));
     Ok(NewExposure {
         exposure_id,
         ds_user_id,
@@ -239,16 +228,7 @@ pub fn parse_wire(payload: &[u8]) -> Result<Exposure, Invalid> {
     let variation_id = text(&obj, "", "variation_id", TEXT_MAX_BYTES)?;
     let source = text(&obj, "", "source", TEXT_MAX_BYTES)?;
     let attributes = Value::Object(attributes(&obj, "")?);
-    let ts = match obj.get("timestamp") {
-        None | Some(Value::Null) => return Err(Invalid::new("timestamp", "is required")),
-        Some(Value::String(s)) => parse_timestamp(s).map_err(|m| Invalid::new("timestamp", m))?,
-        Some(_) => {
-            return Err(Invalid::new(
-                "timestamp",
-                "must be an RFC 3339 date-time string",
-            ))
-        }
-    };
+    let ts = timestamp(&obj, "")?.ok_or_else(|| Invalid::new("timestamp", "is required"))?;
     let accepted_at = match obj.get("accepted_at") {
         Some(Value::String(s)) => parse_timestamp(s).ok(),
         _ => None,
@@ -263,6 +243,17 @@ pub fn parse_wire(payload: &[u8]) -> Result<Exposure, Invalid> {
         source,
         accepted_at,
     })
+}
+
+/// The `timestamp` field, parsed and normalised as [`parse_timestamp`] does; `None` when it is
+/// absent or null.
+fn timestamp(obj: &Map<String, Value>, prefix: &str) -> Result<Option<DateTime<Utc>>, Invalid> {
+    let invalid = |m: String| Invalid::new(format!("{prefix}timestamp"), m);
+    match obj.get("timestamp") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_timestamp(s).map(Some).map_err(invalid),
+        Some(_) => Err(invalid("must be an RFC 3339 date-time string".into())),
+    }
 }
 
 /// A required, non-blank string of at most `max` bytes without control characters.
@@ -339,21 +330,32 @@ fn has_nul(v: &Value) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+/// A valid request event and a fixed clock, for the tests of this crate and of the workloads
+/// that use it (their dev-dependency turns on the `fixtures` feature).
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures {
+    use chrono::{DateTime, Utc};
+    use serde_json::{json, Value};
 
-    fn good() -> Value {
+    /// An event as a client sends it, valid by every rule.
+    pub fn good() -> Value {
         json!({"ds_user_id": "u1", "experiment_id": "e1", "variation_id": "v1",
                "attributes": {"country": "NL"}, "source": "web"})
     }
 
-    fn now() -> DateTime<Utc> {
+    /// The clock the tests read: 2026-11-22T02:33:12.123456Z.
+    pub fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-22T02:33:12.123456Z")
-            .unwrap()
+            .expect("a valid timestamp")
             .with_timezone(&Utc)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{good, now};
+    use super::*;
+    use serde_json::json;
 
     fn invalid(v: Value) -> (String, String) {
         let e = from_request(&v, "", now()).unwrap_err();
@@ -461,26 +463,15 @@ mod tests {
     fn timestamps_are_utc_milliseconds_within_four_digit_years() {
         let ts =
             |s: &str| from_request(&with("timestamp", json!(s)), "", now()).map(|e| rfc3339(e.ts));
-        assert_eq!(
-            ts("2026-11-22T03:33:12.5+01:00").unwrap(),
-            "2026-11-22T02:33:12.500Z"
-        );
-        assert_eq!(
-            ts("2026-11-22T02:33:12.123999Z").unwrap(),
-            "2026-11-22T02:33:12.123Z"
-        );
-        assert_eq!(
-            ts("9999-12-31T23:59:59.999Z").unwrap(),
-            "9999-12-31T23:59:59.999Z"
-        );
-        assert_eq!(
-            ts("0001-01-01T00:00:00Z").unwrap(),
-            "0001-01-01T00:00:00.000Z"
-        );
-        assert_eq!(
-            ts("2016-12-31T23:59:60.5Z").unwrap(),
-            "2017-01-01T00:00:00.500Z"
-        );
+        for (given, stored) in [
+            ("2026-11-22T03:33:12.5+01:00", "2026-11-22T02:33:12.500Z"),
+            ("2026-11-22T02:33:12.123999Z", "2026-11-22T02:33:12.123Z"),
+            ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+            ("2016-12-31T23:59:60.5Z", "2017-01-01T00:00:00.500Z"),
+        ] {
+            assert_eq!(ts(given).unwrap(), stored, "{given}");
+        }
         for bad in [
             "9999-12-31T23:59:59-01:00",
             "0001-01-01T00:00:00+00:01",
