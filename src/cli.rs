@@ -170,6 +170,14 @@ Examples:
     /// below-desired, dlq): CloudWatch's on ECS; on docker the same conditions judged now,
     /// from two lag reads 2 s apart and the running containers. An alarm that is not OK is
     /// listed under the table with its reason.
+    ///
+    /// no-lag-data means on ECS that `shoal autoscale` published no lag for no_data_minutes
+    /// (the daemon is down, or runs and cannot read the lag); on docker, where the autoscaler
+    /// publishes nothing, that status itself cannot read the lag from the broker now.
+    #[command(after_help = "\
+Examples:
+  shoal status --env prod                 a row per service; alarms not OK follow the table
+  shoal status -o json | jq '.services[] | {consumer, alarms}'")]
     Status,
 
     /// Remove every container of the project in a docker environment.

@@ -6,9 +6,12 @@
 //! - `lag`: the busiest partition's lag seconds (lag at the arrival rate, or at the consume
 //!   rate) above `max_lag_seconds`; lag with nothing consumed during the sample is also
 //!   over (the consumer is not keeping up at all);
-//! - `no-lag-data`: the lag cannot be read from the broker;
+//! - `no-lag-data`: the lag cannot be read from the broker. (On ECS the alarm means that
+//!   `shoal autoscale` published no lag: the daemon is down or cannot read the lag. The
+//!   docker platform's autoscaler publishes nothing, so here only the read itself is judged.)
 //! - `below-desired`: fewer containers running than desired;
-//! - `dlq`: the dead-letter topic grew during the sample.
+//! - `dlq`: the dead-letter topic grew during the sample (its end offsets, summed over its
+//!   partitions, are higher in the second read than in the first).
 
 use std::time::Duration;
 
@@ -242,6 +245,102 @@ mod tests {
         );
         let s = lag_state(&a, &b, OffsetReset::Earliest, 5.0);
         assert_eq!(s.state, ALARM, "{s:?}");
+    }
+
+    /// A scaled worker on `t` whose `[alarms]` watch the dead-letter topic `t.dlq`.
+    fn with_dlq() -> Consumer {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("consumers/w");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").expect("write");
+        let text = "kind = \"worker\"\n[kafka]\ngroup = \"g\"\ntopics = [\"t\"]\n\
+                    [scaling]\nmin = 1\nmax = 2\n[alarms]\ndlq_topic = \"t.dlq\"\n";
+        Consumer::parse(root.path(), &dir, text).expect("valid manifest")
+    }
+
+    /// The state and reason `judge` gives `alarm`.
+    fn judged(c: &Consumer, r: &Reads, alarm: &str) -> (String, String) {
+        let all = judge(c, 1, 1, r);
+        let a = all
+            .iter()
+            .find(|a| a.alarm == alarm)
+            .unwrap_or_else(|| panic!("no {alarm} in {all:?}"));
+        (a.state.clone(), a.reason.clone())
+    }
+
+    #[test]
+    fn the_dlq_alarm_fires_when_the_dead_letter_topic_grew_between_the_reads() {
+        let c = with_dlq();
+        let lag = [
+            Some(read(0.0, &[(5, Some(5))])),
+            Some(read(2.0, &[(5, Some(5))])),
+        ];
+        let dlq = |before: &[(i64, Option<i64>)], after: &[(i64, Option<i64>)]| Reads {
+            lag: lag.clone(),
+            dlq: [Some(read(0.0, before)), Some(read(2.0, after))],
+            error: None,
+        };
+        // Two partitions: growth on either counts, summed.
+        let grew = dlq(&[(4, None), (7, None)], &[(5, None), (9, None)]);
+        assert_eq!(
+            judged(&c, &grew, "dlq"),
+            (ALARM.into(), "t.dlq grew by 3 messages".into())
+        );
+        let same = dlq(&[(4, None), (7, None)], &[(4, None), (7, None)]);
+        assert_eq!(
+            judged(&c, &same, "dlq"),
+            (OK.into(), "t.dlq did not grow".into())
+        );
+        // Messages on the DLQ from before the sample are not growth.
+        let old = dlq(&[(900, None)], &[(900, None)]);
+        assert_eq!(judged(&c, &old, "dlq").0, OK);
+        let unread = Reads {
+            lag,
+            dlq: [Some(read(0.0, &[(4, None)])), None],
+            error: None,
+        };
+        assert_eq!(
+            judged(&c, &unread, "dlq"),
+            (INSUFFICIENT.into(), "t.dlq could not be read".into())
+        );
+        // The other three alarms are judged next to it, and no DLQ means no `dlq` alarm.
+        let names: Vec<String> = judge(&c, 1, 1, &same)
+            .into_iter()
+            .map(|a| a.alarm)
+            .collect();
+        assert_eq!(names, ["lag", "no-lag-data", "below-desired", "dlq"]);
+        let mut plain = c.clone();
+        if let Some(a) = plain.alarms.as_mut() {
+            a.dlq_topic = None;
+        }
+        assert!(judge(&plain, 1, 1, &grew).iter().all(|a| a.alarm != "dlq"));
+    }
+
+    #[test]
+    fn no_lag_data_means_the_broker_could_not_be_read() {
+        let c = with_dlq();
+        let unread = Reads {
+            lag: [None, None],
+            dlq: [None, None],
+            error: Some("connection refused".into()),
+        };
+        assert_eq!(
+            judged(&c, &unread, "no-lag-data"),
+            (
+                ALARM.into(),
+                "cannot read the lag: connection refused".into()
+            )
+        );
+        assert_eq!(judged(&c, &unread, "lag").0, INSUFFICIENT);
+        let read_fine = Reads {
+            lag: [
+                Some(read(0.0, &[(5, Some(5))])),
+                Some(read(2.0, &[(5, Some(5))])),
+            ],
+            dlq: [None, None],
+            error: None,
+        };
+        assert_eq!(judged(&c, &read_fine, "no-lag-data").0, OK);
     }
 
     #[test]
