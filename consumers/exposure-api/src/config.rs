@@ -9,6 +9,9 @@ use std::time::Duration;
 /// `message.max.bytes`.
 pub const MESSAGE_OVERHEAD_BYTES: usize = 512;
 
+/// `MAX_BATCH` when unset, or `SHED_QUEUE_MESSAGES` when that is lower.
+pub const MAX_BATCH_DEFAULT: usize = 1000;
+
 /// The resolved settings of one process.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -20,6 +23,7 @@ pub struct Settings {
     pub produce_timeout: Duration,
     /// `MAX_BODY_BYTES`; default: the producer's `message.max.bytes`.
     pub max_body_bytes: usize,
+    /// `MAX_BATCH`: at most `shed_queue_messages`.
     pub max_batch: usize,
     /// The producer's `message.max.bytes` (`RDKAFKA_MESSAGE_MAX_BYTES`, librdkafka's default
     /// 1000000): an event whose message would be larger is answered 413.
@@ -90,9 +94,30 @@ impl Settings {
         if produce_timeout_ms == 0 || produce_timeout_ms > 900_000 {
             return Err(err("PRODUCE_TIMEOUT_MS", "must be between 1 and 900000"));
         }
-        let max_batch = number::<usize>(get("MAX_BATCH"), "MAX_BATCH", 1000)?;
+        let shed_queue_messages =
+            number::<usize>(get("SHED_QUEUE_MESSAGES"), "SHED_QUEUE_MESSAGES", 10_000)?;
+        if shed_queue_messages == 0 {
+            return Err(err("SHED_QUEUE_MESSAGES", "must be at least 1"));
+        }
+        // A batch is shed when the queue would pass SHED_QUEUE_MESSAGES with it, even an empty
+        // queue: a larger batch would be answered 503 on every try.
+        let max_batch = number::<usize>(
+            get("MAX_BATCH"),
+            "MAX_BATCH",
+            MAX_BATCH_DEFAULT.min(shed_queue_messages),
+        )?;
         if max_batch == 0 {
             return Err(err("MAX_BATCH", "must be at least 1"));
+        }
+        if max_batch > shed_queue_messages {
+            return Err(err(
+                "MAX_BATCH",
+                format!(
+                    "is {max_batch}, more than SHED_QUEUE_MESSAGES ({shed_queue_messages}): a \
+                     batch that large would be answered 503 on every try; lower MAX_BATCH or \
+                     raise SHED_QUEUE_MESSAGES"
+                ),
+            ));
         }
         let api_keys: Vec<String> = get("API_KEYS")
             .map(|v| {
@@ -167,11 +192,6 @@ impl Settings {
         )?;
         if request_timeout_ms == 0 {
             return Err(err("REQUEST_TIMEOUT_MS", "must be at least 1"));
-        }
-        let shed_queue_messages =
-            number::<usize>(get("SHED_QUEUE_MESSAGES"), "SHED_QUEUE_MESSAGES", 10_000)?;
-        if shed_queue_messages == 0 {
-            return Err(err("SHED_QUEUE_MESSAGES", "must be at least 1"));
         }
         let iam = msk_iam::IamSettings::from_vars(|k| vars.get(k).map(String::as_str))
             .map_err(|p| err(&p.var, p.problem))?;
@@ -287,6 +307,32 @@ mod tests {
         let e = Settings::from_vars(&vars(&[("KAFKA_BOOTSTRAP", "b"), ("DATABASE_URL", "x://")]))
             .unwrap_err();
         assert_eq!(e.var, "DATABASE_URL");
+    }
+
+    /// A batch larger than the queue's high-water mark would be shed on every try.
+    #[test]
+    fn max_batch_fits_under_shed_queue_messages() {
+        let settings = |extra: &[(&str, &str)]| {
+            let mut v = vars(&[("KAFKA_BOOTSTRAP", "b"), ("API_KEYS", "k")]);
+            v.extend(vars(extra));
+            Settings::from_vars(&v)
+        };
+        let e = settings(&[("MAX_BATCH", "101"), ("SHED_QUEUE_MESSAGES", "100")]).unwrap_err();
+        assert_eq!(e.var, "MAX_BATCH");
+        assert_eq!(
+            e.problem,
+            "is 101, more than SHED_QUEUE_MESSAGES (100): a batch that large would be answered \
+             503 on every try; lower MAX_BATCH or raise SHED_QUEUE_MESSAGES"
+        );
+        let e = settings(&[("MAX_BATCH", "20000")]).unwrap_err();
+        assert!(e.problem.contains("SHED_QUEUE_MESSAGES (10000)"), "{e}");
+        let s = settings(&[("MAX_BATCH", "100"), ("SHED_QUEUE_MESSAGES", "100")]).unwrap();
+        assert_eq!((s.max_batch, s.shed_queue_messages), (100, 100));
+        // Unset, MAX_BATCH follows a lower high-water mark.
+        let s = settings(&[("SHED_QUEUE_MESSAGES", "3")]).unwrap();
+        assert_eq!(s.max_batch, 3);
+        let s = settings(&[("SHED_QUEUE_MESSAGES", "20000")]).unwrap();
+        assert_eq!(s.max_batch, MAX_BATCH_DEFAULT);
     }
 
     #[test]
