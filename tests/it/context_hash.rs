@@ -5,21 +5,29 @@ use shoal::discover::{self, context};
 
 use crate::support::Fixture;
 
-fn fixture() -> Fixture {
-    let f = Fixture::standard();
-    f.consumer(
-        "c",
+/// The fixture's files beside the standard ones, in the order `fixture` writes them.
+const FILES: &[(&str, &str)] = &[
+    ("consumers/c/Dockerfile", "FROM scratch\n"),
+    (
+        "consumers/c/consumer.toml",
         "kind = \"worker\"\n[build]\nargs = { MODE = \"release\" }\n",
-    );
-    f.write("consumers/c/src/main.rs", "fn main() {}\n");
-    f.write("consumers/c/src/lib/util.rs", "pub fn x() {}\n");
-    f.write("consumers/c/notes.md", "notes\n");
-    f.write("consumers/c/target/debug/big.bin", "build output\n");
-    f.write(
+    ),
+    ("consumers/c/src/main.rs", "fn main() {}\n"),
+    ("consumers/c/src/lib/util.rs", "pub fn x() {}\n"),
+    ("consumers/c/notes.md", "notes\n"),
+    ("consumers/c/target/debug/big.bin", "build output\n"),
+    (
         "consumers/c/.dockerignore",
         "# build output and docs stay out\ntarget\n*.md\n!KEEP.md\n",
-    );
-    f.write("consumers/c/KEEP.md", "kept\n");
+    ),
+    ("consumers/c/KEEP.md", "kept\n"),
+];
+
+fn fixture() -> Fixture {
+    let f = Fixture::standard();
+    for (path, text) in FILES {
+        f.write(path, text);
+    }
     f
 }
 
@@ -45,19 +53,9 @@ fn independent_of_creation_order() {
     let a = fixture();
     let b = Fixture::standard();
     // The same files, written in the opposite order.
-    b.write("consumers/c/KEEP.md", "kept\n");
-    b.write(
-        "consumers/c/.dockerignore",
-        "# build output and docs stay out\ntarget\n*.md\n!KEEP.md\n",
-    );
-    b.write("consumers/c/target/debug/big.bin", "build output\n");
-    b.write("consumers/c/notes.md", "notes\n");
-    b.write("consumers/c/src/lib/util.rs", "pub fn x() {}\n");
-    b.write("consumers/c/src/main.rs", "fn main() {}\n");
-    b.consumer(
-        "c",
-        "kind = \"worker\"\n[build]\nargs = { MODE = \"release\" }\n",
-    );
+    for (path, text) in FILES.iter().rev() {
+        b.write(path, text);
+    }
     assert_eq!(hash(&a), hash(&b));
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::workloads::{
     create_topic, database_url, free_port, http, post_json, psql, spawn_workload, wait_for,
-    OwnBroker,
+    OwnBroker, Running,
 };
 
 /// What the posting thread saw.
@@ -21,45 +21,94 @@ struct Posted {
     other: Vec<String>,
 }
 
+/// The pair under test: exposure-api and exposure-consumer on a broker of the test's own, with
+/// PostgreSQL from the local stack as the warehouse.
+struct Pipeline {
+    api: Running,
+    consumer: Running,
+    broker: OwnBroker,
+    /// Names this run's topic, group and keys.
+    id: String,
+    /// The experiment id this run's events carry, so its rows can be told apart.
+    experiment: String,
+    /// The API's address, once its /health answers.
+    addr: String,
+}
+
+impl Pipeline {
+    /// Starts the broker, a 3-partition topic, the consumer and the API with `auth` (one
+    /// environment variable: auth is on by default), and waits for the API's /health.
+    async fn start(name: &str, auth: (&str, &str)) -> Pipeline {
+        let broker = OwnBroker::start();
+        let bootstrap = broker.bootstrap();
+        let id = format!("{name}{}", std::process::id());
+        let topic = format!("exposures-{id}");
+        create_topic(&bootstrap, &topic, 3).await;
+        let consumer = spawn_workload(
+            "exposure-consumer",
+            &[
+                ("KAFKA_BOOTSTRAP", bootstrap.clone()),
+                ("DATABASE_URL", database_url()),
+                ("EXPOSURES_TOPIC", topic.clone()),
+                ("DLQ_TOPIC", format!("{topic}.dlq")),
+                ("KAFKA_GROUP", format!("group-{id}")),
+                ("PORT", free_port().to_string()),
+            ],
+        );
+        let api_port = free_port();
+        let api = spawn_workload(
+            "exposure-api",
+            &[
+                ("KAFKA_BOOTSTRAP", bootstrap),
+                ("EXPOSURES_TOPIC", topic),
+                ("PORT", api_port.to_string()),
+                ("PRODUCE_TIMEOUT_MS", "1500".to_string()),
+                (auth.0, auth.1.to_string()),
+            ],
+        );
+        let addr = format!("127.0.0.1:{api_port}");
+        wait_for("the API's /health", Duration::from_secs(60), || {
+            http("GET", &addr, "/health", &[], b"").filter(|a| a.status == 200)
+        });
+        Pipeline {
+            api,
+            consumer,
+            broker,
+            experiment: format!("exp-{id}-{}", free_port()),
+            id,
+            addr,
+        }
+    }
+}
+
+/// The exposure ids the warehouse holds for `experiment`: none before the consumer has created
+/// its table.
+fn warehouse_ids(experiment: &str) -> Vec<String> {
+    let table = psql("SELECT to_regclass('growthbook.experiment_exposures') IS NOT NULL");
+    if table != "t" {
+        return Vec::new();
+    }
+    psql(&format!(
+        "SELECT exposure_id FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"
+    ))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
 /// Stop the broker while events keep arriving: the API answers 503 (with Retry-After) instead
 /// of 202, and recovers by itself when the broker is back; every event it answered 202 for
 /// reaches the warehouse, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_no_accepted_event() {
-    let mut broker = OwnBroker::start();
-    let bootstrap = broker.bootstrap();
-    let id = format!("pipe{}", std::process::id());
-    let topic = format!("exposures-{id}");
-    create_topic(&bootstrap, &topic, 3).await;
-    let experiment = format!("exp-{id}-{}", free_port());
-
-    let _consumer = spawn_workload(
-        "exposure-consumer",
-        &[
-            ("KAFKA_BOOTSTRAP", bootstrap.clone()),
-            ("DATABASE_URL", database_url()),
-            ("EXPOSURES_TOPIC", topic.clone()),
-            ("DLQ_TOPIC", format!("{topic}.dlq")),
-            ("KAFKA_GROUP", format!("group-{id}")),
-            ("PORT", free_port().to_string()),
-        ],
-    );
-    let api_port = free_port();
-    let _api = spawn_workload(
-        "exposure-api",
-        &[
-            ("KAFKA_BOOTSTRAP", bootstrap.clone()),
-            ("EXPOSURES_TOPIC", topic.clone()),
-            ("PORT", api_port.to_string()),
-            ("PRODUCE_TIMEOUT_MS", "1500".to_string()),
-            // Writes without credentials (auth is on by default).
-            ("AUTH", "none".to_string()),
-        ],
-    );
-    let addr = format!("127.0.0.1:{api_port}");
-    wait_for("the API's /health", Duration::from_secs(60), || {
-        http("GET", &addr, "/health", &[], b"").filter(|a| a.status == 200)
-    });
+    let Pipeline {
+        mut broker,
+        experiment,
+        addr,
+        api: _api,
+        consumer: _consumer,
+        ..
+    } = Pipeline::start("pipe", ("AUTH", "none")).await;
 
     let posted = Arc::new(Mutex::new(Posted::default()));
     let running = Arc::new(AtomicBool::new(true));
@@ -156,33 +205,17 @@ async fn a_broker_restart_loses_no_accepted_event() {
         p.unavailable_without_retry_after, 0,
         "every 503 carries Retry-After"
     );
-    let ids_sql = format!(
-        "SELECT exposure_id FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"
-    );
-    let present = |sql: &str| -> BTreeSet<String> {
-        let table = psql("SELECT to_regclass('growthbook.experiment_exposures') IS NOT NULL");
-        if table != "t" {
-            return BTreeSet::new();
-        }
-        psql(sql).lines().map(str::to_string).collect()
-    };
     let rows = wait_for(
         "every accepted event in the warehouse",
         Duration::from_secs(120),
         || {
-            let rows = present(&ids_sql);
-            p.accepted.is_subset(&rows).then_some(rows)
+            let rows = warehouse_ids(&experiment);
+            let present: BTreeSet<String> = rows.iter().cloned().collect();
+            p.accepted.is_subset(&present).then_some(rows)
         },
     );
-    let missing: Vec<&String> = p.accepted.difference(&rows).collect();
-    assert!(
-        missing.is_empty(),
-        "accepted but not in the warehouse: {missing:?}"
-    );
-    let distinct = psql(&format!(
-        "SELECT count(*) = count(DISTINCT exposure_id) FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"
-    ));
-    assert_eq!(distinct, "t");
+    let present: BTreeSet<&String> = rows.iter().collect();
+    assert_eq!(rows.len(), present.len(), "one row per exposure_id");
     eprintln!(
         "accepted {}, answered 503 {} times, {} rows (a 503'd event may still have been written), recovered {:.1}s after the restart",
         p.accepted.len(),
@@ -206,39 +239,15 @@ struct Retried {
 /// the same ids, and the warehouse ends with exactly one row per event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
-    let mut broker = OwnBroker::start();
-    let bootstrap = broker.bootstrap();
-    let id = format!("storm{}", std::process::id());
-    let topic = format!("exposures-{id}");
-    create_topic(&bootstrap, &topic, 3).await;
-    let experiment = format!("exp-{id}-{}", free_port());
-
-    let _consumer = spawn_workload(
-        "exposure-consumer",
-        &[
-            ("KAFKA_BOOTSTRAP", bootstrap.clone()),
-            ("DATABASE_URL", database_url()),
-            ("EXPOSURES_TOPIC", topic.clone()),
-            ("DLQ_TOPIC", format!("{topic}.dlq")),
-            ("KAFKA_GROUP", format!("group-{id}")),
-            ("PORT", free_port().to_string()),
-        ],
-    );
-    let api_port = free_port();
-    let _api = spawn_workload(
-        "exposure-api",
-        &[
-            ("KAFKA_BOOTSTRAP", bootstrap.clone()),
-            ("EXPOSURES_TOPIC", topic.clone()),
-            ("PORT", api_port.to_string()),
-            ("PRODUCE_TIMEOUT_MS", "1500".to_string()),
-            ("API_KEYS", "storm-key".to_string()),
-        ],
-    );
-    let addr = format!("127.0.0.1:{api_port}");
-    wait_for("the API's /health", Duration::from_secs(60), || {
-        http("GET", &addr, "/health", &[], b"").filter(|a| a.status == 200)
-    });
+    let Pipeline {
+        mut broker,
+        id,
+        experiment,
+        addr,
+        api: _api,
+        consumer: _consumer,
+        ..
+    } = Pipeline::start("storm", ("API_KEYS", "storm-key")).await;
 
     let event = |n: usize| {
         serde_json::json!({
@@ -392,24 +401,17 @@ async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
     }
     assert_eq!(expected.len(), events, "one id per event");
 
-    let rows_sql = format!(
-        "SELECT exposure_id FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"
-    );
     wait_for(
         "every event in the warehouse",
         Duration::from_secs(120),
         || {
-            let table = psql("SELECT to_regclass('growthbook.experiment_exposures') IS NOT NULL");
-            if table != "t" {
-                return None;
-            }
-            let present: BTreeSet<String> = psql(&rows_sql).lines().map(str::to_string).collect();
+            let present: BTreeSet<String> = warehouse_ids(&experiment).into_iter().collect();
             expected.is_subset(&present).then_some(())
         },
     );
     // A moment for late duplicates to arrive, then: exactly one row per event.
     std::thread::sleep(Duration::from_secs(3));
-    let rows: Vec<String> = psql(&rows_sql).lines().map(str::to_string).collect();
+    let rows = warehouse_ids(&experiment);
     let present: BTreeSet<String> = rows.iter().cloned().collect();
     assert_eq!(rows.len(), present.len(), "one row per exposure_id");
     assert_eq!(present, expected, "exactly the events sent, once each");

@@ -757,6 +757,13 @@ fn a_hot_partition_is_scaled_for() {
 // ---------------------------------------------------------------------------------------
 // The command line
 
+/// `shoal simulate --trace TRACE ARGS…`, run from the repository's root.
+fn simulate(trace: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["simulate", "--trace", trace];
+    all.extend_from_slice(args);
+    shoal(&repo_root(), &all)
+}
+
 #[test]
 fn simulate_prints_a_side_by_side_table() {
     let out = shoal(
@@ -769,16 +776,7 @@ fn simulate_prints_a_side_by_side_table() {
 
 #[test]
 fn simulate_json_is_keyed_by_policy_with_a_replayable_timeline() {
-    let out = shoal(
-        &repo_root(),
-        &[
-            "simulate",
-            "--trace",
-            "benches/traces/ramp.csv",
-            "-o",
-            "json",
-        ],
-    );
+    let out = simulate("benches/traces/ramp.csv", &["-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     for policy in ["shoal", "keda"] {
@@ -798,17 +796,9 @@ fn simulate_json_is_keyed_by_policy_with_a_replayable_timeline() {
             .iter()
             .all(|e| e.as_array().is_some_and(|e| e.len() == 3)));
     }
-    let out = shoal(
-        &repo_root(),
-        &[
-            "simulate",
-            "--trace",
-            "benches/traces/ramp.csv",
-            "--policy",
-            "keda",
-            "-o",
-            "json",
-        ],
+    let out = simulate(
+        "benches/traces/ramp.csv",
+        &["--policy", "keda", "-o", "json"],
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(v.get("shoal").is_none() && v.get("keda").is_some(), "{v}");
@@ -926,16 +916,7 @@ fn bad_partition_weights_say_which_and_exit_2() {
         ("0,0,0,0,0,0,0,0,0,0,0,0", "are all 0"),
     ];
     for (weights, want) in cases {
-        let out = shoal(
-            &repo_root(),
-            &[
-                "simulate",
-                "--trace",
-                &spike,
-                "--partition-weights",
-                weights,
-            ],
-        );
+        let out = simulate(&spike, &["--partition-weights", weights]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{weights}: {err}");
         assert!(err.contains(want), "{weights}: {err}");
@@ -943,16 +924,7 @@ fn bad_partition_weights_say_which_and_exit_2() {
     }
     // A trace's own weights line is checked against the partitions, with its line.
     let skewed = repo_root().join("benches/traces/skewed.csv");
-    let out = shoal(
-        &repo_root(),
-        &[
-            "simulate",
-            "--trace",
-            &skewed.to_string_lossy(),
-            "--partitions",
-            "6",
-        ],
-    );
+    let out = simulate(&skewed.to_string_lossy(), &["--partitions", "6"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -964,12 +936,9 @@ fn bad_partition_weights_say_which_and_exit_2() {
 #[test]
 fn simulate_takes_the_member_source_rebalance_and_weights() {
     let skewed = repo_root().join("benches/traces/skewed.csv");
-    let out = shoal(
-        &repo_root(),
+    let out = simulate(
+        &skewed.to_string_lossy(),
         &[
-            "simulate",
-            "--trace",
-            &skewed.to_string_lossy(),
             "--members",
             "platform",
             "--rebalance-seconds",

@@ -81,18 +81,8 @@ pub fn validate_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use exposure_event::fixtures::{good, now};
     use serde_json::json;
-
-    fn good() -> Value {
-        json!({"ds_user_id": "u1", "experiment_id": "e1", "variation_id": "v1",
-               "attributes": {"country": "NL"}, "source": "web"})
-    }
-
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-22T02:33:12.123456Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn one_event_follows_the_contract() {

@@ -396,10 +396,23 @@ fn reject(s: &AppState, inv: Invalid, events: usize) -> ApiError {
     ApiError::invalid(inv)
 }
 
+/// The header a client retries under, on both POST routes. `idempotency_key` reads it; this
+/// type only describes it in the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Idempotency-Key"), parameter_in = Header)]
+#[allow(
+    dead_code,
+    reason = "never built: it describes a header for the OpenAPI document"
+)]
+struct IdempotencyKeyHeader(
+    /// 1 to 255 visible ASCII characters: a retry with the same key (and the same credentials)
+    /// gets the same exposure ids, so it writes each event once. An event's own `exposure_id`
+    /// wins over the key.
+    Option<String>,
+);
+
 /// Accepts one exposure; answers 202 only after the broker acknowledged it.
-#[utoipa::path(post, path = "/exposure", request_body = ExposureIn, params(
-    ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key (and the same credentials) gets the same exposure ids, so it writes each event once. An event's own `exposure_id` wins over the key"),
-), responses(
+#[utoipa::path(post, path = "/exposure", request_body = ExposureIn, params(IdempotencyKeyHeader), responses(
     (status = 202, description = "The broker acknowledged the event", body = Accepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
@@ -429,9 +442,7 @@ async fn post_exposure(
 
 /// Accepts a batch: every event is validated before any is produced; 202 only after the broker
 /// acknowledged all of them.
-#[utoipa::path(post, path = "/exposures", request_body = BatchIn, params(
-    ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key (and the same credentials) gets the same exposure ids, so it writes each event once. An event's own `exposure_id` wins over the key"),
-), responses(
+#[utoipa::path(post, path = "/exposures", request_body = BatchIn, params(IdempotencyKeyHeader), responses(
     (status = 202, description = "The broker acknowledged every event", body = BatchAccepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
@@ -672,6 +683,14 @@ mod tests {
             "/openapi.json",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
+        }
+        for path in ["/exposure", "/exposures"] {
+            let params = &doc["paths"][path]["post"]["parameters"];
+            assert_eq!(params[0]["name"], "Idempotency-Key", "{path}: {params}");
+            assert_eq!(params[0]["in"], "header", "{path}: {params}");
+            assert_eq!(params[0]["required"], false, "{path}: {params}");
+            let about = params[0]["description"].as_str().unwrap_or_default();
+            assert!(about.contains("visible ASCII"), "{path}: {params}");
         }
     }
 }
