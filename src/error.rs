@@ -95,6 +95,21 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What an error shows under its message: `heading` on a line of its own, then each line after
+/// `prefix`; nothing when there are no lines.
+pub fn last_lines(heading: &str, prefix: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n  {heading}");
+    for line in lines {
+        out.push_str("\n  ");
+        out.push_str(prefix);
+        out.push_str(line);
+    }
+    out
+}
+
 /// The innermost message of an error's source chain ("Connection refused (os error 111)").
 pub fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
     let mut last = err.to_string();
@@ -104,4 +119,19 @@ pub fn innermost(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_follow_the_message_indented_under_their_heading() {
+        assert_eq!(last_lines("the last lines:", "| ", &[]), "");
+        let lines = ["one".to_string(), "two".to_string()];
+        assert_eq!(
+            last_lines("the last lines:", "| ", &lines),
+            "\n  the last lines:\n  | one\n  | two"
+        );
+    }
 }

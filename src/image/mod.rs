@@ -192,7 +192,7 @@ pub enum ImageError {
     },
     #[error(
         "{consumer}: the image build failed: {detail}{}{}",
-        show_output(output),
+        crate::error::last_lines("last lines of the build:", "  ", output),
         pull_hint(detail)
     )]
     Build {
@@ -224,18 +224,6 @@ pub enum ImageError {
     },
     #[error("{consumer}: {source}")]
     Aws { consumer: String, source: AwsError },
-}
-
-fn show_output(lines: &[String]) -> String {
-    if lines.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("\n  last lines of the build:");
-    for l in lines {
-        out.push_str("\n    ");
-        out.push_str(l);
-    }
-    out
 }
 
 /// When a build failed because a base image had to be pulled: say what to do instead.

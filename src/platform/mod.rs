@@ -117,13 +117,13 @@ impl ScaleError {
 /// A rollout that did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
-    #[error("service {service}: {reason}{}", events_text(.events))]
+    #[error("service {service}: {reason}{}", crate::error::last_lines("ECS's last service events:", "- ", .events))]
     Failed {
         service: String,
         reason: String,
         events: Vec<String>,
     },
-    #[error("service {service}: the rollout did not complete within {seconds} s; last state: {state}{}", events_text(.events))]
+    #[error("service {service}: the rollout did not complete within {seconds} s; last state: {state}{}", crate::error::last_lines("ECS's last service events:", "- ", .events))]
     TimedOut {
         service: String,
         seconds: u64,
@@ -139,37 +139,13 @@ pub enum RolloutError {
     #[error("service {service} is gone (deleted while shoal waited for its rollout)")]
     Gone { service: String },
     /// The docker platform: a new container failed its health check or exited.
-    #[error("service {service}: container {container}: {reason}{}", logs_text(.logs))]
+    #[error("service {service}: container {container}: {reason}{}", crate::error::last_lines("the container's last log lines:", "| ", .logs))]
     Container {
         service: String,
         container: String,
         reason: String,
         logs: Vec<String>,
     },
-}
-
-fn logs_text(logs: &[String]) -> String {
-    if logs.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("\n  the container's last log lines:");
-    for l in logs {
-        s.push_str("\n  | ");
-        s.push_str(l);
-    }
-    s
-}
-
-fn events_text(events: &[String]) -> String {
-    if events.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("\n  ECS's last service events:");
-    for e in events {
-        s.push_str("\n  - ");
-        s.push_str(e);
-    }
-    s
 }
 
 /// How long to wait and how often to look.
