@@ -3,7 +3,7 @@
 //! Loading is two steps, as in ripgrep's low/high args: [`raw`] holds what was written, and
 //! the types here hold what it means, validated. Every problem in every file is reported at
 //! once, each with its file, line and key. Nothing in here panics on bad input; the property
-//! test in `tests/manifest_fuzz.rs` feeds it arbitrary bytes.
+//! test in `tests/it/fuzz.rs` feeds it arbitrary bytes.
 
 pub mod credential;
 mod deployable;
