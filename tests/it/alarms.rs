@@ -301,6 +301,24 @@ async fn alarms_are_created_changed_and_pruned_with_the_deploy_and_status_shows_
     assert!(alarms(&sb).await.is_empty());
 }
 
+/// alarm → (state, reason) of the first row of a docker `status -o json`.
+fn states(status: &Value) -> BTreeMap<String, (String, String)> {
+    status["services"][0]["alarms"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{status}"))
+        .iter()
+        .map(|a| {
+            (
+                a["alarm"].as_str().unwrap_or("").to_string(),
+                (
+                    a["state"].as_str().unwrap_or("").to_string(),
+                    a["reason"].as_str().unwrap_or("").to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
 /// On docker, `status` judges the alarms' conditions itself: a group at the end offsets is
 /// OK; a backlog that nothing consumes is over `max_lag_seconds`; a stopped container is
 /// below desired.
@@ -314,22 +332,6 @@ async fn docker_status_judges_lag_and_running_counts_from_its_own_reads() {
     let bootstrap = l.bootstrap();
     crate::lag::backlog(&bootstrap, &topic, 2, 20, &group, &[Some(20); 2]).await;
 
-    let states = |status: &Value| -> BTreeMap<String, (String, String)> {
-        status["services"][0]["alarms"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{status}"))
-            .iter()
-            .map(|a| {
-                (
-                    a["alarm"].as_str().unwrap_or("").to_string(),
-                    (
-                        a["state"].as_str().unwrap_or("").to_string(),
-                        a["reason"].as_str().unwrap_or("").to_string(),
-                    ),
-                )
-            })
-            .collect()
-    };
     let s = states(&l.status());
     assert_eq!(s.len(), 3, "no DLQ declared: {s:?}");
     assert_eq!(s["lag"].0, "OK", "{s:?}");
@@ -350,4 +352,62 @@ async fn docker_status_judges_lag_and_running_counts_from_its_own_reads() {
     assert!(s["lag"].1.contains("40 messages behind"), "{s:?}");
     assert_eq!(s["below-desired"].0, "ALARM", "{s:?}");
     assert!(s["below-desired"].1.contains("0 of 1"), "{s:?}");
+}
+
+/// On docker, a consumer whose `[alarms]` name a dead-letter topic: `status` shows `dlq` in
+/// ALARM when messages reach that topic between its two reads, and OK when none do (the
+/// messages already on it are not growth).
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_status_fires_the_dlq_alarm_when_the_dead_letter_topic_grows() {
+    let l = Local::new();
+    let topic = format!("{}-dq", l.project);
+    let dlq = format!("{topic}.dlq");
+    let group = format!("{}-group", l.project);
+    l.scaled_worker(&topic, &group, 1, 1);
+    let path = l.root().join("consumers/worker/consumer.toml");
+    let manifest = std::fs::read_to_string(&path).expect("the worker's manifest");
+    l.fixture.write(
+        "consumers/worker/consumer.toml",
+        &format!("{manifest}[alarms]\ndlq_topic = \"{dlq}\"\n"),
+    );
+    let bootstrap = l.bootstrap();
+    crate::lag::backlog(&bootstrap, &topic, 1, 5, &group, &[Some(5)]).await;
+    crate::lag::backlog(&bootstrap, &dlq, 1, 3, &group, &[]).await;
+    assert_ok(&l.deploy());
+
+    let s = states(&l.status());
+    assert_eq!(s.len(), 4, "{s:?}");
+    assert_eq!(
+        s["dlq"],
+        ("OK".into(), format!("{dlq} did not grow")),
+        "{s:?}"
+    );
+
+    // A message reaches the DLQ every 100 ms while status reads it.
+    let writer = {
+        let (bootstrap, dlq) = (bootstrap.clone(), dlq.clone());
+        tokio::spawn(async move {
+            loop {
+                crate::lag::produce(&bootstrap, &dlq, 1, 1).await;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let out = l.shoal(&["status", "--env", "local"]);
+    let json = l.status();
+    writer.abort();
+    assert_ok(&out);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("dlq ALARM"), "{shown}");
+    assert!(shown.contains(&format!("{dlq} grew by")), "{shown}");
+    let s = states(&json);
+    assert_eq!(s["dlq"].0, "ALARM", "{s:?}");
+    for ok in ["lag", "no-lag-data", "below-desired"] {
+        assert_eq!(s[ok].0, "OK", "{ok}: {s:?}");
+    }
+
+    // A write the abort caught in flight lands within this second, before the next reads.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let s = states(&l.status());
+    assert_eq!(s["dlq"].0, "OK", "nothing written meanwhile: {s:?}");
 }
