@@ -551,6 +551,15 @@ fn bad_settings_exit_2_naming_the_variable() {
             vec![("KAFKA_BOOTSTRAP", "127.0.0.1:1"), ("AUTH", "off")],
             "AUTH",
         ),
+        // A batch over the queue's high-water mark would be shed on every try.
+        (
+            vec![
+                ("KAFKA_BOOTSTRAP", "127.0.0.1:1"),
+                ("MAX_BATCH", "101"),
+                ("SHED_QUEUE_MESSAGES", "100"),
+            ],
+            "MAX_BATCH: is 101, more than SHED_QUEUE_MESSAGES (100)",
+        ),
     ] {
         let mut cmd = std::process::Command::new(&bin);
         cmd.env_clear()
@@ -1126,12 +1135,13 @@ fn an_event_over_message_max_bytes_is_413_and_the_body_limit_follows_it() {
         Some(post(p, "/exposure", &padded(15_000))).filter(|r| r.status == 202)
     });
     assert_eq!(r.json()["status"], "accepted");
+    // The per-event check, not the body limit (200000 here), refuses these.
     let r = post(p, "/exposure", &padded(30_000));
-    assert_eq!(r.status, 413, "{r:?}");
+    r.assert_error(413, "as a Kafka message");
     assert_eq!(r.json()["field"], "body", "{r:?}");
     assert!(r.body.contains("message.max.bytes (20000)"), "{r:?}");
     let r = post(p, "/exposures", &json!([padded(10), padded(30_000)]));
-    assert_eq!(r.status, 413, "{r:?}");
+    r.assert_error(413, "as a Kafka message");
     assert_eq!(r.json()["field"], "exposures[1]", "{r:?}");
     let m = get(p, "/metrics").body;
     assert!(
@@ -1139,15 +1149,24 @@ fn an_event_over_message_max_bytes_is_413_and_the_body_limit_follows_it() {
         "{m}"
     );
 
-    // Without MAX_BODY_BYTES the body limit is message.max.bytes.
+    // Without MAX_BODY_BYTES the body limit is message.max.bytes, exactly. A small event
+    // padded with spaces to a size in bytes, which the per-event check would take: only the
+    // body limit can refuse it.
     let derived = start_api(&[
         ("KAFKA_BOOTSTRAP", bootstrap),
         ("EXPOSURES_TOPIC", topic),
         ("RDKAFKA_MESSAGE_MAX_BYTES", "20000".into()),
     ]);
-    let r = post(derived.port, "/exposure", &padded(25_000));
-    assert_eq!(r.status, 413, "{r:?}");
+    let spaced = |len: usize| {
+        let mut body = exposure("u-spaced", 2).to_string().into_bytes();
+        body.resize(len, b' ');
+        body
+    };
+    let r = request(derived.port, "POST", "/exposure", &[], &spaced(20_001));
+    r.assert_error(413, "larger than MAX_BODY_BYTES");
     assert_eq!(r.json()["field"], "body", "{r:?}");
+    let r = request(derived.port, "POST", "/exposure", &[], &spaced(20_000));
+    assert_eq!(r.status, 202, "{r:?}");
 }
 
 /// Under overload the `/exposure*` routes answer 503 with `Retry-After` at once instead of

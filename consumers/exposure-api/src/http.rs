@@ -174,7 +174,7 @@ fn body_error(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "the request body is too large",
+            "the request body is larger than MAX_BODY_BYTES",
         )
         .field("body")
     } else {
@@ -317,6 +317,14 @@ async fn produce(
         })
         .collect();
     let messages: Vec<(&str, Vec<u8>)> = events.iter().map(|e| (e.key(), e.to_wire())).collect();
+    // The event at index `i`, as a 413 names it.
+    let field = |i: usize| {
+        if batch {
+            format!("exposures[{i}]")
+        } else {
+            "body".to_string()
+        }
+    };
     let limit = s.message_max_bytes - crate::config::MESSAGE_OVERHEAD_BYTES;
     if let Some((i, size)) = messages
         .iter()
@@ -325,11 +333,7 @@ async fn produce(
         .find(|(_, size)| *size > limit)
     {
         s.metrics.rejected("too_large", events.len());
-        let field = if batch {
-            format!("exposures[{i}]")
-        } else {
-            "body".to_string()
-        };
+        let field = field(i);
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -354,12 +358,35 @@ async fn produce(
             s.metrics.accepted(events.len());
             Ok(events.into_iter().map(|e| e.exposure_id).collect())
         }
+        Err(NotAcked::TooLarge(i)) => {
+            s.metrics.rejected("too_large", events.len());
+            let field = field(i);
+            warn!(
+                field,
+                "the broker refused an event as too large: the topic's max.message.bytes (or the \
+                 broker's message.max.bytes) is below RDKAFKA_MESSAGE_MAX_BYTES; lower it to match"
+            );
+            let others = if batch {
+                "; the other events of the batch may have been written"
+            } else {
+                ""
+            };
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{field} was refused by the broker as too large for the topic (its \
+                     max.message.bytes is below the producer's message.max.bytes, {}){others}",
+                    s.message_max_bytes
+                ),
+            )
+            .field(field))
+        }
         Err(e) => {
             s.metrics.rejected("not_acked", events.len());
             warn!(events = events.len(), error = %e, "events not acknowledged");
             Err(ApiError::unavailable(match e {
-                NotAcked::QueueFull | NotAcked::Timeout => format!("{e}; retry later"),
                 NotAcked::Failed(_) => e.to_string(),
+                _ => format!("{e}; retry later"),
             }))
         }
     }
@@ -416,7 +443,7 @@ struct IdempotencyKeyHeader(
     (status = 202, description = "The broker acknowledged the event", body = Accepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-    (status = 413, description = "Body over MAX_BODY_BYTES, or the event's Kafka message over the producer's message.max.bytes", body = ErrorBody),
+    (status = 413, description = "Body over MAX_BODY_BYTES, or the event's Kafka message over the producer's message.max.bytes or refused by the broker as too large", body = ErrorBody),
     (status = 422, description = "A field is missing, empty, too long, of the wrong type or holds a character it may not, or a bad Idempotency-Key; `field` names it", body = ErrorBody),
     (status = 503, description = "Not acknowledged within PRODUCE_TIMEOUT_MS, the queue is full or past SHED_QUEUE_MESSAGES, more than MAX_CONCURRENCY requests in progress, or not answered within REQUEST_TIMEOUT_MS; `Retry-After: 1`", body = ErrorBody),
 ))]
@@ -446,7 +473,7 @@ async fn post_exposure(
     (status = 202, description = "The broker acknowledged every event", body = BatchAccepted),
     (status = 400, description = "Malformed JSON", body = ErrorBody),
     (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
-    (status = 413, description = "Body over MAX_BODY_BYTES, more than MAX_BATCH events (`field`: `exposures`), or an event's Kafka message over the producer's message.max.bytes (`field`: `exposures[3]`)", body = ErrorBody),
+    (status = 413, description = "Body over MAX_BODY_BYTES, more than MAX_BATCH events (`field`: `exposures`), or an event's Kafka message over the producer's message.max.bytes or refused by the broker as too large (`field`: `exposures[3]`)", body = ErrorBody),
     (status = 422, description = "An event is invalid, or a bad Idempotency-Key; `field` names it, e.g. `exposures[3].ds_user_id`", body = ErrorBody),
     (status = 503, description = "Some event was not acknowledged in time, or the API is overloaded (as for POST /exposure); `Retry-After: 1`. Retry with the same Idempotency-Key", body = ErrorBody),
 ))]

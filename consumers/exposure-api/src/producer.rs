@@ -14,13 +14,18 @@ use tracing::{debug, error, warn};
 use crate::config::Settings;
 use crate::metrics::Metrics;
 
-/// Why an event was not acknowledged. Every variant is answered 503 with `Retry-After`.
-#[derive(Debug)]
+/// Why an event was not acknowledged. `TooLarge` is answered 413, every other variant 503
+/// with `Retry-After`.
+#[derive(Debug, PartialEq, Eq)]
 pub enum NotAcked {
     /// librdkafka's local queue is full.
     QueueFull,
     /// No acknowledgement within the produce timeout (broker down or slow).
     Timeout,
+    /// The message at this index of the request is too large for the broker: the broker's
+    /// `message.max.bytes` or the topic's `max.message.bytes` is below the producer's
+    /// `message.max.bytes`. A retry would be refused again.
+    TooLarge(usize),
     /// The broker or the client refused it.
     Failed(String),
 }
@@ -30,8 +35,26 @@ impl std::fmt::Display for NotAcked {
         match self {
             NotAcked::QueueFull => f.write_str("the producer queue is full"),
             NotAcked::Timeout => f.write_str("the broker did not acknowledge the event in time"),
+            NotAcked::TooLarge(i) => write!(
+                f,
+                "the broker refused event {i} as too large for the topic (its max.message.bytes, \
+                 or the broker's message.max.bytes, is below the producer's)"
+            ),
             NotAcked::Failed(e) => write!(f, "the broker did not take the event: {e}"),
         }
+    }
+}
+
+/// What librdkafka's error for the message at `index` of a request means for the client,
+/// whether librdkafka refused the message when it was enqueued or the broker refused it.
+pub fn not_acked(e: &KafkaError, index: usize) -> NotAcked {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::QueueFull) => NotAcked::QueueFull,
+        Some(RDKafkaErrorCode::MessageTimedOut) => NotAcked::Timeout,
+        // The broker's MESSAGE_TOO_LARGE, and librdkafka's own refusal of a message over the
+        // producer's message.max.bytes (which the API checks before producing).
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => NotAcked::TooLarge(index),
+        _ => NotAcked::Failed(e.to_string()),
     }
 }
 
@@ -145,16 +168,16 @@ impl Kafka {
             let record = FutureRecord::to(&self.topic).key(*key).payload(value);
             match producer.send_result(record) {
                 Ok(delivery) => pending.push((delivery, InFlight::new(metrics))),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    return Err(NotAcked::QueueFull)
-                }
                 Err((e, _)) => {
-                    self.check_fatal(&producer);
-                    return Err(NotAcked::Failed(e.to_string()));
+                    let refused = not_acked(&e, pending.len());
+                    if let NotAcked::Failed(_) = refused {
+                        self.check_fatal(&producer);
+                    }
+                    return Err(refused);
                 }
             }
         }
-        for (delivery, in_flight) in pending {
+        for (i, (delivery, in_flight)) in pending.into_iter().enumerate() {
             let out = tokio::time::timeout_at(deadline, delivery).await;
             drop(in_flight);
             metrics.observe_produce(start.elapsed());
@@ -165,8 +188,9 @@ impl Kafka {
                 }
                 Ok(Ok(Ok(_delivery))) => {}
                 Ok(Ok(Err((e, _msg)))) => {
-                    return Err(match e {
-                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut) => {
+                    let refused = not_acked(&e, i);
+                    match refused {
+                        NotAcked::Timeout => {
                             self.check_fatal(&producer);
                             // Timed-out events make an idempotent producer bump its epoch
                             // when the broker returns, which tansu cannot handle (it refuses
@@ -179,13 +203,16 @@ impl Kafka {
                                     "events timed out while the brokers were unreachable",
                                 );
                             }
-                            NotAcked::Timeout
                         }
-                        e => {
-                            self.replace_rate_limited(&producer, &format!("delivery failed: {e}"));
-                            NotAcked::Failed(e.to_string())
-                        }
-                    });
+                        // The event's fault, not the producer's: librdkafka bumps the
+                        // producer's epoch itself, which Kafka accepts. Only the unit test
+                        // covers this answer: tansu 0.6 (the local stack's broker) stores a
+                        // topic's max.message.bytes and describes it, but does not enforce
+                        // it (it took a 20 kB message on a topic with max.message.bytes=4000).
+                        NotAcked::TooLarge(_) => {}
+                        _ => self.replace_rate_limited(&producer, &format!("delivery failed: {e}")),
+                    }
+                    return Err(refused);
                 }
             }
         }
@@ -346,5 +373,30 @@ impl ClientContext for Quiet {
         } else {
             debug!(target: "librdkafka", %error, "{reason}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_too_large_for_the_broker_is_the_events_fault() {
+        let delivery = |code| KafkaError::MessageProduction(code);
+        assert_eq!(
+            not_acked(&delivery(RDKafkaErrorCode::MessageSizeTooLarge), 3),
+            NotAcked::TooLarge(3)
+        );
+        assert_eq!(
+            not_acked(&delivery(RDKafkaErrorCode::MessageTimedOut), 3),
+            NotAcked::Timeout
+        );
+        assert_eq!(
+            not_acked(&delivery(RDKafkaErrorCode::QueueFull), 0),
+            NotAcked::QueueFull
+        );
+        let other = not_acked(&delivery(RDKafkaErrorCode::Unknown), 0);
+        assert!(matches!(other, NotAcked::Failed(_)), "{other:?}");
+        assert!(NotAcked::TooLarge(3).to_string().contains("event 3"));
     }
 }
