@@ -4,7 +4,9 @@
 //! during the build) and to ECS on moto. On the local platform they run against the stack's
 //! broker (tansu): the API answers 202 only once the broker has the event (and 503 when there
 //! is no broker), the events are on the topic, the worker's consumer group commits through
-//! them, both log JSON lines, pass their own health checks, and exit 0 on SIGTERM.
+//! them, both log JSON lines, pass their own health checks, and exit 0 on SIGTERM. The
+//! worker commits a message only once `handle` has returned: a `handle` that raises on one
+//! message leaves the group's offset at that message until a fixed `handle` is deployed.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,6 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message};
 
 use crate::docker_platform::{docker, Local};
@@ -376,6 +380,139 @@ async fn python_workloads_run_on_the_local_platform_against_the_broker() {
         );
     }
     assert_eq!(committed(&bootstrap, &worker, &topic, 6), 10);
+}
+
+/// The offset `group` committed on partition `partition` of `topic`, if any.
+fn committed_on(bootstrap: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let offsets = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("OffsetFetch");
+    offsets.elements().first().and_then(|e| match e.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    })
+}
+
+/// The scaffold's `handle`, up to its first statement: where the test puts its failure.
+const HANDLE: &str =
+    "def handle(message):\n    \"\"\"Processes one message. Put the workload's logic here.\"\"\"\n";
+
+/// The worker commits only what `handle` returned from. Deployed with a `handle` that raises
+/// on the message `poison` (offset 2 of partition 0), the worker exits on it, Docker restarts
+/// it, and it gets that message again: the group's committed offset stays at 2 through the
+/// restarts, never past. A worker that committed before handling (or let librdkafka
+/// auto-commit what `poll` returned) would be at 3. With the original `handle` deployed
+/// again, the message is handled and the offset moves past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_worker_commits_a_message_only_after_handle_returns() {
+    require_python_image();
+    let l = Local::new();
+    let id = l.fixture.unique();
+    let (worker, topic) = (format!("pw{id}"), format!("py-{id}"));
+    assert_ok(&new_python(l.root(), &worker, "worker", &topic));
+    let main = l.root().join("consumers").join(&worker).join("main.py");
+    let original = std::fs::read_to_string(&main).expect("main.py");
+    assert!(
+        original.contains(HANDLE),
+        "the scaffold's handle changed; update HANDLE: {original}"
+    );
+    let failing = original.replacen(
+        HANDLE,
+        &format!(
+            "{HANDLE}    if message.value() == b\"poison\":\n        raise RuntimeError(\"cannot handle poison\")\n"
+        ),
+        1,
+    );
+    std::fs::write(&main, failing).expect("write main.py");
+    let deploy = || l.shoal(&["deploy", "--env", "local", "--timeout", "180s"]);
+    assert_ok(&deploy());
+    let failing_container = l
+        .running()
+        .first()
+        .map(|c| c.0.clone())
+        .expect("the worker's container");
+
+    let bootstrap = stack_env()["KAFKA_BOOTSTRAP"].clone();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    for value in ["m0", "m1", "poison", "m3", "m4"] {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(&topic)
+                    .partition(0)
+                    .payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce {value}: {e}"));
+    }
+
+    // Two restarts: the worker failed on the message, and failed on it again after the
+    // restart, because its offset was not committed. A commit past it fails at once.
+    wait_for(
+        "the failing worker to be restarted twice",
+        Duration::from_secs(120),
+        || {
+            let at = committed_on(&bootstrap, &worker, &topic, 0);
+            assert!(
+                at <= Some(2),
+                "committed {at:?}: past the message handle raised on (offset 2)"
+            );
+            let restarts = docker(&[
+                "inspect",
+                "--format",
+                "{{.RestartCount}}",
+                &failing_container,
+            ]);
+            (restarts.trim().parse::<u32>().unwrap_or(0) >= 2).then_some(())
+        },
+    );
+    let failed = json_logs(&failing_container)
+        .into_iter()
+        .filter(|v| v["message"] == "failed")
+        .count();
+    assert!(failed >= 2, "the worker logs each failure: {failed}");
+    let handled: BTreeSet<i64> = json_logs(&failing_container)
+        .iter()
+        .filter(|v| v["message"] == "message" && v["partition"] == 0)
+        .filter_map(|v| v["offset"].as_i64())
+        .collect();
+    assert_eq!(handled, BTreeSet::from([0, 1]), "handled before the poison");
+    assert_eq!(
+        committed_on(&bootstrap, &worker, &topic, 0),
+        Some(2),
+        "committed through what was handled, and not past the message handle raised on"
+    );
+
+    // The fix deployed: the message is handled, and the offset moves past it.
+    std::fs::write(&main, &original).expect("write main.py");
+    assert_ok(&deploy());
+    wait_for(
+        "the fixed worker to commit past the message",
+        Duration::from_secs(90),
+        || (committed_on(&bootstrap, &worker, &topic, 0) == Some(5)).then_some(()),
+    );
+    let fixed = l
+        .running()
+        .first()
+        .map(|c| c.0.clone())
+        .expect("the fixed worker's container");
+    assert_ne!(fixed, failing_container);
+    assert!(
+        json_logs(&fixed)
+            .iter()
+            .any(|v| v["message"] == "message" && v["partition"] == 0 && v["offset"] == 2),
+        "the fixed worker handled offset 2"
+    );
 }
 
 /// On ECS (moto): both images are built and pushed to the stack's registry, their task
