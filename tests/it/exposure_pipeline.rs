@@ -33,26 +33,33 @@ struct Pipeline {
     experiment: String,
     /// The API's address, once its /health answers.
     addr: String,
+    /// The consumer's address, for its /metrics.
+    consumer_addr: String,
+    /// The consumer's DLQ topic, created with the topic.
+    dlq: String,
 }
 
 impl Pipeline {
-    /// Starts the broker, a 3-partition topic, the consumer and the API with `auth` (one
-    /// environment variable: auth is on by default), and waits for the API's /health.
+    /// Starts the broker, a 3-partition topic and its DLQ, the consumer and the API with `auth`
+    /// (one environment variable: auth is on by default), and waits for the API's /health.
     async fn start(name: &str, auth: (&str, &str)) -> Pipeline {
         let broker = OwnBroker::start();
         let bootstrap = broker.bootstrap();
         let id = format!("{name}{}", std::process::id());
         let topic = format!("exposures-{id}");
+        let dlq = format!("{topic}.dlq");
         create_topic(&bootstrap, &topic, 3).await;
+        create_topic(&bootstrap, &dlq, 1).await;
+        let consumer_port = free_port();
         let consumer = spawn_workload(
             "exposure-consumer",
             &[
                 ("KAFKA_BOOTSTRAP", bootstrap.clone()),
                 ("DATABASE_URL", database_url()),
                 ("EXPOSURES_TOPIC", topic.clone()),
-                ("DLQ_TOPIC", format!("{topic}.dlq")),
+                ("DLQ_TOPIC", dlq.clone()),
                 ("KAFKA_GROUP", format!("group-{id}")),
-                ("PORT", free_port().to_string()),
+                ("PORT", consumer_port.to_string()),
             ],
         );
         let api_port = free_port();
@@ -77,6 +84,8 @@ impl Pipeline {
             experiment: format!("exp-{id}-{}", free_port()),
             id,
             addr,
+            consumer_addr: format!("127.0.0.1:{consumer_port}"),
+            dlq,
         }
     }
 }
@@ -421,4 +430,332 @@ async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
         unavailable.load(Ordering::Relaxed),
         rows.len()
     );
+}
+
+/// The contract's limits (consumers/exposure-event/src/lib.rs): text fields in bytes of UTF-8,
+/// attributes in bytes of compact JSON, and their nesting (the object itself is 1).
+const TEXT_MAX_BYTES: usize = 256;
+const ATTRIBUTES_MAX_BYTES: usize = 65_535;
+const ATTRIBUTES_MAX_DEPTH: usize = 32;
+
+/// Exactly `bytes` bytes of UTF-8: `prefix`, then `fill` as often as it fits, then ASCII `a`s
+/// for what `fill`'s width leaves.
+fn exactly(bytes: usize, prefix: &str, fill: char) -> String {
+    let mut s = prefix.to_string();
+    while s.len() + fill.len_utf8() <= bytes {
+        s.push(fill);
+    }
+    while s.len() < bytes {
+        s.push('a');
+    }
+    s
+}
+
+/// 0 for a scalar, 1 for an empty array or object, and so on, as the contract counts.
+fn depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// One event the API must accept, and the row it must become.
+struct Edge {
+    event: serde_json::Value,
+    /// `ts` as stored, in the wire's format (UTC, milliseconds).
+    ts: &'static str,
+    /// `attributes` as stored.
+    attributes: serde_json::Value,
+    /// The `exposure_id` the API must answer with, when the client sent one.
+    exposure_id: Option<String>,
+}
+
+/// The row of `id` as `{ds_user_id, experiment_id, variation_id, source, ts}` plus
+/// `attributes_equal`: whether its `attributes` equal `attributes` as JSON, by PostgreSQL's
+/// `jsonb` equality (key order aside; numbers by their exact decimal values, so one changed on
+/// the way, even in its last digit, differs).
+fn stored_row(id: &str, attributes: &serde_json::Value) -> serde_json::Value {
+    let attributes = attributes.to_string();
+    assert!(!attributes.contains("$attrs$"), "the dollar quote's tag");
+    let row = psql(&format!(
+        "SELECT json_build_object('ds_user_id', ds_user_id, 'experiment_id', experiment_id, \
+           'variation_id', variation_id, 'source', source, \
+           'ts', to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
+           'attributes_equal', attributes = $attrs${attributes}$attrs$::jsonb) \
+         FROM growthbook.experiment_exposures WHERE exposure_id = '{id}'"
+    ));
+    serde_json::from_str(&row).unwrap_or_else(|e| panic!("row of {id} ({e}): {row:?}"))
+}
+
+/// Events at the edges of the contract, which the API accepts, go API → broker →
+/// exposure-consumer → PostgreSQL unchanged: text fields of exactly 256 bytes in characters of
+/// 2, 3 and 4 bytes and with the unicode the contract allows (whitespace, format characters,
+/// combining marks); timestamps in years 1 and 9999, with offsets, and a leap second; attributes
+/// of exactly the size and depth limits with unicode keys and every JSON value type, with
+/// control characters other than NUL. None goes to the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_case_events_the_api_accepts_reach_the_warehouse_unchanged() {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use serde_json::json;
+
+    let pipeline = Pipeline::start("edge", ("AUTH", "none")).await;
+    let exp = |fill: char| exactly(TEXT_MAX_BYTES, &format!("{}-", pipeline.experiment), fill);
+
+    let every_type = json!({
+        "null": null, "true": true, "false": false,
+        "i64::MIN": i64::MIN, "u64::MAX": u64::MAX, "zero": 0, "minus one": -1,
+        "one and a half": 1.5, "minus a quarter": -0.25,
+        "f64::MAX": f64::MAX, "smallest subnormal": 5e-324,
+        "ключ": "значение", "🔑": "🎉", "鍵": ["値", 1, null, {"ネスト": true}],
+        "empty object": {}, "empty array": [], "empty string": ""
+    });
+    // Exactly ATTRIBUTES_MAX_BYTES as compact JSON: U+0001 is written as the 6 bytes
+    // `\u0001`, é as 2 bytes, and ASCII fills the rest.
+    let mut at_size_limit = json!({
+        "κλειδί\u{1f}": "\u{1}\u{7f}\u{85}\u{9f}", "🎉": [1, 2.5, true, null], "pad": ""
+    });
+    let room = ATTRIBUTES_MAX_BYTES - at_size_limit.to_string().len();
+    let escaped = room / 2 / 6;
+    let two_bytes = (room - 6 * escaped) / 2;
+    let ascii = room - 6 * escaped - 2 * two_bytes;
+    at_size_limit["pad"] = json!(format!(
+        "{}{}{}",
+        "\u{1}".repeat(escaped),
+        "é".repeat(two_bytes),
+        "a".repeat(ascii)
+    ));
+    assert_eq!(at_size_limit.to_string().len(), ATTRIBUTES_MAX_BYTES);
+    // Exactly ATTRIBUTES_MAX_DEPTH deep: arrays and objects with unicode keys in turn, around
+    // an array of scalars.
+    let mut nested = json!(["bottom", 1, -1.5, true, false, null, u64::MAX]);
+    for level in 0..ATTRIBUTES_MAX_DEPTH - 2 {
+        nested = if level % 2 == 0 {
+            json!([nested])
+        } else {
+            json!({ format!("κλειδί {level}"): nested })
+        };
+    }
+    let at_depth_limit = json!({ "🔑": nested });
+    assert_eq!(depth(&at_depth_limit), ATTRIBUTES_MAX_DEPTH);
+    let controls = json!({
+        "\u{1}key\u{1f}": "\t\n\r\u{8}\u{c}",
+        "escape": "\u{1b}[31mred\u{1b}[0m",
+        "DEL and C1": "\u{7f}\u{80}\u{85}\u{9f}",
+        "not a NUL": "\\u0000",
+        "\u{7}": ["\u{2028}\u{2029}", "\u{feff}"]
+    });
+
+    let edge = |user: String,
+                experiment: String,
+                variation: String,
+                source: String,
+                timestamp: &str,
+                attributes: Option<serde_json::Value>| {
+        let mut event = json!({
+            "ds_user_id": user, "experiment_id": experiment, "variation_id": variation,
+            "source": source, "timestamp": timestamp,
+        });
+        if let Some(a) = attributes {
+            event["attributes"] = a;
+        }
+        event
+    };
+    let singles = [
+        Edge {
+            event: edge(
+                "é".repeat(128),
+                exp('é'),
+                exactly(TEXT_MAX_BYTES, "", '€'),
+                "🎉".repeat(64),
+                "0001-01-01T00:00:00Z",
+                Some(every_type.clone()),
+            ),
+            ts: "0001-01-01T00:00:00.000Z",
+            attributes: every_type,
+            exposure_id: None,
+        },
+        Edge {
+            event: edge(
+                exactly(TEXT_MAX_BYTES, "", '€'),
+                exp('€'),
+                "🎉".repeat(64),
+                "é".repeat(128),
+                "9999-12-31T23:59:59.999Z",
+                Some(at_size_limit.clone()),
+            ),
+            ts: "9999-12-31T23:59:59.999Z",
+            attributes: at_size_limit,
+            exposure_id: None,
+        },
+        Edge {
+            event: edge(
+                "🎉".repeat(64),
+                exp('🎉'),
+                "é".repeat(128),
+                exactly(TEXT_MAX_BYTES, "", '€'),
+                "2016-12-31T23:59:60.500Z",
+                Some(at_depth_limit.clone()),
+            ),
+            // A leap second is the next second.
+            ts: "2017-01-01T00:00:00.500Z",
+            attributes: at_depth_limit,
+            exposure_id: None,
+        },
+    ];
+    let mut with_client_id = edge(
+        // Whitespace around, a no-break space, a line separator, a byte order mark, a
+        // right-to-left mark, a joined emoji and a combining accent: not control characters.
+        " \u{a0}spaced\u{2028}line\u{feff}bom\u{200f}rtl👩\u{200d}💻e\u{301} ".to_string(),
+        exp('a'),
+        "ünïcödé".to_string(),
+        "aé€🎉".repeat(25) + "aé€",
+        "9999-12-31T22:59:59.999-01:00",
+        Some(controls.clone()),
+    );
+    // The client's id in the simple uppercase form, new on every run (the warehouse keeps the
+    // first row of an id), and the canonical form the API must answer with.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_nanos();
+    let client_id = format!("{:08X}{:024X}", std::process::id(), nanos & ((1 << 96) - 1));
+    let lower = client_id.to_lowercase();
+    let canonical = [
+        &lower[..8],
+        &lower[8..12],
+        &lower[12..16],
+        &lower[16..20],
+        &lower[20..],
+    ]
+    .join("-");
+    with_client_id["exposure_id"] = json!(client_id);
+    let batch = [
+        Edge {
+            event: with_client_id,
+            ts: "9999-12-31T23:59:59.999Z",
+            attributes: controls,
+            exposure_id: Some(canonical),
+        },
+        Edge {
+            event: edge(
+                "u5".into(),
+                exp('a'),
+                "v".into(),
+                "s".into(),
+                "0001-01-01T00:59:59+00:59",
+                Some(serde_json::Value::Null),
+            ),
+            ts: "0001-01-01T00:00:59.000Z",
+            attributes: json!({}),
+            exposure_id: None,
+        },
+        Edge {
+            event: edge(
+                "u6".into(),
+                exp('a'),
+                "v".into(),
+                "s".into(),
+                "2026-11-22T02:33:12.123999999+14:00",
+                None,
+            ),
+            ts: "2026-11-21T12:33:12.123Z",
+            attributes: json!({}),
+            exposure_id: None,
+        },
+    ];
+    // The singles' text fields are at the limit; the batch's within it.
+    let text = |e: &Edge, field: &str| e.event[field].as_str().map_or(0, str::len);
+    for field in ["ds_user_id", "experiment_id", "variation_id", "source"] {
+        assert!(singles.iter().all(|e| text(e, field) == TEXT_MAX_BYTES));
+        assert!(batch.iter().all(|e| text(e, field) <= TEXT_MAX_BYTES));
+    }
+
+    // Every event is accepted: three alone, three in one batch.
+    let mut accepted: Vec<(String, &Edge)> = Vec::new();
+    for e in &singles {
+        let a = post_json(&pipeline.addr, "/exposure", &e.event).expect("an answer");
+        assert_eq!(a.status, 202, "{}: {}", e.event, a.body);
+        let id = a.json()["exposure_id"].as_str().expect("an id").to_string();
+        accepted.push((id, e));
+    }
+    let events: Vec<_> = batch.iter().map(|e| e.event.clone()).collect();
+    let a = post_json(
+        &pipeline.addr,
+        "/exposures",
+        &json!({ "exposures": events }),
+    )
+    .expect("an answer");
+    assert_eq!(a.status, 202, "{}", a.body);
+    let ids = a.json()["exposure_ids"].clone();
+    for (i, e) in batch.iter().enumerate() {
+        let id = ids[i].as_str().expect("an id").to_string();
+        if let Some(expected) = &e.exposure_id {
+            assert_eq!(&id, expected, "the client's id, in canonical form");
+        }
+        accepted.push((id, e));
+    }
+
+    let dlq_total = || {
+        let a = http("GET", &pipeline.consumer_addr, "/metrics", &[], b"")?;
+        a.body.lines().find_map(|l| {
+            l.strip_prefix("exposure_consumer_dlq_total ")?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let experiments: BTreeSet<String> = accepted
+        .iter()
+        .map(|(_, e)| {
+            e.event["experiment_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let expected: BTreeSet<&String> = accepted.iter().map(|(id, _)| id).collect();
+    wait_for(
+        "every accepted event in the warehouse",
+        Duration::from_secs(120),
+        || {
+            assert_eq!(
+                dlq_total().unwrap_or(0.0),
+                0.0,
+                "an accepted event went to the DLQ"
+            );
+            let present: BTreeSet<String> =
+                experiments.iter().flat_map(|e| warehouse_ids(e)).collect();
+            expected
+                .iter()
+                .all(|id| present.contains(*id))
+                .then_some(())
+        },
+    );
+
+    for (id, e) in &accepted {
+        let row = stored_row(id, &e.attributes);
+        let want = json!({
+            "ds_user_id": e.event["ds_user_id"], "experiment_id": e.event["experiment_id"],
+            "variation_id": e.event["variation_id"], "source": e.event["source"],
+            "ts": e.ts, "attributes_equal": true,
+        });
+        if row != want {
+            let stored = psql(&format!(
+                "SELECT left(attributes::text, 2000) FROM growthbook.experiment_exposures \
+                 WHERE exposure_id = '{id}'"
+            ));
+            panic!("{id}: stored {row}, expected {want}; stored attributes: {stored}");
+        }
+    }
+
+    let dlq: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", pipeline.broker.bootstrap())
+        .create()
+        .expect("a consumer");
+    let (_, end) = dlq
+        .fetch_watermarks(&pipeline.dlq, 0, Duration::from_secs(10))
+        .expect("ListOffsets on the DLQ");
+    assert_eq!(end, 0, "messages in the DLQ {}", pipeline.dlq);
+    assert_eq!(dlq_total(), Some(0.0), "exposure_consumer_dlq_total");
 }
