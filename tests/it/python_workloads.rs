@@ -15,11 +15,10 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, Message};
 
 use crate::docker_platform::{docker, Local};
-use crate::scaffold::committed;
+use crate::scaffold::{committed, committed_offsets};
 use crate::support::{assert_ok, registry_tags, repo_root, shoal, stack_env, text, Fixture};
 use crate::workloads::{http, wait_for};
 
@@ -384,20 +383,7 @@ async fn python_workloads_run_on_the_local_platform_against_the_broker() {
 
 /// The offset `group` committed on partition `partition` of `topic`, if any.
 fn committed_on(bootstrap: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let offsets = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("OffsetFetch");
-    offsets.elements().first().and_then(|e| match e.offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
-    })
+    committed_offsets(bootstrap, group, topic, partition + 1)[partition as usize]
 }
 
 /// The scaffold's `handle`, up to its first statement: where the test puts its failure.

@@ -19,8 +19,14 @@ fn build(fx: &Fixture, name: &str) -> PathBuf {
     crate::workloads::cargo_build(&fx.root().join("consumers").join(name), name)
 }
 
-/// The offsets `group` committed on `topic`'s partitions, summed (read with OffsetFetch).
-pub(crate) fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+/// The offset `group` committed on each of `topic`'s first `partitions` partitions, `None`
+/// where it never committed (read with OffsetFetch).
+pub(crate) fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -37,9 +43,17 @@ pub(crate) fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i
         .elements()
         .iter()
         .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
+            Offset::Offset(o) => Some(o),
+            _ => None,
         })
+        .collect()
+}
+
+/// The offsets `group` committed on `topic`'s partitions, summed.
+pub(crate) fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    committed_offsets(bootstrap, group, topic, partitions)
+        .into_iter()
+        .flatten()
         .sum()
 }
 
