@@ -9,10 +9,6 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -164,54 +160,16 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     rt.block_on(crate::workloads::create_topic(bootstrap, topic, partitions));
 }
 
-/// Every message on `topic` as (key, JSON value), read from the beginning until `expect`
-/// were seen and nothing more arrived for a moment, or `timeout`.
-fn read_topic(
-    bootstrap: &str,
-    topic: &str,
-    expect: usize,
-    timeout: Duration,
-) -> Vec<(String, Value)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("it-{}", unique()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let partitions = md.topics()[0].partitions().len();
-    assert!(partitions > 0, "{topic} has no partitions");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
-            .expect("offset");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let start = Instant::now();
-    let mut settled_at: Option<Instant> = None;
-    while start.elapsed() < timeout {
-        if out.len() >= expect {
-            let at = *settled_at.get_or_insert_with(Instant::now);
-            if at.elapsed() > Duration::from_secs(2) {
-                break;
-            }
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                let key =
-                    String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("UTF-8 key");
-                let value: Value =
-                    serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON value");
-                out.push((key, value));
-            }
-            Some(Err(e)) => eprintln!("poll {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
+/// Every message on `topic` (acknowledged ones: see `workloads::read_topic`) as (key, JSON
+/// value).
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, Value)> {
+    crate::workloads::read_topic(bootstrap, topic)
+        .into_iter()
+        .map(|(key, value)| {
+            let value = serde_json::from_str(&value).expect("a JSON value");
+            (key, value)
+        })
+        .collect()
 }
 
 fn exposure(user: &str, n: usize) -> Value {
@@ -713,7 +671,7 @@ fn accepted_events_are_on_the_topic_with_the_contract_and_sigterm_exits_0() {
     }
     assert_eq!(expected.len(), 15);
 
-    let messages = read_topic(&bootstrap, &topic, expected.len(), Duration::from_secs(30));
+    let messages = read_topic(&bootstrap, &topic);
     let seen: BTreeSet<String> = messages
         .iter()
         .map(|(_, v)| v["exposure_id"].as_str().expect("exposure_id").to_string())
@@ -887,12 +845,7 @@ fn broker_down_answers_503_and_the_same_process_recovers_when_it_returns() {
     });
 
     // Every 202'd id is on the topic (503'd events may or may not be: at least once).
-    let messages = read_topic(
-        &broker.bootstrap(),
-        &topic,
-        accepted.len(),
-        Duration::from_secs(30),
-    );
+    let messages = read_topic(&broker.bootstrap(), &topic);
     let seen: BTreeSet<String> = messages
         .iter()
         .map(|(_, v)| v["exposure_id"].as_str().expect("id").to_string())
@@ -1328,7 +1281,7 @@ fn idempotency_keys_and_client_ids_give_stable_exposure_ids() {
     assert_eq!(r.json()["field"], "exposure_id");
 
     // On the topic, the retries are the same events.
-    let messages = read_topic(&bootstrap, &topic, 13, Duration::from_secs(30));
+    let messages = read_topic(&bootstrap, &topic);
     let with_first = messages
         .iter()
         .filter(|(_, v)| v["exposure_id"] == first.as_str())

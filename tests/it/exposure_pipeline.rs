@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::workloads::{
-    create_topic, database_url, free_port, http, post_json, psql, spawn_workload, wait_for,
-    OwnBroker, Running,
+    create_topic, database_url, free_port, http, post_json, psql, read_topic, spawn_workload,
+    wait_for, OwnBroker, Running,
 };
 
 /// What the posting thread saw.
@@ -35,14 +35,17 @@ struct Pipeline {
     addr: String,
     /// The consumer's address, for its /metrics.
     consumer_addr: String,
+    /// The topic the API produces to and the consumer reads.
+    topic: String,
     /// The consumer's DLQ topic, created with the topic.
     dlq: String,
 }
 
 impl Pipeline {
-    /// Starts the broker, a 3-partition topic and its DLQ, the consumer and the API with `auth`
-    /// (one environment variable: auth is on by default), and waits for the API's /health.
-    async fn start(name: &str, auth: (&str, &str)) -> Pipeline {
+    /// Starts the broker, a 3-partition topic and its DLQ, the consumer and the API with
+    /// `settings` besides its broker, topic and port (its auth among them: auth is on by
+    /// default), and waits for the API's /health.
+    async fn start(name: &str, settings: &[(&str, &str)]) -> Pipeline {
         let broker = OwnBroker::start();
         let bootstrap = broker.bootstrap();
         let id = format!("{name}{}", std::process::id());
@@ -63,16 +66,14 @@ impl Pipeline {
             ],
         );
         let api_port = free_port();
-        let api = spawn_workload(
-            "exposure-api",
-            &[
-                ("KAFKA_BOOTSTRAP", bootstrap),
-                ("EXPOSURES_TOPIC", topic),
-                ("PORT", api_port.to_string()),
-                ("PRODUCE_TIMEOUT_MS", "1500".to_string()),
-                (auth.0, auth.1.to_string()),
-            ],
-        );
+        let mut env = vec![
+            ("KAFKA_BOOTSTRAP", bootstrap),
+            ("EXPOSURES_TOPIC", topic.clone()),
+            ("PORT", api_port.to_string()),
+            ("PRODUCE_TIMEOUT_MS", "1500".to_string()),
+        ];
+        env.extend(settings.iter().map(|(k, v)| (*k, v.to_string())));
+        let api = spawn_workload("exposure-api", &env);
         let addr = format!("127.0.0.1:{api_port}");
         wait_for("the API's /health", Duration::from_secs(60), || {
             http("GET", &addr, "/health", &[], b"").filter(|a| a.status == 200)
@@ -85,6 +86,7 @@ impl Pipeline {
             id,
             addr,
             consumer_addr: format!("127.0.0.1:{consumer_port}"),
+            topic,
             dlq,
         }
     }
@@ -117,7 +119,7 @@ async fn a_broker_restart_loses_no_accepted_event() {
         api: _api,
         consumer: _consumer,
         ..
-    } = Pipeline::start("pipe", ("AUTH", "none")).await;
+    } = Pipeline::start("pipe", &[("AUTH", "none")]).await;
 
     let posted = Arc::new(Mutex::new(Posted::default()));
     let running = Arc::new(AtomicBool::new(true));
@@ -242,10 +244,12 @@ struct Retried {
 }
 
 /// A retry storm: every request is sent again and again from several threads at once, and
-/// retried after each 503, while the broker is killed and restarted in the middle of it (so
-/// batches are answered 503 after some of their events were written). Each request is keyed,
-/// by an `Idempotency-Key` or by the events' own `exposure_id`s: every 202 for a request names
-/// the same ids, and the warehouse ends with exactly one row per event.
+/// retried after each 503, while the broker is killed and restarted in the middle of it. The
+/// API's producer queue holds 8 messages, so concurrent batches also meet a full queue part way
+/// through: answered 503 after some of their events were queued, and so written. Each request
+/// is keyed, by an `Idempotency-Key` or by the events' own `exposure_id`s: every 202 for a
+/// request names the same ids, some 503'd batch was partly written (told by the `accepted_at`
+/// its events carry on the topic), and the warehouse ends with exactly one row per event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
     let Pipeline {
@@ -253,10 +257,18 @@ async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
         id,
         experiment,
         addr,
+        topic,
         api: _api,
         consumer: _consumer,
         ..
-    } = Pipeline::start("storm", ("API_KEYS", "storm-key")).await;
+    } = Pipeline::start(
+        "storm",
+        &[
+            ("API_KEYS", "storm-key"),
+            ("RDKAFKA_QUEUE_BUFFERING_MAX_MESSAGES", "8"),
+        ],
+    )
+    .await;
 
     let event = |n: usize| {
         serde_json::json!({
@@ -303,13 +315,16 @@ async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
     // Per request: the id lists of its 202s; and how many 503s were answered.
     let answers: Arc<Mutex<BTreeMap<usize, Vec<Vec<String>>>>> = Arc::default();
     let unavailable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Each batch attempt answered 503: (request, sent, answered), in the system clock's time.
+    let refused: Arc<Mutex<Vec<(usize, SystemTime, SystemTime)>>> = Arc::default();
     let other: Arc<Mutex<Vec<String>>> = Arc::default();
     let storm: Vec<_> = (0..4)
         .map(|thread| {
-            let (requests, answers, unavailable, other, addr) = (
+            let (requests, answers, unavailable, refused, other, addr) = (
                 requests.clone(),
                 answers.clone(),
                 unavailable.clone(),
+                refused.clone(),
                 other.clone(),
                 addr.clone(),
             );
@@ -329,6 +344,7 @@ async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
                         let deadline = Instant::now() + Duration::from_secs(120);
                         loop {
                             let body = r.body.to_string();
+                            let sent = SystemTime::now();
                             match http("POST", &addr, r.path, &headers, body.as_bytes()) {
                                 Some(a) if a.status == 202 => {
                                     let v = a.json();
@@ -355,6 +371,13 @@ async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
                                 }
                                 Some(a) if a.status == 503 => {
                                     unavailable.fetch_add(1, Ordering::Relaxed);
+                                    if r.path == "/exposures" {
+                                        refused.lock().unwrap_or_else(|e| e.into_inner()).push((
+                                            i,
+                                            sent,
+                                            SystemTime::now(),
+                                        ));
+                                    }
                                 }
                                 Some(a) => other
                                     .lock()
@@ -424,10 +447,40 @@ async fn a_retry_storm_with_idempotency_keys_writes_one_row_per_key() {
     let present: BTreeSet<String> = rows.iter().cloned().collect();
     assert_eq!(rows.len(), present.len(), "one row per exposure_id");
     assert_eq!(present, expected, "exactly the events sent, once each");
+
+    // The case the keys are for: a batch answered 503 after some of its events were written.
+    // The API stamps `accepted_at` on each attempt's events as it takes the request, so an
+    // event on the topic stamped within a 503'd attempt was written by that attempt.
+    let mut stamped: BTreeMap<String, Vec<SystemTime>> = BTreeMap::new();
+    for (_, value) in read_topic(&broker.bootstrap(), &topic) {
+        let v: serde_json::Value = serde_json::from_str(&value).expect("a JSON event");
+        if let (Some(id), Some(at)) = (v["exposure_id"].as_str(), v["accepted_at"].as_str()) {
+            let at = humantime::parse_rfc3339(at).expect("accepted_at in RFC 3339");
+            stamped.entry(id.to_string()).or_default().push(at);
+        }
+    }
+    let refused = refused.lock().unwrap_or_else(|e| e.into_inner());
+    let written_then_refused = refused
+        .iter()
+        .filter(|&&(i, sent, answered)| {
+            // `accepted_at` has whole milliseconds.
+            let from = sent - Duration::from_millis(1);
+            answers[&i][0].iter().any(|id| {
+                let mut at = stamped.get(id).into_iter().flatten();
+                at.any(|at| (from..=answered).contains(at))
+            })
+        })
+        .count();
+    assert!(
+        written_then_refused > 0,
+        "none of the {} batch attempts answered 503 had written an event",
+        refused.len()
+    );
     eprintln!(
-        "{} requests sent 8 times each, {} answered 503 along the way, {} rows for {events} events",
+        "{} requests sent 8 times each, {} answered 503 along the way ({written_then_refused} of {} batch 503s after some of the batch was written), {} rows for {events} events",
         requests.len(),
         unavailable.load(Ordering::Relaxed),
+        refused.len(),
         rows.len()
     );
 }
@@ -500,7 +553,7 @@ async fn edge_case_events_the_api_accepts_reach_the_warehouse_unchanged() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use serde_json::json;
 
-    let pipeline = Pipeline::start("edge", ("AUTH", "none")).await;
+    let pipeline = Pipeline::start("edge", &[("AUTH", "none")]).await;
     let exp = |fill: char| exactly(TEXT_MAX_BYTES, &format!("{}-", pipeline.experiment), fill);
 
     let every_type = json!({

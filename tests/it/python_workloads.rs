@@ -13,14 +13,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::ClientConfig;
 
 use crate::docker_platform::{docker, Local};
 use crate::scaffold::{committed, committed_offsets};
 use crate::support::{assert_ok, registry_tags, repo_root, shoal, stack_env, text, Fixture};
-use crate::workloads::{http, wait_for};
+use crate::workloads::{http, read_topic, wait_for};
 
 /// The image the Python Dockerfile template starts from.
 fn python_image() -> String {
@@ -211,32 +210,6 @@ fn stop(container: &str) -> String {
         .to_string()
 }
 
-/// The events on `topic`, read from the start by a group of the test's own.
-fn read_topic(bootstrap: &str, topic: &str, expected: usize) -> BTreeSet<(String, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{topic}-reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let mut seen = BTreeSet::new();
-    wait_for(
-        "the API's events on the topic",
-        Duration::from_secs(60),
-        || {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
-                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
-                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-                seen.insert((key, value));
-            }
-            (seen.len() >= expected).then_some(())
-        },
-    );
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_workloads_run_on_the_local_platform_against_the_broker() {
     require_python_image();
@@ -319,7 +292,8 @@ async fn python_workloads_run_on_the_local_platform_against_the_broker() {
     let answer = http("POST", &api_addr, "/nowhere", &[], b"x").expect("POST /nowhere");
     assert_eq!(answer.status, 404);
     let bootstrap = stack_env()["KAFKA_BOOTSTRAP"].clone();
-    assert_eq!(read_topic(&bootstrap, &topic, sent.len()), sent);
+    let on_topic: BTreeSet<(String, String)> = read_topic(&bootstrap, &topic).into_iter().collect();
+    assert_eq!(on_topic, sent);
 
     // The worker handles them and its group commits through all ten.
     wait_for(

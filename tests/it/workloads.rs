@@ -412,3 +412,64 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Every message on `topic` up to its partitions' end offsets as they are now, as (key, value)
+/// in UTF-8 (lossy), partition by partition. For messages already acknowledged: what arrives
+/// later is not waited for.
+pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    use rdkafka::{ClientConfig, Message};
+    let timeout = Duration::from_secs(10);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("it-reader-{}", free_port()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("metadata");
+    let partitions = md.topics()[0].partitions().len() as i32;
+    assert!(partitions > 0, "{topic} has no partitions");
+    let mut ends = std::collections::BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, end) = consumer
+            .fetch_watermarks(topic, p, timeout)
+            .expect("ListOffsets");
+        if end > 0 {
+            ends.insert(p, end);
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("offset");
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ends.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: not read up to its end offsets {ends:?} within 60 s"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                out.push((key, value));
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|end| m.offset() + 1 >= *end)
+                {
+                    ends.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => eprintln!("poll {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
