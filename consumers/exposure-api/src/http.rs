@@ -438,6 +438,19 @@ struct IdempotencyKeyHeader(
     Option<String>,
 );
 
+/// What both POST routes read first: the `Idempotency-Key`, then the JSON body (a malformed
+/// one counts as a rejected event); with the time the request is taken at, which a missing
+/// `timestamp` defaults to.
+fn read_post(
+    s: &Shared,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Option<String>, Value, DateTime<Utc>), ApiError> {
+    let key = idempotency_key(s, headers)?;
+    let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
+    Ok((key, value, Utc::now()))
+}
+
 /// Accepts one exposure; answers 202 only after the broker acknowledged it.
 #[utoipa::path(post, path = "/exposure", request_body = ExposureIn, params(IdempotencyKeyHeader), responses(
     (status = 202, description = "The broker acknowledged the event", body = Accepted),
@@ -453,9 +466,7 @@ async fn post_exposure(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let key = idempotency_key(&s, &headers)?;
-    let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
-    let now = Utc::now();
+    let (key, value, now) = read_post(&s, &headers, body)?;
     let event = validate(&value, now).map_err(|inv| reject(&s, inv, 1))?;
     let ids = produce(&s, vec![event], key.as_deref(), &principal, now, false).await?;
     Ok((
@@ -483,9 +494,7 @@ async fn post_exposures(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), ApiError> {
-    let key = idempotency_key(&s, &headers)?;
-    let value = parse_json(body).inspect_err(|_| s.metrics.rejected("invalid", 1))?;
-    let now = Utc::now();
+    let (key, value, now) = read_post(&s, &headers, body)?;
     let events = validate_batch(&value, s.max_batch, now).map_err(|inv| {
         let n = match &value {
             Value::Array(a) => a.len(),
@@ -508,9 +517,14 @@ async fn post_exposures(
 
 // ---- reads -------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+/// A page's query: how many exposures, and where the previous page ended.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// 1 to 1000, default 100.
+    #[param(value_type = Option<u32>)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -566,8 +580,7 @@ async fn read(
 /// A user's exposures, newest first.
 #[utoipa::path(get, path = "/exposures/{user_id}", params(
     ("user_id" = String, Path, description = "ds_user_id"),
-    ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
-    ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    PageParams,
 ), responses(
     (status = 200, body = Page),
     (status = 401, body = ErrorBody),
@@ -585,8 +598,7 @@ async fn get_by_user(
 /// An experiment's exposures, newest first.
 #[utoipa::path(get, path = "/exposures/experiment/{experiment_id}", params(
     ("experiment_id" = String, Path, description = "experiment_id"),
-    ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
-    ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    PageParams,
 ), responses(
     (status = 200, body = Page),
     (status = 401, body = ErrorBody),
@@ -718,6 +730,28 @@ mod tests {
             assert_eq!(params[0]["required"], false, "{path}: {params}");
             let about = params[0]["description"].as_str().unwrap_or_default();
             assert!(about.contains("visible ASCII"), "{path}: {params}");
+        }
+        for path in [
+            "/exposures/{user_id}",
+            "/exposures/experiment/{experiment_id}",
+        ] {
+            let params = &doc["paths"][path]["get"]["parameters"];
+            let names: Vec<(&str, &str)> = params
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p["name"].as_str().unwrap_or(""),
+                        p["in"].as_str().unwrap_or(""),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                names[1..],
+                [("limit", "query"), ("cursor", "query")],
+                "{path}: {params}"
+            );
         }
     }
 }
