@@ -291,7 +291,12 @@ impl Ports {
     }
 }
 
-/// Creates and starts replica `replica` of a template.
+/// How many host ports a replica tries before its start fails: another deploy can take the port
+/// `Ports::next` found free before this container is started on it.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Creates and starts replica `replica` of a template, on the first free host port from its
+/// inner port up.
 pub async fn start(
     docker: &Docker,
     t: &Template,
@@ -301,7 +306,54 @@ pub async fn start(
     let name = t.name(replica);
     let network = ensure_network(docker, &t.project, &t.env).await?;
     let inner = t.api.as_ref().map_or(WORKER_PORT_BASE, |a| a.port);
-    let port = ports.next(inner)?;
+    let mut attempt = 1;
+    loop {
+        let port = ports.next(inner)?;
+        info!(container = %name, image = %t.image, port, "starting container");
+        let created = docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                create_body(t, replica, &network, inner, port),
+            )
+            .await
+            .map_err(api(format!("create container {name}")))?;
+        match docker.start_container(&created.id, None).await {
+            Ok(()) => {
+                return Ok(Started {
+                    id: created.id,
+                    name,
+                    port: Some(port),
+                })
+            }
+            Err(e) if port_taken(&e) && attempt < PORT_ATTEMPTS => {
+                info!(container = %name, port, "the host port was taken meanwhile; trying the next");
+                remove(docker, &created.id).await?;
+                attempt += 1;
+            }
+            Err(e) => return Err(api(format!("start container {name}"))(e)),
+        }
+    }
+}
+
+/// Whether the engine refused to start a container because its host port is taken. The
+/// engine says so only in its message.
+pub(super) fn port_taken(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 500, message }
+            if message.contains("port is already allocated")
+                || message.contains("address already in use")
+    )
+}
+
+/// The container of replica `replica`, listening on `inner` and published on 127.0.0.1:`port`.
+fn create_body(
+    t: &Template,
+    replica: u32,
+    network: &str,
+    inner: u16,
+    port: u16,
+) -> ContainerCreateBody {
     let mut env = t.environment.clone();
     env.push(format!("PORT={inner}"));
     let mut labels: HashMap<String, String> = HashMap::new();
@@ -320,14 +372,14 @@ pub async fn start(
             host_port: Some(port.to_string()),
         }]),
     )]);
-    let body = ContainerCreateBody {
+    ContainerCreateBody {
         image: Some(t.image.clone()),
         cmd: t.command.clone(),
         env: Some(env),
         labels: Some(labels),
         exposed_ports: Some(vec![published]),
         host_config: Some(HostConfig {
-            network_mode: Some(network),
+            network_mode: Some(network.to_string()),
             extra_hosts: Some(vec![format!("{HOST_NAME}:host-gateway")]),
             port_bindings: Some(bindings),
             init: Some(true),
@@ -338,24 +390,7 @@ pub async fn start(
             ..HostConfig::default()
         }),
         ..ContainerCreateBody::default()
-    };
-    info!(container = %name, image = %t.image, port, "starting container");
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-            body,
-        )
-        .await
-        .map_err(api(format!("create container {name}")))?;
-    docker
-        .start_container(&created.id, None)
-        .await
-        .map_err(api(format!("start container {name}")))?;
-    Ok(Started {
-        id: created.id,
-        name,
-        port: Some(port),
-    })
+    }
 }
 
 /// Stops (SIGTERM, then SIGKILL after 10 s) and removes a container.

@@ -192,3 +192,28 @@ fn the_spec_label_keeps_no_plain_credential() {
         "a new password is a new revision"
     );
 }
+
+/// A start refused for a taken host port is retried on the next one; other refusals are not.
+#[test]
+fn a_taken_host_port_is_told_from_other_start_failures() {
+    let refused = |status_code: u16, message: &str| {
+        containers::port_taken(&bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        })
+    };
+    assert!(refused(
+        500,
+        "driver failed programming external connectivity on endpoint shoal-p-local-worker-0 \
+         (ff08c4): Bind for 127.0.0.1:9100 failed: port is already allocated"
+    ));
+    assert!(refused(
+        500,
+        "listen tcp4 127.0.0.1:9100: bind: address already in use"
+    ));
+    assert!(!refused(
+        500,
+        "OCI runtime create failed: exec: \"run\": not found"
+    ));
+    assert!(!refused(404, "No such container: shoal-p-local-worker-0"));
+}
