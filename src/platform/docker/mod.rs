@@ -24,8 +24,8 @@
 //!
 //! Every replica listens on the same port inside its container (`PORT`: an API's manifest
 //! port, a worker's 9100 for its health and metrics endpoints), published on 127.0.0.1 at a
-//! host port of its own, from that port up. The host port is what `status` shows and what
-//! health checks use.
+//! host port of its own, from that port up (a port another deploy takes between the check and
+//! the start is skipped). The host port is what `status` shows and what health checks use.
 //!
 //! Every container carries labels that make it findable and comparable:
 //! `shoal.project`, `shoal.env`, `shoal.consumer`, `shoal.revision` (a hash of everything that
