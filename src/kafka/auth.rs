@@ -14,6 +14,7 @@ use aws_config::Region;
 use aws_sdk_kafka::config::SharedCredentialsProvider;
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::ConsumerContext;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 
 /// Why no MSK IAM token could be made or handed to librdkafka.
@@ -120,8 +121,31 @@ impl ShoalContext {
     }
 }
 
+/// How loudly a librdkafka global error is logged. A connection that went down (a broker
+/// restarting; tansu 0.6 closes one on DescribeGroups) is reconnected by librdkafka itself,
+/// and a call that cannot reach a broker fails with an error of its own, so it is only news at
+/// `-v`. Anything else is a warning.
+fn global_error_level(code: Option<RDKafkaErrorCode>) -> tracing::Level {
+    match code {
+        Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure) => {
+            tracing::Level::INFO
+        }
+        _ => tracing::Level::WARN,
+    }
+}
+
 impl ClientContext for ShoalContext {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    /// librdkafka's global errors (rdkafka logs them as errors by default), at
+    /// [`global_error_level`].
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if global_error_level(error.rdkafka_error_code()) == tracing::Level::INFO {
+            tracing::info!(%error, reason, "a broker connection is down; librdkafka reconnects");
+        } else {
+            tracing::warn!(%error, reason, "librdkafka error");
+        }
+    }
 
     /// librdkafka's request for a token: [`ShoalContext::token`].
     fn generate_oauth_token(
@@ -133,3 +157,27 @@ impl ClientContext for ShoalContext {
 }
 
 impl ConsumerContext for ShoalContext {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_connection_is_info_and_other_global_errors_warn() {
+        use tracing::Level;
+        for down in [
+            RDKafkaErrorCode::AllBrokersDown,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ] {
+            assert_eq!(global_error_level(Some(down)), Level::INFO, "{down:?}");
+        }
+        for other in [
+            RDKafkaErrorCode::Authentication,
+            RDKafkaErrorCode::SaslAuthenticationFailed,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            assert_eq!(global_error_level(Some(other)), Level::WARN, "{other:?}");
+        }
+        assert_eq!(global_error_level(None), Level::WARN);
+    }
+}
