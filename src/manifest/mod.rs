@@ -331,6 +331,17 @@ impl Consumer {
         }
     }
 
+    /// A consumer from `text`, in a temporary project where `consumers/<name>` holds it and a
+    /// Dockerfile: for unit tests of the layers above the manifest.
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str, text: &str) -> Consumer {
+        let root = tempfile::tempdir().expect("a temporary folder");
+        let dir = root.path().join("consumers").join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").expect("write the Dockerfile");
+        Consumer::parse(root.path(), &dir, text).expect("a valid manifest")
+    }
+
     /// Whether it deploys to environments of this platform (`platforms` in the manifest).
     pub fn runs_on(&self, platform: Platform) -> bool {
         self.platforms.contains(&platform)

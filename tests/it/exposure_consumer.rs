@@ -472,9 +472,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// A metric's value from /metrics.
 fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, body) = http_get(port, "/metrics")?;
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    crate::workloads::metric(&format!("127.0.0.1:{port}"), name)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -473,3 +473,12 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
     }
     out
 }
+
+/// The value of the unlabelled Prometheus metric `name` at `addr`'s /metrics.
+pub fn metric(addr: &str, name: &str) -> Option<f64> {
+    let answer = http("GET", addr, "/metrics", &[], b"")?;
+    answer
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

@@ -249,13 +249,9 @@ mod tests {
 
     /// A scaled worker on `t` whose `[alarms]` watch the dead-letter topic `t.dlq`.
     fn with_dlq() -> Consumer {
-        let root = tempfile::tempdir().expect("temp dir");
-        let dir = root.path().join("consumers/w");
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").expect("write");
         let text = "kind = \"worker\"\n[kafka]\ngroup = \"g\"\ntopics = [\"t\"]\n\
                     [scaling]\nmin = 1\nmax = 2\n[alarms]\ndlq_topic = \"t.dlq\"\n";
-        Consumer::parse(root.path(), &dir, text).expect("valid manifest")
+        Consumer::for_test("w", text)
     }
 
     /// The state and reason `judge` gives `alarm`.

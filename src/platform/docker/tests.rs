@@ -68,12 +68,8 @@ fn free_replica_numbers_fill_gaps() {
 }
 
 fn api_consumer(extra: &str) -> Consumer {
-    let root = tempfile::tempdir().expect("temp dir");
-    let dir = root.path().join("consumers/web");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(dir.join("Dockerfile"), "FROM scratch\n").expect("write");
     let text = format!("kind = \"api\"\n[api]\nport = 8080\nhealth_path = \"/h\"\n{extra}");
-    Consumer::parse(root.path(), &dir, &text).expect("valid manifest")
+    Consumer::for_test("web", &text)
 }
 
 fn env_of(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
