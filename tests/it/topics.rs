@@ -1,16 +1,15 @@
 //! `shoal topics plan|apply|delete` against the local stack's tansu (a Kafka-protocol broker),
-//! checked with an independent client wherever one works here:
-//! - existence and partition counts with Debian's kcat (metadata only: kcat 1.7 cannot
-//!   produce or consume against tansu);
-//! - configs with rdkafka's DescribeConfigs, called directly by the test (not through shoal's
-//!   code), since kcat cannot describe configs.
+//! checked with rdkafka clients the test makes itself (not through shoal's code):
+//! - existence and partition counts with a consumer's Metadata request, which never asks the
+//!   broker to create the topic;
+//! - configs with DescribeConfigs.
 //!
 //! Every test uses topic names unique to its run (from its temporary folder), so tests run in
 //! parallel and reruns never meet their own leftovers; other tests' topics show up as
 //! unmanaged, which is exactly what they are.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use crate::support::{shoal, stack_env, text, Fixture, WORKER};
@@ -78,26 +77,28 @@ impl Kafka {
         text(&out.stdout)
     }
 
-    /// The partition count kcat reports, `None` when the topic does not exist.
-    fn kcat_partitions(&self, short: &str) -> Option<usize> {
+    /// The partition count the broker reports in Metadata, `None` when the topic does not
+    /// exist. Read with a consumer of the test's own: a consumer's Metadata request says
+    /// `allow_auto_topic_creation = false`, so asking cannot create the topic on a broker that
+    /// auto-creates (nisshi does, as Kafka with `auto.create.topics.enable=true`).
+    fn broker_partitions(&self, short: &str) -> Option<usize> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::types::RDKafkaRespErr;
         let topic = self.topic(short);
-        let out = Command::new("kcat")
-            .args(["-b", &self.bootstrap])
-            .args(["-X", "api.version.request=false"])
-            .args(["-X", "broker.version.fallback=0.9.0"])
-            .args(["-L", "-J", "-t", &topic])
-            .output()
-            .expect("run kcat (Debian package kcat)");
-        assert!(out.status.success(), "kcat: {}", text(&out.stderr));
-        let v: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("kcat -J prints JSON");
-        let t = v["topics"]
-            .as_array()
-            .and_then(|a| a.iter().find(|t| t["topic"] == topic.as_str()))?;
-        if t.get("error").is_some() {
-            return None;
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .expect("consumer");
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(20))
+            .expect("Metadata");
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        match t.error() {
+            None => Some(t.partitions().len()),
+            Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => None,
+            Some(e) => panic!("Metadata for {topic}: {e:?}"),
         }
-        t["partitions"].as_array().map(Vec::len)
     }
 
     /// The topic's configs as DescribeConfigs reports them, read with rdkafka directly.
@@ -143,7 +144,7 @@ fn create_then_a_second_apply_changes_nothing() {
     let k = Kafka::new();
     k.declare("w", &[("orders", 3, 1, &[("retention.ms", "86400000")])]);
     let orders = k.topic("orders");
-    assert_eq!(k.kcat_partitions("orders"), None);
+    assert_eq!(k.broker_partitions("orders"), None);
 
     let plan = k.ok(&["topics", "plan"]);
     assert!(plan.contains(&format!("+ topic {orders}")), "{plan}");
@@ -154,7 +155,7 @@ fn create_then_a_second_apply_changes_nothing() {
         applied.contains(&format!("create topic {orders} (3 partitions")),
         "{applied}"
     );
-    assert_eq!(k.kcat_partitions("orders"), Some(3));
+    assert_eq!(k.broker_partitions("orders"), Some(3));
     assert_eq!(
         k.configs("orders").get("retention.ms").map(String::as_str),
         Some("86400000")
@@ -166,7 +167,7 @@ fn create_then_a_second_apply_changes_nothing() {
     let plan = plan_json(&k);
     assert!(!names(&plan, "create").contains(&orders), "{plan}");
     assert!(!names(&plan, "change").contains(&orders), "{plan}");
-    assert_eq!(k.kcat_partitions("orders"), Some(3));
+    assert_eq!(k.broker_partitions("orders"), Some(3));
 }
 
 #[test]
@@ -249,7 +250,7 @@ fn a_partition_decrease_is_refused_and_nothing_changes() {
             .contains("cannot remove partitions"),
         "{v}"
     );
-    assert_eq!(k.kcat_partitions("wide"), Some(4));
+    assert_eq!(k.broker_partitions("wide"), Some(4));
     assert_eq!(
         k.configs("wide").get("retention.ms").map(String::as_str),
         Some("1000"),
@@ -276,7 +277,7 @@ fn a_replication_change_is_refused_saying_how_to_reassign() {
         err.contains(&format!("topic {}: partitions 3 → 2", k.topic("s"))),
         "every refusal at once: {err}"
     );
-    assert_eq!(k.kcat_partitions("s"), Some(3));
+    assert_eq!(k.broker_partitions("s"), Some(3));
 }
 
 /// A topic no longer declared is unmanaged: shown, never deleted by omission. `topics delete`
@@ -304,16 +305,16 @@ fn unmanaged_topics_are_left_alone_and_delete_needs_yes() {
     assert!(names(&plan_json(&k), "unmanaged").contains(&dropped));
     k.ok(&["topics", "apply"]);
     assert_eq!(
-        k.kcat_partitions("dropped"),
+        k.broker_partitions("dropped"),
         Some(2),
         "never deleted by omission"
     );
-    assert_eq!(k.kcat_partitions("kept"), Some(1));
+    assert_eq!(k.broker_partitions("kept"), Some(1));
 
     let out = k.shoal(&["topics", "delete", &dropped]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("without --yes"));
-    assert_eq!(k.kcat_partitions("dropped"), Some(2));
+    assert_eq!(k.broker_partitions("dropped"), Some(2));
 
     let missing = k.topic("never-created");
     let out = k.shoal(&["topics", "delete", &missing, "--yes"]);
@@ -353,7 +354,7 @@ fn growing_partitions_shows_in_the_plan_and_tansus_refusal_is_reported() {
     );
     assert!(err.contains("UnsupportedFeature"), "{err}");
     assert!(err.contains("does not implement CreatePartitions"), "{err}");
-    assert_eq!(k.kcat_partitions("grows"), Some(2));
+    assert_eq!(k.broker_partitions("grows"), Some(2));
 }
 
 /// Two manifests declaring one topic differently: refused by fleet validation (see

@@ -84,7 +84,11 @@ pub fn client_config(s: &Settings) -> ClientConfig {
         // Reconnect quickly after a broker restart.
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "1000")
-        .set("socket.keepalive.enable", "true");
+        .set("socket.keepalive.enable", "true")
+        // The topic is declared as code and made by `shoal topics apply`. A producer's
+        // Metadata request may otherwise ask the broker to create a missing topic, with the
+        // broker's defaults, where it auto-creates (Kafka with auto.create.topics.enable, nisshi).
+        .set("allow.auto.create.topics", "false");
     if let Some(iam) = &s.iam {
         iam.apply(&mut c);
     }
