@@ -9,6 +9,8 @@
 //!
 //! [`Pipeline::build_and_push_all`] runs up to `jobs` consumers at once and returns every
 //! consumer's outcome, every error included: one failing build does not stop the others.
+//! Images that share a build context build one after another, so that the later ones reuse
+//! the earlier ones' layers (`turns.rs`).
 //!
 //! Where "present?" is asked depends on the [`Destination`]:
 //! - the account's ECR registry: BatchGetImage, one call per repository;
@@ -26,6 +28,7 @@ mod progress;
 mod push;
 pub mod registry;
 pub mod tar;
+mod turns;
 
 use std::path::Path;
 use std::time::Instant;
@@ -314,11 +317,13 @@ impl Pipeline {
         jobs: usize,
         progress: &Progress,
     ) -> Report {
+        let turns = turns::Turns::new(&items);
+        let turns = &turns;
         let mut results: Vec<(String, Result<Outcome, ImageError>)> =
             futures_util::stream::iter(items)
                 .map(|job| async move {
                     let task = progress.task(&job.consumer);
-                    let result = self.one(&job, &task).await;
+                    let result = self.one(&job, &task, turns).await;
                     match &result {
                         Ok(o) => task.finish(true, &describe(o)),
                         Err(e) => task.finish(false, &first_line(e)),
@@ -332,7 +337,12 @@ impl Pipeline {
         Report { results }
     }
 
-    async fn one(&self, job: &ImageJob, task: &progress::Task) -> Result<Outcome, ImageError> {
+    async fn one(
+        &self,
+        job: &ImageJob,
+        task: &progress::Task,
+        turns: &turns::Turns,
+    ) -> Result<Outcome, ImageError> {
         let tag = job.tag.clone();
         task.detail(&format!("looking for {}", job.reference()));
         if self.present(job).await? {
@@ -343,6 +353,14 @@ impl Pipeline {
             .connect()
             .await
             .map_err(|cause| self.engine.unreachable(&job.consumer, cause))?;
+        let turn = turns
+            .take(job, |building| {
+                task.step(&format!(
+                    "waiting for {building}'s build, from the same build context: its layers \
+                     are this build's cache"
+                ))
+            })
+            .await;
         let build = job.build.clone();
         let context = tokio::task::spawn_blocking(move || tar::context_tar(&build))
             .await
@@ -372,6 +390,7 @@ impl Pipeline {
             task,
         )
         .await?;
+        drop(turn);
         let build_seconds = started.elapsed().as_secs_f64();
         let (host, auth) = match &self.destination {
             Destination::Ecr { host, auth, .. } | Destination::Registry { host, auth, .. } => {

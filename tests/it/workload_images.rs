@@ -2,15 +2,19 @@
 //! `consumers/` by shoal's image pipeline on the real Docker Engine (from the local stack's
 //! stand-ins for rust:1.95-bookworm and debian:bookworm-slim: nothing is pulled), then run as
 //! containers, started with the `docker` CLI as an independent client, against the local
-//! stack's broker and PostgreSQL.
+//! stack's broker and PostgreSQL. And what lets the second image reuse the first one's
+//! dependency build: both Dockerfiles begin with the same stage, over the same files, while
+//! each image's tag stays blind to the other workload's sources.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use shoal::discover::{self, context};
 use shoal::image::{Destination, Engine, ImageJob, Outcome, Pipeline, Progress};
+use shoal::manifest::Build;
 
-use crate::support::{repo_root, stack_env, Container};
+use crate::support::{copy_tree, repo_root, stack_env, Container, Fixture};
 use crate::workloads::{create_topic, free_port, http, post_json, psql, wait_for};
 
 /// Builds the repository's two workload images with shoal's pipeline (local engine, no push)
@@ -149,4 +153,142 @@ async fn both_images_build_and_carry_events_to_the_warehouse() {
         "exactly N rows; consumer logs:\n{}",
         consumer.logs()
     );
+}
+
+/// The exposure workloads' builds in the project at `root`, API first.
+fn exposure_builds(root: &Path) -> (Build, Build) {
+    let fleet = discover::discover(root).unwrap_or_else(|p| panic!("manifests: {p}"));
+    let build = |name: &str| {
+        fleet
+            .consumers
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.build.clone())
+            .unwrap_or_else(|| panic!("{name} is discovered"))
+    };
+    (build("exposure-api"), build("exposure-consumer"))
+}
+
+/// The stage `FROM ... AS deps` of a Dockerfile, up to the next `FROM`.
+fn deps_stage(dockerfile: &str) -> String {
+    let lines: Vec<&str> = dockerfile.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("FROM ") && l.ends_with(" AS deps"))
+        .expect("a stage named deps");
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.starts_with("FROM "))
+        .map_or(lines.len(), |n| start + 1 + n);
+    lines[start..end].join("\n")
+}
+
+/// The sources of a stage's `COPY` lines (not `COPY --from`).
+fn copied(stage: &str) -> Vec<String> {
+    stage
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .filter(|args| !args.starts_with("--"))
+        .flat_map(|args| {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            words[..words.len() - 1]
+                .iter()
+                .map(|w| w.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// What a build context holds under `source` (the path itself, or below it): each path with
+/// its bytes (none for a folder).
+fn under(build: &Build, source: &str) -> Vec<(String, Vec<u8>)> {
+    let prefix = format!("{source}/");
+    context::entries(build)
+        .expect("readable context")
+        .into_iter()
+        .filter(|e| e.rel == source || e.rel.starts_with(&prefix))
+        .map(|e| {
+            let bytes = match e.kind {
+                context::EntryKind::File { .. } => std::fs::read(&e.path).expect("read"),
+                _ => Vec::new(),
+            };
+            (e.rel, bytes)
+        })
+        .collect()
+}
+
+/// The classic builder reuses a layer only for the same instruction over the same files: both
+/// Dockerfiles begin with one `deps` stage, byte for byte, and both contexts give it the same
+/// files. So whichever image builds second finds the dependency build in the layer cache.
+#[test]
+fn both_images_begin_with_the_same_dependency_stage_over_the_same_files() {
+    let root = repo_root();
+    let (api, consumer) = exposure_builds(&root);
+    let read = |b: &Build| std::fs::read_to_string(&b.dockerfile).expect("read the Dockerfile");
+    let stage = deps_stage(&read(&api));
+    assert_eq!(
+        stage,
+        deps_stage(&read(&consumer)),
+        "the deps stages of exposure-api/Dockerfile and exposure-consumer/Dockerfile differ"
+    );
+    assert_eq!(api.context, consumer.context, "one build context");
+    let sources = copied(&stage);
+    assert!(
+        sources.contains(&"Cargo.lock".to_string()),
+        "the stage builds from the workspace's lock file: {sources:?}"
+    );
+    for source in &sources {
+        let files = under(&api, source);
+        assert!(!files.is_empty(), "exposure-api's context has no {source}");
+        assert!(
+            files == under(&consumer, source),
+            "the two contexts differ under {source}"
+        );
+    }
+}
+
+/// An image's tag changes with what its build reads: the other workload's sources are not
+/// among that, the workspace's lock file and the shared crates are.
+#[test]
+fn a_change_to_one_workload_leaves_the_other_image_tag_as_it_is() {
+    let fx = Fixture::standard();
+    copy_tree(&repo_root().join("consumers"), &fx.root().join("consumers"));
+    let tags = || {
+        let (api, consumer) = exposure_builds(fx.root());
+        let tag = |b: &Build| context::hash(b).expect("hash").tag().to_string();
+        (tag(&api), tag(&consumer))
+    };
+    let append = |rel: &str| {
+        let path = fx.root().join("consumers").join(rel);
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        text.push_str("\n// changed\n");
+        std::fs::write(&path, text).expect("write");
+    };
+    let (api, consumer) = tags();
+
+    append("exposure-api/src/main.rs");
+    let (api2, consumer2) = tags();
+    assert_ne!(api, api2, "exposure-api's own source");
+    assert_eq!(
+        consumer, consumer2,
+        "exposure-api's source is not exposure-consumer's"
+    );
+
+    append("exposure-consumer/src/main.rs");
+    let (api3, consumer3) = tags();
+    assert_eq!(
+        api2, api3,
+        "exposure-consumer's source is not exposure-api's"
+    );
+    assert_ne!(consumer2, consumer3, "exposure-consumer's own source");
+
+    for shared in ["Cargo.lock", "exposure-event/src/lib.rs"] {
+        let before = tags();
+        append(shared);
+        let after = tags();
+        assert!(
+            before.0 != after.0 && before.1 != after.1,
+            "{shared} is in both builds: {before:?} -> {after:?}"
+        );
+    }
 }

@@ -1,9 +1,9 @@
 //! Harness for the workload tests: the workload binaries built on this machine, brokers of
 //! the tests' own, and the warehouse through psql.
 //!
-//! The workloads are their own cargo workspaces (each is also a Docker build context), so
-//! they are built here with `cargo build --manifest-path`, into the same target directory as
-//! shoal so that shared dependencies compile once.
+//! The workloads are a cargo workspace of their own (consumers/, also their Docker build
+//! context), so they are built here with `cargo build --manifest-path`, into the same target
+//! directory as shoal so that shared dependencies compile once.
 
 #![allow(dead_code)]
 
