@@ -1,4 +1,4 @@
-//! The two librdkafka calls that rdkafka 0.38 does not bind, made through its re-exported C
+//! The three librdkafka calls that rdkafka 0.38 does not bind, made through its re-exported C
 //! bindings. This is the only module of shoal with `unsafe` code; each block says why it holds.
 //!
 //! - [`set_oauth_token`]: rdkafka serves OAUTHBEARER token refreshes only from a poll of the
@@ -6,16 +6,20 @@
 //!   admin client over MSK IAM would wait for a token for ever. shoal hands it one itself.
 //! - [`incremental_alter_configs`]: rdkafka binds only AlterConfigs, which replaces a topic's
 //!   whole dynamic configuration; IncrementalAlterConfigs changes just the keys named.
+//! - [`list_consumer_group_offsets`]: rdkafka reads committed offsets only for a consumer's own
+//!   `group.id`, so reading many groups took a client per group. The admin call
+//!   ListConsumerGroupOffsets reads any group's from one client.
 
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr;
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, OAuthToken};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::ClientContext;
 
 /// One topic's alterations: `Some(value)` sets a key, `None` deletes it (back to the default).
@@ -37,8 +41,8 @@ pub enum FfiError {
     Key { key: String, message: String },
     #[error("no answer within {seconds}s")]
     Timeout { seconds: u64 },
-    #[error("the answer was not an IncrementalAlterConfigs result")]
-    WrongAnswer,
+    #[error("the answer was not a {0} result")]
+    WrongAnswer(&'static str),
 }
 
 fn c_string(what: &str, s: &str) -> Result<CString, FfiError> {
@@ -91,11 +95,34 @@ pub fn set_oauth_token<C: ClientContext>(
             errstr.len(),
         )
     };
+    answered(code, &errstr)
+}
+
+/// `Ok` when librdkafka answered NO_ERROR, else its refusal as it wrote it into `errstr`.
+fn answered(code: rd::rd_kafka_resp_err_t, errstr: &[u8]) -> Result<(), FfiError> {
     if code == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
         Ok(())
     } else {
-        Err(FfiError::Refused(errstr_text(&errstr)))
+        Err(FfiError::Refused(errstr_text(errstr)))
     }
+}
+
+/// Sets an admin request's timeout on its options.
+///
+/// # Safety
+/// `options` is a live rd_kafka_AdminOptions_t that no other thread uses during the call.
+unsafe fn set_request_timeout(
+    options: *mut rd::rd_kafka_AdminOptions_t,
+    timeout_ms: c_int,
+) -> Result<(), FfiError> {
+    let mut errstr = [0u8; ERRSTR];
+    let code = rd::rd_kafka_AdminOptions_set_request_timeout(
+        options,
+        timeout_ms,
+        errstr.as_mut_ptr().cast::<c_char>(),
+        errstr.len(),
+    );
+    answered(code, &errstr)
 }
 
 /// The librdkafka objects of one request, destroyed together whatever happens.
@@ -163,16 +190,7 @@ pub fn incremental_alter_configs<C: ClientContext>(
             rk,
             rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
         );
-        let mut errstr = [0u8; ERRSTR];
-        let code = rd::rd_kafka_AdminOptions_set_request_timeout(
-            req.options,
-            timeout_ms,
-            errstr.as_mut_ptr().cast::<c_char>(),
-            errstr.len(),
-        );
-        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Err(FfiError::Refused(errstr_text(&errstr)));
-        }
+        set_request_timeout(req.options, timeout_ms)?;
         req.resource = rd::rd_kafka_ConfigResource_new(
             rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
             name.as_ptr(),
@@ -227,7 +245,7 @@ pub fn incremental_alter_configs<C: ClientContext>(
         }
         let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(req.event);
         if result.is_null() {
-            return Err(FfiError::WrongAnswer);
+            return Err(FfiError::WrongAnswer("IncrementalAlterConfigs"));
         }
         let mut count = 0usize;
         let answered = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
@@ -243,4 +261,197 @@ pub fn incremental_alter_configs<C: ClientContext>(
         }
     }
     Ok(())
+}
+
+/// One partition's committed offset, as a group's coordinator answered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// The offset as librdkafka gives it: negative (-1001, its `INVALID`) where the group
+    /// has not committed on the partition.
+    pub offset: i64,
+    /// The partition's own error, in librdkafka's words.
+    pub error: Option<String>,
+}
+
+/// What [`list_consumer_group_offsets`] gives for one group.
+pub type GroupOffsets = Result<Vec<CommittedOffset>, FfiError>;
+
+/// The librdkafka objects of the group requests of one call, destroyed together whatever
+/// happens.
+struct GroupRequests {
+    queue: *mut rd::rd_kafka_queue_t,
+    options: *mut rd::rd_kafka_AdminOptions_t,
+    groups: Vec<*mut rd::rd_kafka_ListConsumerGroupOffsets_t>,
+}
+
+impl Drop for GroupRequests {
+    fn drop(&mut self) {
+        // SAFETY: each pointer is null or was returned by the matching librdkafka
+        // constructor, is owned by this struct alone and is destroyed exactly once, here.
+        // librdkafka copied each group object when its request was made.
+        unsafe {
+            for g in self.groups.drain(..) {
+                rd::rd_kafka_ListConsumerGroupOffsets_destroy(g);
+            }
+            if !self.options.is_null() {
+                rd::rd_kafka_AdminOptions_destroy(self.options);
+            }
+            if !self.queue.is_null() {
+                rd::rd_kafka_queue_destroy(self.queue);
+            }
+        }
+    }
+}
+
+/// An admin result event, destroyed when dropped.
+struct Event(*mut rd::rd_kafka_event_t);
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        // SAFETY: the event was returned by rd_kafka_queue_poll, is owned by this struct
+        // alone and is destroyed exactly once, here.
+        unsafe { rd::rd_kafka_event_destroy(self.0) }
+    }
+}
+
+/// ListConsumerGroupOffsets: each group's committed offsets on its partitions (only their
+/// topic and partition are read), all on one client. librdkafka takes one group per request,
+/// so every group is a request of its own, all made at once on one queue: they are in flight
+/// together, each to its group's coordinator. Blocks until every group is answered or
+/// `timeout` passes; one result per group, in order.
+pub fn list_consumer_group_offsets<C: ClientContext>(
+    client: &Client<C>,
+    groups: &[(&str, &TopicPartitionList)],
+    timeout: Duration,
+) -> Vec<GroupOffsets> {
+    let mut answers: Vec<Option<GroupOffsets>> = groups.iter().map(|_| None).collect();
+    let names: Vec<Result<CString, FfiError>> = groups
+        .iter()
+        .map(|(g, _)| c_string("group id", g))
+        .collect();
+    let timeout_ms = c_int::try_from(timeout.as_millis()).unwrap_or(c_int::MAX);
+    let rk = client.native_ptr();
+    let mut req = GroupRequests {
+        queue: ptr::null_mut(),
+        options: ptr::null_mut(),
+        groups: Vec::with_capacity(groups.len()),
+    };
+    // SAFETY: `rk` is the live rd_kafka_t owned by `client`, borrowed for the whole function.
+    // Every object created here is owned by `req` (or, for an event, by an `Event`), which
+    // destroys it on every return path. Group names are NUL-terminated and outlive the calls
+    // that read them; each group object copies its name and partition list (`tpl.ptr()` is
+    // only read), and each request copies its group object and its options, so setting the
+    // options' opaque (the group's index, not a pointer) for the next request leaves the last
+    // one's as it was. Every event on the private queue answers one of these requests; the
+    // memory a result points to lives as long as its event, and is copied out before the
+    // event is dropped.
+    unsafe {
+        req.queue = rd::rd_kafka_queue_new(rk);
+        req.options = rd::rd_kafka_AdminOptions_new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+        );
+        if let Err(e) = set_request_timeout(req.options, timeout_ms) {
+            let text = e.to_string();
+            return groups
+                .iter()
+                .map(|_| Err(FfiError::Refused(text.clone())))
+                .collect();
+        }
+        let mut pending = 0usize;
+        for (i, ((_, tpl), name)) in groups.iter().zip(names).enumerate() {
+            let name = match name {
+                Ok(n) => n,
+                Err(e) => {
+                    answers[i] = Some(Err(e));
+                    continue;
+                }
+            };
+            let group = rd::rd_kafka_ListConsumerGroupOffsets_new(name.as_ptr(), tpl.ptr());
+            req.groups.push(group);
+            rd::rd_kafka_AdminOptions_set_opaque(req.options, i as *mut c_void);
+            let mut one = [group];
+            rd::rd_kafka_ListConsumerGroupOffsets(
+                rk,
+                one.as_mut_ptr(),
+                one.len(),
+                req.options,
+                req.queue,
+            );
+            pending += 1;
+        }
+        // The requests' own timeout answers first; the extra second only guards the wait.
+        let deadline = std::time::Instant::now() + timeout + Duration::from_secs(1);
+        while pending > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let event = rd::rd_kafka_queue_poll(
+                req.queue,
+                c_int::try_from(left.as_millis()).unwrap_or(c_int::MAX),
+            );
+            if event.is_null() {
+                break;
+            }
+            let event = Event(event);
+            let i = rd::rd_kafka_event_opaque(event.0) as usize;
+            let Some(slot) = answers.get_mut(i).filter(|a| a.is_none()) else {
+                continue;
+            };
+            *slot = Some(group_offsets(&event));
+            pending -= 1;
+        }
+    }
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or(Err(FfiError::Timeout {
+                seconds: timeout.as_secs(),
+            }))
+        })
+        .collect()
+}
+
+/// The answer one ListConsumerGroupOffsets result event carries for its one group.
+///
+/// # Safety
+/// `event` holds a live event from a ListConsumerGroupOffsets request.
+unsafe fn group_offsets(event: &Event) -> GroupOffsets {
+    if rd::rd_kafka_event_error(event.0) != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return Err(FfiError::Refused(owned(rd::rd_kafka_event_error_string(
+            event.0,
+        ))));
+    }
+    let result = rd::rd_kafka_event_ListConsumerGroupOffsets_result(event.0);
+    if result.is_null() {
+        return Err(FfiError::WrongAnswer("ListConsumerGroupOffsets"));
+    }
+    let mut count = 0usize;
+    let answered = rd::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count);
+    if answered.is_null() || count != 1 {
+        return Err(FfiError::WrongAnswer("ListConsumerGroupOffsets"));
+    }
+    let group = *answered;
+    let error = rd::rd_kafka_group_result_error(group);
+    if !error.is_null() {
+        return Err(FfiError::Refused(owned(rd::rd_kafka_error_string(error))));
+    }
+    let list = rd::rd_kafka_group_result_partitions(group);
+    if list.is_null() {
+        return Ok(Vec::new());
+    }
+    let count = usize::try_from((*list).cnt).unwrap_or(0);
+    let elems = (*list).elems;
+    let mut out = Vec::with_capacity(count);
+    for k in 0..count {
+        let p = &*elems.add(k);
+        out.push(CommittedOffset {
+            topic: owned(p.topic),
+            partition: p.partition,
+            offset: p.offset,
+            error: (p.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
+                .then(|| owned(rd::rd_kafka_err2str(p.err))),
+        });
+    }
+    Ok(out)
 }

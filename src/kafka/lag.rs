@@ -1,23 +1,39 @@
 //! Consumer-group lag: per partition, end offset − committed offset.
 //!
-//! The group's committed offsets are read first (one OffsetFetch to the group coordinator),
-//! then the end offsets (one ListOffsets per partition leader, through `offsets_for_times`
-//! with "latest"), so that a message committed between the two reads can only make the lag
-//! larger, never negative; what is negative anyway (a racing read) is clamped to 0 by the
-//! policy. A partition the group never committed on has no committed offset; for it the
-//! reader also reads the log-start offset, from which the policy counts its lag under
-//! `auto.offset.reset = earliest`.
+//! A tick reads every group it looks after at once ([`LagReader::read_all`]), on one client
+//! for the whole environment, so the brokers get a few requests per tick rather than a few
+//! per group:
+//!
+//! 1. each topic's partition count: one Metadata per topic, however many groups read it;
+//! 2. every group's committed offsets: ListConsumerGroupOffsets ([`super::ffi`]), one
+//!    OffsetFetch per group to its coordinator, all in flight together. rdkafka's own call
+//!    reads only a consumer's `group.id`, which took a client per group;
+//! 3. then the end offsets of every partition read, of every topic and group: one ListOffsets
+//!    per partition leader (`offsets_for_times` with "latest"); and the log-start offsets of
+//!    the partitions some group never committed on, one more ListOffsets per leader;
+//! 4. the members of every group: one ListGroups and one DescribeGroups per broker.
+//!
+//! Every committed offset is read before any end offset, so that a message committed between
+//! the two reads can only make the lag larger, never negative; what is negative anyway (a
+//! racing read) is clamped to 0 by the policy. A partition the group never committed on has
+//! no committed offset; for it the reader gives the log-start offset, from which the policy
+//! counts its lag under `auto.offset.reset = earliest`. A failure fails only the reads that
+//! needed what failed: a missing topic fails the groups that read it, a group whose
+//! coordinator cannot answer fails that group.
 //!
 //! The group's serving members come from DescribeGroups (librdkafka's group list, which
 //! carries each member's assignment): the members that own partitions of the group's topics.
 //! A broker that cannot answer (tansu 0.6 drops the connection) leaves them unknown, and the
 //! autoscaler then takes the platform's running count instead (docs/autoscaler.md, "Members").
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use super::ffi::{self, CommittedOffset};
 use super::{Connection, KafkaError, ShoalContext};
 
 /// One partition's offsets as read at one moment.
@@ -111,22 +127,46 @@ impl Observation {
     }
 }
 
-/// Reads lag for groups of one environment: one client per group (rdkafka reads committed
-/// offsets only for a consumer's own `group.id`), made on first use and kept.
+/// Reads lag for the groups of one environment, on one client made on first use and kept. It
+/// has no `group.id`: it never joins a group, never commits, and reads any group's committed
+/// offsets through the admin API.
 pub struct LagReader {
     config: rdkafka::config::ClientConfig,
     context: ShoalContext,
-    consumers: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<Client>>>,
+    client: Mutex<Option<Arc<Client>>>,
     bootstrap: String,
     timeout: Duration,
     /// When DescribeGroups last failed, if it did.
-    describe_failed: std::sync::Mutex<Option<std::time::Instant>>,
+    describe_failed: Mutex<Option<Instant>>,
 }
 
 /// How long a reader goes without asking DescribeGroups after the broker failed to answer.
 const DESCRIBE_RETRY: Duration = Duration::from_secs(300);
 
 type Client = BaseConsumer<ShoalContext>;
+
+/// A partition: its topic and number.
+type Partition = (String, i32);
+
+/// One offset per partition; a partition the broker gave none for is missing.
+type Offsets = BTreeMap<Partition, i64>;
+
+/// What failed in one step of a batch: the Kafka call and its error. Every read that needed
+/// that step's answer fails with it.
+#[derive(Debug, Clone, PartialEq)]
+struct Failure {
+    op: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn new(op: &'static str, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            op,
+            message: message.to_string(),
+        }
+    }
+}
 
 impl LagReader {
     /// A reader for a resolved connection (`deploy::Session::kafka` resolves an
@@ -136,55 +176,57 @@ impl LagReader {
             bootstrap: conn.bootstrap().to_string(),
             config: conn.config,
             context: conn.context,
-            consumers: Default::default(),
+            client: Mutex::default(),
             timeout,
-            describe_failed: Default::default(),
+            describe_failed: Mutex::default(),
         }
     }
 
-    /// The group's client. It never subscribes, so it never joins the group: it only asks
-    /// for offsets, and never commits.
-    fn consumer(&self, group: &str) -> Result<std::sync::Arc<Client>, KafkaError> {
-        let mut map = self
-            .consumers
+    /// The brokers this reader reads from (`bootstrap.servers`).
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The reader's client, made on first use.
+    fn client(&self) -> Result<Arc<Client>, KafkaError> {
+        let mut slot = self
+            .client
             .lock()
             .map_err(|_| self.broker("client", "a lag read panicked"))?;
-        if let Some(c) = map.get(group) {
+        if let Some(c) = slot.as_ref() {
             self.serve_token_refresh(c, false);
             return Ok(c.clone());
         }
-        let consumer: Client = self
+        let client: Client = self
             .config
-            .clone()
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
             .create_with_context(self.context.clone())
             .map_err(|e| KafkaError::Client {
                 bootstrap: self.bootstrap.clone(),
                 message: e.to_string(),
             })?;
-        self.serve_token_refresh(&consumer, true);
-        let consumer = std::sync::Arc::new(consumer);
-        map.insert(group.to_string(), consumer.clone());
-        Ok(consumer)
+        self.serve_token_refresh(&client, true);
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
     }
 
     /// With MSK IAM, librdkafka asks for a token (on start, and before the last one expires)
     /// through an event that only a poll serves; this client never subscribes, so a poll
-    /// returns no message. A new client waits (up to 5 s) for its first token; a known one
-    /// only serves a pending refresh.
-    fn serve_token_refresh(&self, consumer: &Client, new: bool) {
+    /// returns no message (with no `group.id` it polls librdkafka's main queue, where the
+    /// event lands). A new client waits (up to 5 s) for its first token; a known one only
+    /// serves a pending refresh.
+    fn serve_token_refresh(&self, client: &Client, new: bool) {
         if !self.context.is_iam() {
             return;
         }
         if !new {
-            let _ = consumer.poll(Duration::ZERO);
+            let _ = client.poll(Duration::ZERO);
             return;
         }
         let before = self.context.tokens_made();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while self.context.tokens_made() == before && std::time::Instant::now() < deadline {
-            let _ = consumer.poll(Duration::from_millis(100));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.context.tokens_made() == before && Instant::now() < deadline {
+            let _ = client.poll(Duration::from_millis(100));
         }
     }
 
@@ -196,173 +238,344 @@ impl LagReader {
         }
     }
 
-    /// The partition count of a topic.
-    fn partitions(&self, consumer: &Client, topic: &str) -> Result<i32, KafkaError> {
-        let md = consumer
-            .fetch_metadata(Some(topic), self.timeout)
-            .map_err(|e| self.broker("Metadata", e))?;
-        let t = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .ok_or_else(|| self.broker("Metadata", format!("no topic {topic}")))?;
-        if let Some(err) = t.error() {
-            return Err(self.broker("Metadata", format!("topic {topic}: {err:?}")));
-        }
-        Ok(t.partitions().len() as i32)
-    }
-
-    /// Reads a group's offsets on its topics: committed first, then end offsets (and the
-    /// log-start offsets of partitions with no commit), then the members.
+    /// Reads one group's offsets on its topics: [`LagReader::read_all`] for one read.
     pub fn read(&self, group: &str, topics: &[String]) -> Result<Observation, KafkaError> {
-        let consumer = self.consumer(group)?;
-        let mut spans = Vec::with_capacity(topics.len());
-        let mut tpl = TopicPartitionList::new();
-        for topic in topics {
-            let partitions = self.partitions(&consumer, topic)?;
-            for p in 0..partitions {
-                tpl.add_partition(topic, p);
-            }
-            spans.push(TopicSpan {
-                name: topic.clone(),
-                partitions: partitions as u32,
-            });
-        }
-        let committed = self.committed(&consumer, &tpl)?;
-        let ends = self.list_offsets(&consumer, &tpl, Offset::End)?;
-        let mut uncommitted = TopicPartitionList::new();
-        for (e, _) in tpl
-            .elements()
-            .iter()
-            .zip(&committed)
-            .filter(|(_, c)| c.is_none())
-        {
-            uncommitted.add_partition(e.topic(), e.partition());
-        }
-        let starts = if uncommitted.count() == 0 {
-            Vec::new()
-        } else {
-            self.list_offsets(&consumer, &uncommitted, Offset::Beginning)?
-        };
-        let read_at = now();
-        let mut reads = Vec::with_capacity(tpl.count());
-        for ((e, end), committed_offset) in tpl.elements().iter().zip(ends).zip(committed) {
-            let log_start_offset = starts
-                .iter()
-                .find(|(t, p, _)| t == e.topic() && *p == e.partition())
-                .map(|(_, _, o)| *o);
-            reads.push(PartitionRead {
-                end_offset: end.2,
-                committed_offset,
-                log_start_offset,
-                read_at,
-            });
-        }
-        Ok(Observation {
-            at: read_at,
-            topics: spans,
-            partitions: reads,
-            members: self.members(&consumer, group, topics),
-        })
+        self.read_all(&[(group.to_string(), topics.to_vec())])
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(self.broker("read", "no answer for the group")))
     }
 
-    /// One offset per partition of `tpl`, at `at` (the end, or the log start), as
-    /// `(topic, partition, offset)` in `tpl`'s order.
-    fn list_offsets(
+    /// Reads every `(group, topics)` at once: the partition counts, then every group's
+    /// committed offsets, then the end offsets (and the log-start offsets of partitions with
+    /// no commit), then the members. One observation per read, in order; a read fails only
+    /// when something it needed failed. A group may come more than once (its topics and its
+    /// dead-letter topic): its committed offsets are still asked once.
+    pub fn read_all(
         &self,
-        consumer: &Client,
-        tpl: &TopicPartitionList,
-        at: Offset,
-    ) -> Result<Vec<(String, i32, i64)>, KafkaError> {
-        let mut query = TopicPartitionList::new();
-        for e in tpl.elements() {
-            query
-                .add_partition_offset(e.topic(), e.partition(), at)
-                .map_err(|e| self.broker("ListOffsets", e))?;
-        }
-        let answer = consumer
-            .offsets_for_times(query, self.timeout)
-            .map_err(|e| self.broker("ListOffsets", e))?;
-        tpl.elements()
-            .iter()
-            .map(|e| {
-                let (topic, p) = (e.topic(), e.partition());
-                answer
-                    .find_partition(topic, p)
-                    .and_then(|o| o.offset().to_raw())
-                    .filter(|o| *o >= 0)
-                    .map(|o| (topic.to_string(), p, o))
-                    .ok_or_else(|| {
-                        self.broker("ListOffsets", format!("no offset for {topic}[{p}]"))
+        reads: &[(String, Vec<String>)],
+    ) -> Vec<Result<Observation, KafkaError>> {
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(e) => {
+                let message = e.to_string();
+                return reads
+                    .iter()
+                    .map(|_| {
+                        Err(KafkaError::Client {
+                            bootstrap: self.bootstrap.clone(),
+                            message: message.clone(),
+                        })
                     })
+                    .collect();
+            }
+        };
+        let batch = self.batch(&client, reads);
+        reads
+            .iter()
+            .map(|(group, topics)| {
+                batch
+                    .observation(group, topics)
+                    .map_err(|f| self.broker(f.op, f.message))
             })
             .collect()
     }
 
-    /// The group's members that own partitions of `topics`, from DescribeGroups; `None` when
-    /// the broker cannot answer it, or answers with no member's assignment
-    /// ([`count_members`]). After a failure the reader does not ask again for
-    /// [`DESCRIBE_RETRY`], so a broker without the call costs one timeout per retry, not
-    /// one per tick.
-    fn members(&self, consumer: &Client, group: &str, topics: &[String]) -> Option<Members> {
+    /// Reads what `reads` need from the brokers, in the order the module describes.
+    fn batch(&self, client: &Client, reads: &[(String, Vec<String>)]) -> Batch {
+        let topics: BTreeSet<&String> = reads.iter().flat_map(|(_, t)| t).collect();
+        let partitions = self.partition_counts(client, topics);
+        // Each group's partitions: those of every topic any of its reads names.
+        let mut wanted: BTreeMap<&str, BTreeSet<Partition>> = BTreeMap::new();
+        for (group, topics) in reads {
+            let of_group = wanted.entry(group.as_str()).or_default();
+            for t in topics {
+                if let Some(Ok(n)) = partitions.get(t) {
+                    of_group.extend((0..*n as i32).map(|p| (t.clone(), p)));
+                }
+            }
+        }
+        let committed = self.committed(client, &wanted);
+        let every: BTreeSet<Partition> = wanted.values().flatten().cloned().collect();
+        let ends = self.list_offsets(client, &every, Offset::End);
+        let uncommitted: BTreeSet<Partition> = wanted
+            .iter()
+            .filter_map(|(g, ps)| Some((committed.get(*g)?.as_ref().ok()?, ps)))
+            .flat_map(|(c, ps)| ps.iter().filter(|p| !c.contains_key(*p)))
+            .cloned()
+            .collect();
+        let starts = self.list_offsets(client, &uncommitted, Offset::Beginning);
+        let read_at = now();
+        tracing::debug!(
+            groups = wanted.len(),
+            topics = partitions.len(),
+            partitions = every.len(),
+            uncommitted = uncommitted.len(),
+            "read the groups' offsets"
+        );
+        Batch {
+            partitions,
+            committed,
+            ends,
+            starts,
+            members: self.members(client, wanted.keys().copied().collect()),
+            read_at,
+        }
+    }
+
+    /// Each topic's partition count (one Metadata each). Once a request itself fails (the
+    /// brokers cannot be reached), the topics after it fail with it rather than waiting for
+    /// the same timeout again.
+    fn partition_counts(
+        &self,
+        client: &Client,
+        topics: BTreeSet<&String>,
+    ) -> BTreeMap<String, Result<u32, Failure>> {
+        let mut down: Option<Failure> = None;
+        let mut out = BTreeMap::new();
+        for topic in topics {
+            let count = match &down {
+                Some(f) => Err(f.clone()),
+                None => match client.fetch_metadata(Some(topic), self.timeout) {
+                    Ok(md) => partition_count(
+                        topic,
+                        md.topics()
+                            .iter()
+                            .find(|t| t.name() == topic)
+                            .map(|t| (t.error(), t.partitions().len())),
+                    ),
+                    Err(e) => {
+                        let f = Failure::new("Metadata", e);
+                        down = Some(f.clone());
+                        Err(f)
+                    }
+                },
+            };
+            out.insert(topic.clone(), count);
+        }
+        out
+    }
+
+    /// Each group's committed offsets on its partitions, all groups at once on this client
+    /// (ListConsumerGroupOffsets). A group with no partition to ask about is not asked.
+    fn committed(
+        &self,
+        client: &Client,
+        wanted: &BTreeMap<&str, BTreeSet<Partition>>,
+    ) -> BTreeMap<String, Result<Offsets, Failure>> {
+        let mut asked = Vec::new();
+        let mut out = BTreeMap::new();
+        for (group, partitions) in wanted {
+            if partitions.is_empty() {
+                out.insert(group.to_string(), Ok(Offsets::new()));
+                continue;
+            }
+            let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+            for (t, p) in partitions {
+                tpl.add_partition(t, *p);
+            }
+            asked.push((*group, tpl));
+        }
+        let requests: Vec<(&str, &TopicPartitionList)> =
+            asked.iter().map(|(g, tpl)| (*g, tpl)).collect();
+        let answers = ffi::list_consumer_group_offsets(client.client(), &requests, self.timeout);
+        for ((group, _), answer) in asked.iter().zip(answers) {
+            let offsets = answer
+                .map_err(|e| Failure::new("OffsetFetch", format!("group {group}: {e}")))
+                .and_then(|list| committed_offsets(group, list));
+            out.insert(group.to_string(), offsets);
+        }
+        out
+    }
+
+    /// One offset per partition of `partitions`, at `at` (the end, or the log start): one
+    /// ListOffsets per partition leader for all of them.
+    fn list_offsets(
+        &self,
+        client: &Client,
+        partitions: &BTreeSet<Partition>,
+        at: Offset,
+    ) -> Result<Offsets, Failure> {
+        if partitions.is_empty() {
+            return Ok(Offsets::new());
+        }
+        let mut query = TopicPartitionList::with_capacity(partitions.len());
+        for (t, p) in partitions {
+            query
+                .add_partition_offset(t, *p, at)
+                .map_err(|e| Failure::new("ListOffsets", e))?;
+        }
+        let answer = client
+            .offsets_for_times(query, self.timeout)
+            .map_err(|e| Failure::new("ListOffsets", e))?;
+        Ok(answer
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_ok())
+            .filter_map(|e| {
+                let offset = e.offset().to_raw().filter(|o| *o >= 0)?;
+                Some(((e.topic().to_string(), e.partition()), offset))
+            })
+            .collect())
+    }
+
+    /// The members' assignments of each of `groups`, from one ListGroups and one
+    /// DescribeGroups per broker (librdkafka's group list of the whole cluster, of which only
+    /// these groups are kept); `None` when the broker cannot answer. After a failure the
+    /// reader does not ask again for [`DESCRIBE_RETRY`], so a broker without the call costs
+    /// one timeout per retry, not one per tick.
+    fn members(&self, client: &Client, groups: BTreeSet<&str>) -> Option<Assignments> {
+        if groups.is_empty() {
+            return None;
+        }
         let mut failed = self.describe_failed.lock().ok()?;
         if failed.is_some_and(|at| at.elapsed() < DESCRIBE_RETRY) {
             return None;
         }
-        match consumer.fetch_group_list(Some(group), self.timeout) {
+        match client.fetch_group_list(None, self.timeout) {
             Ok(list) => {
                 *failed = None;
-                let assignments = list
-                    .groups()
-                    .iter()
-                    .filter(|g| g.name() == group)
-                    .flat_map(|g| g.members())
-                    .map(|m| m.assignment());
-                let count = count_members(assignments, topics);
-                if count.is_none() {
-                    tracing::debug!(
-                        group,
-                        "the group's members have no assignment (rebalancing, or a broker that leaves it out); the member count comes from the platform's running count"
+                let mut out = Assignments::new();
+                for g in list.groups().iter().filter(|g| groups.contains(g.name())) {
+                    out.entry(g.name().to_string()).or_default().extend(
+                        g.members()
+                            .iter()
+                            .map(|m| m.assignment().map(<[u8]>::to_vec)),
                     );
                 }
-                count.map(|count| Members {
-                    count,
-                    source: MemberSource::Group,
-                })
+                Some(out)
             }
             Err(e) => {
                 tracing::info!(
-                    group,
+                    groups = groups.len(),
                     bootstrap = %self.bootstrap,
                     error = %e,
-                    "the broker cannot describe the group; the member count comes from the platform's running count"
+                    "the broker cannot describe the groups; the member counts come from the platform's running counts"
                 );
-                *failed = Some(std::time::Instant::now());
+                *failed = Some(Instant::now());
                 None
             }
         }
     }
+}
 
-    fn committed(
-        &self,
-        consumer: &Client,
-        tpl: &TopicPartitionList,
-    ) -> Result<Vec<Option<i64>>, KafkaError> {
-        let answer = consumer
-            .committed_offsets(tpl.clone(), self.timeout)
-            .map_err(|e| self.broker("OffsetFetch", e))?;
-        Ok(tpl
-            .elements()
-            .iter()
-            .map(|e| {
-                answer
-                    .find_partition(e.topic(), e.partition())
-                    .and_then(|c| match c.offset() {
-                        Offset::Offset(o) if o >= 0 => Some(o),
-                        _ => None,
-                    })
+/// Each group's members' assignments (a member with none has `None`), as DescribeGroups
+/// gave them; a group the broker does not list has no members.
+type Assignments = BTreeMap<String, Vec<Option<Vec<u8>>>>;
+
+/// A topic's partition count from its Metadata entry: its error, and how many partitions it
+/// has (`None` when the broker left the topic out).
+fn partition_count(
+    topic: &str,
+    entry: Option<(Option<rdkafka::types::RDKafkaRespErr>, usize)>,
+) -> Result<u32, Failure> {
+    match entry {
+        None => Err(Failure::new("Metadata", format!("no topic {topic}"))),
+        Some((Some(err), _)) => Err(Failure::new("Metadata", format!("topic {topic}: {err:?}"))),
+        Some((None, n)) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+    }
+}
+
+/// A group's committed offsets as its coordinator answered: a negative offset is no commit,
+/// and is left out; a partition's own error fails the group's read (an offset it cannot
+/// give is not "no commit", which would count from the log start).
+fn committed_offsets(group: &str, list: Vec<CommittedOffset>) -> Result<Offsets, Failure> {
+    let mut out = Offsets::new();
+    for c in list {
+        if let Some(e) = c.error {
+            return Err(Failure::new(
+                "OffsetFetch",
+                format!("group {group}: {}[{}]: {e}", c.topic, c.partition),
+            ));
+        }
+        if c.offset >= 0 {
+            out.insert((c.topic, c.partition), c.offset);
+        }
+    }
+    Ok(out)
+}
+
+/// What one batch read from the brokers, before it is split into each read's observation.
+#[derive(Debug)]
+struct Batch {
+    partitions: BTreeMap<String, Result<u32, Failure>>,
+    /// Each group's committed offsets; a partition missing from them has no commit.
+    committed: BTreeMap<String, Result<Offsets, Failure>>,
+    ends: Result<Offsets, Failure>,
+    /// The log-start offsets of the partitions some group has no commit on.
+    starts: Result<Offsets, Failure>,
+    members: Option<Assignments>,
+    read_at: f64,
+}
+
+impl Batch {
+    /// The observation of `group` on `topics`, or the first failure it met.
+    fn observation(&self, group: &str, topics: &[String]) -> Result<Observation, Failure> {
+        let mut spans = Vec::with_capacity(topics.len());
+        for t in topics {
+            let partitions = self
+                .partitions
+                .get(t)
+                .cloned()
+                .unwrap_or_else(|| Err(Failure::new("Metadata", format!("no topic {t}"))))?;
+            spans.push(TopicSpan {
+                name: t.clone(),
+                partitions,
+            });
+        }
+        let committed = self
+            .committed
+            .get(group)
+            .cloned()
+            .unwrap_or_else(|| Ok(Offsets::new()))?;
+        let ends = self.ends.as_ref().map_err(Clone::clone)?;
+        let missing =
+            |t: &str, p: i32| Failure::new("ListOffsets", format!("no offset for {t}[{p}]"));
+        let mut reads = Vec::new();
+        for span in &spans {
+            for p in 0..span.partitions as i32 {
+                let key = (span.name.clone(), p);
+                let end_offset = *ends.get(&key).ok_or_else(|| missing(&span.name, p))?;
+                let committed_offset = committed.get(&key).copied();
+                let log_start_offset = match committed_offset {
+                    Some(_) => None,
+                    None => Some(
+                        *self
+                            .starts
+                            .as_ref()
+                            .map_err(Clone::clone)?
+                            .get(&key)
+                            .ok_or_else(|| missing(&span.name, p))?,
+                    ),
+                };
+                reads.push(PartitionRead {
+                    end_offset,
+                    committed_offset,
+                    log_start_offset,
+                    read_at: self.read_at,
+                });
+            }
+        }
+        let members = self.members.as_ref().and_then(|all| {
+            let assignments = all.get(group).into_iter().flatten().map(|a| a.as_deref());
+            let count = count_members(assignments, topics);
+            if count.is_none() {
+                tracing::debug!(
+                    group,
+                    "the group's members have no assignment (rebalancing, or a broker that leaves it out); the member count comes from the platform's running count"
+                );
+            }
+            count.map(|count| Members {
+                count,
+                source: MemberSource::Group,
             })
-            .collect())
+        });
+        Ok(Observation {
+            at: self.read_at,
+            topics: spans,
+            partitions: reads,
+            members,
+        })
     }
 }
 
@@ -493,5 +706,200 @@ mod tests {
         assert_eq!(parse_assignment(&cut), None);
         assert!(owns_partitions(Some(&cut), &topics));
         assert!(owns_partitions(Some(&[0xff]), &topics));
+    }
+
+    fn offsets(list: &[(&str, i32, i64)]) -> Offsets {
+        list.iter()
+            .map(|(t, p, o)| ((t.to_string(), *p), *o))
+            .collect()
+    }
+
+    fn topics(names: &[&str]) -> Vec<String> {
+        names.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// Two groups share topic `orders` (2 partitions); `billing` also reads `refunds` (1
+    /// partition). `billing` committed on every partition, `audit` only on `orders`[0].
+    fn batch() -> Batch {
+        Batch {
+            partitions: [("orders", Ok(2)), ("refunds", Ok(1))]
+                .into_iter()
+                .map(|(t, n)| (t.to_string(), n))
+                .collect(),
+            committed: [
+                (
+                    "billing",
+                    Ok(offsets(&[
+                        ("orders", 0, 3),
+                        ("orders", 1, 9),
+                        ("refunds", 0, 1),
+                    ])),
+                ),
+                ("audit", Ok(offsets(&[("orders", 0, 5)]))),
+            ]
+            .into_iter()
+            .map(|(g, c)| (g.to_string(), c))
+            .collect(),
+            ends: Ok(offsets(&[
+                ("orders", 0, 10),
+                ("orders", 1, 12),
+                ("refunds", 0, 4),
+            ])),
+            starts: Ok(offsets(&[("orders", 1, 2)])),
+            members: None,
+            read_at: 7.0,
+        }
+    }
+
+    fn reads(o: &Observation) -> Vec<(i64, Option<i64>, Option<i64>)> {
+        o.partitions
+            .iter()
+            .map(|p| (p.end_offset, p.committed_offset, p.log_start_offset))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_gives_each_group_its_own_commits_on_the_shared_end_offsets() {
+        let b = batch();
+        let billing = b
+            .observation("billing", &topics(&["orders", "refunds"]))
+            .expect("billing");
+        assert_eq!(
+            reads(&billing),
+            vec![(10, Some(3), None), (12, Some(9), None), (4, Some(1), None)]
+        );
+        let spans: Vec<(&str, u32)> = billing
+            .topics
+            .iter()
+            .map(|t| (t.name.as_str(), t.partitions))
+            .collect();
+        assert_eq!(spans, vec![("orders", 2), ("refunds", 1)]);
+        assert_eq!((billing.at, billing.partitions[0].read_at), (7.0, 7.0));
+        let audit = b.observation("audit", &topics(&["orders"])).expect("audit");
+        assert_eq!(
+            reads(&audit),
+            vec![(10, Some(5), None), (12, None, Some(2))],
+            "no commit on orders[1]: its log start"
+        );
+    }
+
+    #[test]
+    fn a_failure_fails_only_the_reads_that_needed_it() {
+        let mut b = batch();
+        b.partitions.insert(
+            "gone".into(),
+            Err(Failure::new(
+                "Metadata",
+                "topic gone: UnknownTopicOrPartition",
+            )),
+        );
+        b.committed.insert(
+            "stuck".into(),
+            Err(Failure::new("OffsetFetch", "group stuck: timed out")),
+        );
+        assert_eq!(
+            b.observation("billing", &topics(&["orders", "gone"]))
+                .expect_err("a missing topic")
+                .op,
+            "Metadata"
+        );
+        assert_eq!(
+            b.observation("stuck", &topics(&["orders"]))
+                .expect_err("its coordinator")
+                .op,
+            "OffsetFetch"
+        );
+        assert!(b.observation("billing", &topics(&["orders"])).is_ok());
+
+        b.starts = Err(Failure::new("ListOffsets", "timed out"));
+        assert!(
+            b.observation("billing", &topics(&["orders"])).is_ok(),
+            "billing needs no log start"
+        );
+        assert_eq!(
+            b.observation("audit", &topics(&["orders"]))
+                .expect_err("audit does")
+                .op,
+            "ListOffsets"
+        );
+
+        let mut b = batch();
+        b.ends = Ok(offsets(&[("orders", 0, 10)]));
+        let err = b
+            .observation("audit", &topics(&["orders"]))
+            .expect_err("no end offset for orders[1]");
+        assert_eq!(err.message, "no offset for orders[1]");
+    }
+
+    #[test]
+    fn members_are_counted_per_group_from_one_listing() {
+        let mut b = batch();
+        assert_eq!(
+            b.observation("billing", &topics(&["orders"]))
+                .expect("read")
+                .members,
+            None,
+            "not described"
+        );
+        let owns = assignment(&[("orders", &[0, 1])]);
+        let idle = assignment(&[("orders", &[])]);
+        b.members = Some(
+            [(
+                "billing".to_string(),
+                vec![Some(owns.clone()), Some(owns), Some(idle)],
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let count = |group: &str| {
+            b.observation(group, &topics(&["orders"]))
+                .expect("read")
+                .member_count()
+        };
+        assert_eq!(count("billing"), Some(2));
+        assert_eq!(count("audit"), Some(0), "a group the broker does not list");
+    }
+
+    #[test]
+    fn a_negative_committed_offset_is_no_commit_and_a_partition_error_fails_the_group() {
+        let c = |topic: &str, partition, offset, error: Option<&str>| CommittedOffset {
+            topic: topic.into(),
+            partition,
+            offset,
+            error: error.map(Into::into),
+        };
+        assert_eq!(
+            committed_offsets("g", vec![c("t", 0, 4, None), c("t", 1, -1001, None)]),
+            Ok(offsets(&[("t", 0, 4)]))
+        );
+        let err = committed_offsets(
+            "g",
+            vec![
+                c("t", 0, 4, None),
+                c("t", 1, -1, Some("Broker: Unstable offset commit")),
+            ],
+        )
+        .expect_err("a partition error");
+        assert_eq!(err.op, "OffsetFetch");
+        assert_eq!(err.message, "group g: t[1]: Broker: Unstable offset commit");
+    }
+
+    #[test]
+    fn a_topic_the_broker_leaves_out_or_refuses_has_no_partition_count() {
+        use rdkafka::types::RDKafkaRespErr;
+        assert_eq!(partition_count("t", Some((None, 24))), Ok(24));
+        assert_eq!(
+            partition_count("t", None),
+            Err(Failure::new("Metadata", "no topic t"))
+        );
+        let refused = partition_count(
+            "t",
+            Some((
+                Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART),
+                0,
+            )),
+        )
+        .expect_err("refused");
+        assert!(refused.message.starts_with("topic t: "), "{refused:?}");
     }
 }

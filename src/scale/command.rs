@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-use super::daemon::{Autoscaler, Outcome, ReadLag, Target};
+use super::daemon::{Autoscaler, GroupRead, Outcome, ReadLag, Target};
 use super::policy::{Config, Observation};
 use crate::deploy::{Ctx, Platform};
 use crate::discover::Fleet;
@@ -61,13 +61,33 @@ pub fn targets(fleet: &Fleet, interval: Duration, scale_in_window: Duration) -> 
         .collect()
 }
 
-/// rdkafka's calls block: each read runs on the blocking pool.
+/// rdkafka's calls block: each read runs on the blocking pool. A tick's reads are one batch
+/// ([`LagReader::read_all`]).
 struct Lag(Arc<LagReader>);
 
 impl ReadLag for Lag {
     async fn read(&self, group: &str, topics: &[String]) -> Result<Observation, KafkaError> {
         let (reader, group, topics) = (self.0.clone(), group.to_string(), topics.to_vec());
         tokio::task::spawn_blocking(move || reader.read(&group, &topics)).await?
+    }
+
+    async fn read_all(&self, reads: Vec<GroupRead>) -> Vec<Result<Observation, KafkaError>> {
+        let (reader, count) = (self.0.clone(), reads.len());
+        match tokio::task::spawn_blocking(move || reader.read_all(&reads)).await {
+            Ok(observations) => observations,
+            Err(e) => {
+                let message = format!("the lag read stopped: {e}");
+                (0..count)
+                    .map(|_| {
+                        Err(KafkaError::Broker {
+                            op: "read",
+                            bootstrap: self.0.bootstrap().to_string(),
+                            message: message.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        }
     }
 }
 
@@ -322,11 +342,14 @@ pub async fn lag_rows<P: Platform>(
             None => "no consumer has a [kafka] section".to_string(),
         }));
     }
+    let wanted: Vec<(String, Vec<String>)> = chosen
+        .iter()
+        .map(|(_, k)| (k.group.clone(), k.topics.clone()))
+        .collect();
     let read_all = || -> Result<Vec<Observation>> {
-        chosen
-            .iter()
-            // rdkafka's reads block; this command has nothing else to run meanwhile.
-            .map(|(_, k)| tokio::task::block_in_place(|| reader.read(&k.group, &k.topics)))
+        // rdkafka's reads block; this command has nothing else to run meanwhile.
+        tokio::task::block_in_place(|| reader.read_all(&wanted))
+            .into_iter()
             .collect::<std::result::Result<_, _>>()
             .map_err(Error::from)
     };

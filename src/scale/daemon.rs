@@ -47,15 +47,31 @@ pub struct Target {
     pub dlq_topic: Option<String>,
 }
 
+/// One lag read of a tick: a consumer group and the topics to read it on.
+pub type GroupRead = (String, Vec<String>);
+
 /// Reads a group's offsets on its topics: the group's committed offsets first, then the end
 /// offsets, so that racing reads give lag ≥ 0; and the group's members where the broker can
 /// say.
-pub trait ReadLag {
+pub trait ReadLag: Sync {
     fn read(
         &self,
         group: &str,
         topics: &[String],
     ) -> impl Future<Output = Result<Observation, KafkaError>> + Send;
+
+    /// Every `(group, topics)` of a tick, one result per read in order. By default each is
+    /// read on its own, all at once; the production reader reads them as one batch, with a
+    /// few requests per broker for the whole tick (`kafka::lag::LagReader::read_all`).
+    fn read_all(
+        &self,
+        reads: Vec<GroupRead>,
+    ) -> impl Future<Output = Vec<Result<Observation, KafkaError>>> + Send {
+        async move {
+            let each = reads.iter().map(|(group, topics)| self.read(group, topics));
+            futures_util::future::join_all(each).await
+        }
+    }
 }
 
 /// What failed in one consumer's tick.
@@ -148,25 +164,30 @@ impl Autoscaler {
         dry_run: bool,
     ) -> Tick {
         let services: Vec<String> = self.targets.iter().map(|t| t.service.clone()).collect();
-        // The counts and every group's lag at once: the reads wait on AWS and the brokers,
-        // not on each other.
-        let (counts, reads, dlq_reads) = futures_util::future::join3(
-            scale.counts_many(&services),
-            futures_util::future::join_all(
-                self.targets.iter().map(|t| lag.read(&t.group, &t.topics)),
-            ),
-            futures_util::future::join_all(self.targets.iter().map(|t| async move {
-                match &t.dlq_topic {
-                    Some(d) => Some(lag.read(&t.group, std::slice::from_ref(d)).await),
-                    None => None,
-                }
-            })),
-        )
-        .await;
+        // Every group's lag in one batch: each target's topics, then the dead-letter topics
+        // of the targets that have one.
+        let mut wanted: Vec<GroupRead> = self
+            .targets
+            .iter()
+            .map(|t| (t.group.clone(), t.topics.clone()))
+            .collect();
+        wanted.extend(
+            self.targets
+                .iter()
+                .filter_map(|t| Some((t.group.clone(), vec![t.dlq_topic.clone()?]))),
+        );
+        // The counts and the lag at once: the reads wait on AWS and the brokers, not on each
+        // other.
+        let (counts, mut reads) =
+            futures_util::future::join(scale.counts_many(&services), lag.read_all(wanted)).await;
+        let mut dlq_reads = reads
+            .split_off(self.targets.len().min(reads.len()))
+            .into_iter();
         let counts = counts.map_err(std::sync::Arc::new);
         let mut outcomes = Vec::new();
         let mut metrics = Vec::new();
-        for ((t, read), dlq) in self.targets.iter().zip(reads).zip(dlq_reads) {
+        for (t, read) in self.targets.iter().zip(reads) {
+            let dlq = t.dlq_topic.as_ref().and_then(|_| dlq_reads.next());
             match dlq {
                 Some(Ok(o)) => metrics.push(Metric {
                     name: "DlqEndOffset",
@@ -464,6 +485,88 @@ mod tests {
         assert_eq!(dlq.len(), 1, "{published:?}");
         assert_eq!(dlq[0].value, 12.0 * 2500.0);
         assert_eq!(dlq[0].service, "c");
+    }
+
+    /// A lag read that answers a whole tick in one batch, and keeps each batch it was asked:
+    /// every partition's end offset is the length of its topic's name, so each answer says
+    /// which topic it read.
+    #[derive(Default)]
+    struct BatchLag(Mutex<Vec<Vec<GroupRead>>>);
+    impl ReadLag for BatchLag {
+        async fn read(&self, _group: &str, _topics: &[String]) -> Result<Observation, KafkaError> {
+            Err(KafkaError::Broker {
+                op: "read",
+                bootstrap: "b:9092".into(),
+                message: "the tick reads in one batch".into(),
+            })
+        }
+        async fn read_all(&self, reads: Vec<GroupRead>) -> Vec<Result<Observation, KafkaError>> {
+            self.0.lock().expect("lock").push(reads.clone());
+            reads
+                .iter()
+                .map(|(_, topics)| {
+                    let read = PartitionRead {
+                        end_offset: topics[0].len() as i64,
+                        committed_offset: Some(0),
+                        ..PartitionRead::default()
+                    };
+                    Ok(Observation::one_topic(0.0, &topics[0], vec![read], None))
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tick_reads_every_group_and_dead_letter_topic_in_one_batch() {
+        let (scale, metrics, lag) = (
+            FakeScale::default(),
+            FakeMetrics::default(),
+            BatchLag::default(),
+        );
+        let mut a = autoscaler();
+        let target = a.targets[0].clone();
+        a.targets = [
+            ("a", Some("a-dead-letters")),
+            ("b", None),
+            ("c", Some("c-dlq")),
+        ]
+        .into_iter()
+        .map(|(name, dlq)| Target {
+            consumer: name.to_string(),
+            service: name.to_string(),
+            group: format!("{name}-group"),
+            topics: vec![format!("{name}-events")],
+            dlq_topic: dlq.map(String::from),
+            ..target.clone()
+        })
+        .collect();
+        let out = a.tick(&lag, &scale, &metrics, false).await.outcomes;
+        assert!(out.iter().all(|o| o.error.is_none()), "{out:?}");
+        let read = |g: &str, t: &str| (format!("{g}-group"), vec![t.to_string()]);
+        assert_eq!(
+            *lag.0.lock().expect("lock"),
+            vec![vec![
+                read("a", "a-events"),
+                read("b", "b-events"),
+                read("c", "c-events"),
+                read("a", "a-dead-letters"),
+                read("c", "c-dlq"),
+            ]]
+        );
+        assert_eq!(
+            out.iter().map(|o| o.decision.lag).collect::<Vec<_>>(),
+            vec![8, 8, 8],
+            "each target's own topics"
+        );
+        let dlq: Vec<(String, f64)> = metrics
+            .published
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|m| m.name == "DlqEndOffset")
+            .map(|m| (m.service.clone(), m.value))
+            .collect();
+        assert_eq!(dlq, vec![("a".into(), 14.0), ("c".into(), 5.0)]);
     }
 
     #[tokio::test]

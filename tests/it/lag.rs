@@ -60,6 +60,11 @@ pub async fn backlog(
         .expect("CreateTopics");
     assert!(created.iter().all(Result::is_ok), "{created:?}");
     produce(bootstrap, topic, partitions, per_partition).await;
+    commit(bootstrap, group, topic, committed);
+}
+
+/// Commits `committed[p]` for `group` on `topic` where given (nothing at all when none is).
+pub fn commit(bootstrap: &str, group: &str, topic: &str, committed: &[Option<i64>]) {
     let consumer: BaseConsumer = config(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -103,6 +108,155 @@ async fn committed_first_then_end_offsets_and_the_log_start_where_nothing_is_com
     assert_eq!(ends, vec![10, 10, 10]);
     assert_eq!(committed, vec![Some(4), Some(10), None]);
     assert_eq!(starts, vec![None, None, Some(0)]);
+}
+
+/// The rows of a `shoal lag -o json` that succeeded.
+fn json_rows(out: &std::process::Output) -> serde_json::Value {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        crate::support::text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// What group `g` of [`many_groups_on_shared_topics_are_read_in_one_batch`] commits on a
+/// partition of `topic`: each group its own offsets, some partitions never.
+fn committed_by(g: usize, topic: usize, p: usize, end: i64) -> Option<i64> {
+    ((g + topic + p) % 3 != 0).then_some(((g * 5 + topic * 3 + p) as i64) % (end + 1))
+}
+
+/// A tick's batch: six groups on two shared topics, one group also on a third topic (as a
+/// dead-letter read), and one read of a topic that does not exist, all in one `read_all`.
+/// Each group gets exactly its own committed offsets, every partition the topic's end
+/// offset, and a partition the group never committed on its log start; only the read of
+/// the missing topic fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_groups_on_shared_topics_are_read_in_one_batch() {
+    let sb = Sandbox::new();
+    let bootstrap = sb.var("KAFKA_BOOTSTRAP");
+    let topics = [
+        (format!("{}-a", sb.project), 3, 6i64),
+        (format!("{}-b", sb.project), 2, 4i64),
+    ];
+    let dlq = format!("{}-dlq", sb.project);
+    let groups: Vec<String> = (0..6).map(|g| format!("{}-g{g}", sb.project)).collect();
+    for (t, (topic, partitions, per)) in topics.iter().enumerate() {
+        backlog(
+            &bootstrap,
+            topic,
+            *partitions,
+            *per as usize,
+            &groups[0],
+            &[],
+        )
+        .await;
+        for (g, group) in groups.iter().enumerate() {
+            let committed: Vec<Option<i64>> = (0..*partitions as usize)
+                .map(|p| committed_by(g, t, p, *per))
+                .collect();
+            commit(&bootstrap, group, topic, &committed);
+        }
+    }
+    backlog(&bootstrap, &dlq, 1, 2, &groups[0], &[]).await;
+
+    let all: Vec<String> = topics.iter().map(|(t, _, _)| t.clone()).collect();
+    let mut reads: Vec<(String, Vec<String>)> =
+        groups.iter().map(|g| (g.clone(), all.clone())).collect();
+    reads.push((groups[1].clone(), vec![dlq.clone()]));
+    let missing = format!("{}-missing", sb.project);
+    reads.push((groups[2].clone(), vec![missing.clone()]));
+
+    let reader = lag_reader(&sb.env(), Duration::from_secs(10)).await;
+    let mut answers = reader.read_all(&reads);
+    assert_eq!(answers.len(), reads.len());
+    let err = answers
+        .pop()
+        .expect("the missing topic's read")
+        .expect_err("no such topic");
+    assert!(err.to_string().contains(&missing), "{err}");
+    let dead = answers
+        .pop()
+        .expect("the dead-letter read")
+        .expect("the dead-letter topic");
+    assert_eq!(
+        dead.partitions
+            .iter()
+            .map(|p| (p.end_offset, p.committed_offset, p.log_start_offset))
+            .collect::<Vec<_>>(),
+        vec![(2, None, Some(0))]
+    );
+    for (g, answer) in answers.into_iter().enumerate() {
+        let o = answer.unwrap_or_else(|e| panic!("group {g}: {e}"));
+        let mut expected = Vec::new();
+        for (t, (_, partitions, per)) in topics.iter().enumerate() {
+            for p in 0..*partitions as usize {
+                let committed = committed_by(g, t, p, *per);
+                expected.push((*per, committed, committed.is_none().then_some(0)));
+            }
+        }
+        let got: Vec<(i64, Option<i64>, Option<i64>)> = o
+            .partitions
+            .iter()
+            .map(|p| (p.end_offset, p.committed_offset, p.log_start_offset))
+            .collect();
+        assert_eq!(got, expected, "group {g}");
+        assert_eq!(
+            o.topics.iter().map(|t| t.partitions).collect::<Vec<_>>(),
+            vec![3, 2]
+        );
+    }
+}
+
+/// `shoal lag` over eight groups runs one librdkafka client, not one per group: the process
+/// never has more than one librdkafka main thread (`rdk:main`, one per client), watched
+/// through /proc while both of its reads and the sample between them run.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lag_command_reads_every_group_on_one_client() {
+    let sb = Sandbox::new();
+    let topic = format!("{}-one", sb.project);
+    backlog(&sb.var("KAFKA_BOOTSTRAP"), &topic, 2, 3, "unused", &[]).await;
+    for i in 0..8 {
+        sb.fixture.consumer(
+            &format!("c{i}"),
+            &format!(
+                "kind = \"worker\"\n[kafka]\ngroup = \"{}-g{i}\"\ntopics = [\"{topic}\"]\n",
+                sb.project
+            ),
+        );
+    }
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["lag", "--env", "sandbox", "--sample", "2s", "-o", "json"])
+        .current_dir(sb.root())
+        .envs(&sb.vars)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs shoal");
+    let tasks = format!("/proc/{}/task", child.id());
+    let mut most = 0;
+    let out = std::thread::scope(|s| {
+        let waited = s.spawn(|| child.wait_with_output().expect("shoal's output"));
+        while !waited.is_finished() {
+            let clients = std::fs::read_dir(&tasks)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|name| name.trim() == "rdk:main")
+                })
+                .count();
+            most = most.max(clients);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        waited.join().expect("the wait")
+    });
+    let rows = json_rows(&out);
+    assert_eq!(rows.as_array().map(Vec::len), Some(16), "{rows}");
+    assert_eq!(most, 1, "librdkafka clients at once");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,14 +378,7 @@ async fn the_lag_command_prints_each_partition() {
     )
     .await;
     let ecs = crate::metrics::ecs_service(&sb, &reader, 2).await;
-    let out = sb.shoal(&["lag", "--env", "sandbox", "--sample", "1s", "-o", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        crate::support::text(&out.stderr)
-    );
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = json_rows(&sb.shoal(&["lag", "--env", "sandbox", "--sample", "1s", "-o", "json"]));
     assert_eq!(rows[0]["lag"], 4);
     assert_eq!(rows[0]["partition"], 0);
     assert_eq!(rows[1]["lag"], 5, "never committed: from the log start");

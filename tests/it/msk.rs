@@ -337,6 +337,49 @@ fn query(url: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The lag reader's one client has no `group.id`, so librdkafka's token request lands on its
+/// main queue rather than a consumer queue; the reader's polls must still serve it. The
+/// broker is a closed port: the read fails, after the token was handed over.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lag_reader_serves_its_clients_token_without_an_iam_broker() {
+    let resolved = iam_on_a_closed_port();
+    let ctx = ShoalContext::iam("us-east-1", static_credentials());
+    let conn = Connection {
+        config: resolved.client_config(),
+        resolved,
+        context: ctx.clone(),
+    };
+    let reader = shoal::kafka::lag::LagReader::with(conn, std::time::Duration::from_secs(1));
+    let read = tokio::task::spawn_blocking(move || {
+        reader.read_all(&[
+            ("g".into(), vec!["t".into()]),
+            ("h".into(), vec!["t".into()]),
+        ])
+    })
+    .await
+    .expect("the read's task");
+    assert_eq!(read.len(), 2);
+    assert!(read.iter().all(Result::is_err), "{read:?}");
+    assert_eq!(
+        ctx.tokens_made(),
+        1,
+        "one token for the reader's one client"
+    );
+}
+
+/// MSK IAM on a port nothing listens on.
+fn iam_on_a_closed_port() -> Resolved {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    Resolved {
+        bootstrap: format!("127.0.0.1:{port}"),
+        auth: KafkaAuth::Iam,
+        region: "us-east-1".into(),
+        scram: None,
+    }
+}
+
 fn static_credentials() -> SharedCredentialsProvider {
     SharedCredentialsProvider::new(Credentials::new(
         "AKIDEXAMPLE",
@@ -445,15 +488,7 @@ fn token_refresh_callback_signs_without_an_iam_broker() {
 /// broker exists here (tansu has none), so only the hand-over of the token is checked.
 #[test]
 fn iam_consumer_asks_the_context_for_a_token_without_an_iam_broker() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = closed.local_addr().expect("addr").port();
-    drop(closed);
-    let resolved = Resolved {
-        bootstrap: format!("127.0.0.1:{port}"),
-        auth: KafkaAuth::Iam,
-        region: "us-east-1".into(),
-        scram: None,
-    };
+    let resolved = iam_on_a_closed_port();
     let ctx = ShoalContext::iam("us-east-1", static_credentials());
     let consumer: rdkafka::consumer::BaseConsumer<ShoalContext> = resolved
         .client_config()

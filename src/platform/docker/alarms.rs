@@ -42,21 +42,49 @@ struct Reads {
     error: Option<String>,
 }
 
-fn read_once(
-    reader: &LagReader,
-    c: &Consumer,
-) -> (Option<Observation>, Option<Observation>, Option<String>) {
-    let (Some(k), Some(a)) = (&c.kafka, &c.alarms) else {
-        return (None, None, None);
-    };
-    let (lag, error) = match tokio::task::block_in_place(|| reader.read(&k.group, &k.topics)) {
-        Ok(o) => (Some(o), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    let dlq = a.dlq_topic.as_ref().and_then(|t| {
-        tokio::task::block_in_place(|| reader.read(&k.group, std::slice::from_ref(t))).ok()
-    });
-    (lag, dlq, error)
+/// One consumer's reads at one moment: its lag, its DLQ topic's, and why the lag could not be
+/// read.
+type Round = (Option<Observation>, Option<Observation>, Option<String>);
+
+/// Reads every consumer's group on its topics, and its DLQ topic where it has one, as one
+/// batch; one round per consumer, in order.
+fn read_round(reader: &LagReader, watched: &[&Consumer]) -> Vec<Round> {
+    let mut wanted: Vec<(String, Vec<String>)> = Vec::new();
+    // Where each consumer's reads stand in `wanted`: its lag's, and its DLQ's.
+    let mut at: Vec<Option<(usize, Option<usize>)>> = Vec::new();
+    for c in watched {
+        let (Some(k), Some(a)) = (&c.kafka, &c.alarms) else {
+            at.push(None);
+            continue;
+        };
+        wanted.push((k.group.clone(), k.topics.clone()));
+        let lag = wanted.len() - 1;
+        let dlq = a.dlq_topic.as_ref().map(|t| {
+            wanted.push((k.group.clone(), vec![t.clone()]));
+            wanted.len() - 1
+        });
+        at.push(Some((lag, dlq)));
+    }
+    let mut reads: Vec<Option<Result<Observation, String>>> =
+        tokio::task::block_in_place(|| reader.read_all(&wanted))
+            .into_iter()
+            .map(|r| Some(r.map_err(|e| e.to_string())))
+            .collect();
+    let mut take = |i: usize| reads.get_mut(i).and_then(Option::take);
+    at.into_iter()
+        .map(|place| {
+            let Some((lag, dlq)) = place else {
+                return (None, None, None);
+            };
+            let (lag, error) = match take(lag) {
+                Some(Ok(o)) => (Some(o), None),
+                Some(Err(e)) => (None, Some(e)),
+                None => (None, Some("no answer for the group".to_string())),
+            };
+            let dlq = dlq.and_then(|i| take(i)?.ok());
+            (lag, dlq, error)
+        })
+        .collect()
 }
 
 /// Adds the alarm states of every consumer with `[alarms]` to its row.
@@ -76,10 +104,10 @@ pub async fn evaluate(session: &Session<'_>, fleet: &Fleet, rows: &mut [StatusRo
     let mut reads: Vec<Reads> = Vec::new();
     match &reader {
         Ok(reader) => {
-            let first: Vec<_> = watched.iter().map(|c| read_once(reader, c)).collect();
+            let first = read_round(reader, &watched);
             tokio::time::sleep(SAMPLE).await;
-            for (c, (l0, d0, _)) in watched.iter().zip(first) {
-                let (l1, d1, error) = read_once(reader, c);
+            let second = read_round(reader, &watched);
+            for ((l0, d0, _), (l1, d1, error)) in first.into_iter().zip(second) {
                 reads.push(Reads {
                     lag: [l0, l1],
                     dlq: [d0, d1],
