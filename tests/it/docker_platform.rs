@@ -619,7 +619,9 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
     let experiment = format!("{}-exp", l.project);
     let database = crate::workloads::database_url();
 
-    // The workload's folder as it ships (and the crates it shares with exposure-api), with its
+    // The workload's folder as it ships, with what its build context takes from the cargo
+    // workspace (consumers/Cargo.toml and Cargo.lock, the crates it shares with exposure-api,
+    // and exposure-api's manifest but not its folder, which would deploy it too), with its
     // topics, group and scaling made the test's own.
     let consumers = crate::support::repo_root().join("consumers");
     for folder in [
@@ -631,6 +633,12 @@ async fn the_exposure_consumer_scales_out_on_real_lag_and_writes_every_row_once(
         crate::support::copy_tree(
             &consumers.join(folder),
             &l.root().join("consumers").join(folder),
+        );
+    }
+    for file in ["Cargo.toml", "Cargo.lock", "exposure-api/Cargo.toml"] {
+        l.fixture.write(
+            &format!("consumers/{file}"),
+            &std::fs::read_to_string(consumers.join(file)).expect("a workspace file"),
         );
     }
     let manifest = l.root().join("consumers/exposure-consumer/consumer.toml");
