@@ -23,8 +23,10 @@
 //!
 //! The group's serving members come from DescribeGroups (librdkafka's group list, which
 //! carries each member's assignment): the members that own partitions of the group's topics.
-//! A broker that cannot answer (tansu 0.6 drops the connection) leaves them unknown, and the
-//! autoscaler then takes the platform's running count instead (docs/autoscaler.md, "Members").
+//! A stable group whose broker leaves every assignment out (nisshi 0.8) counts its members,
+//! at most one per partition. A broker that cannot answer (tansu 0.6 drops the connection)
+//! leaves them unknown, and the autoscaler then takes the platform's running count instead
+//! (docs/autoscaler.md, "Members").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -53,10 +55,15 @@ pub struct PartitionRead {
 
 /// Where the count of a group's serving members came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum MemberSource {
     /// The broker's DescribeGroups: the members that own partitions of the group's topics.
     Group,
+    /// The broker's DescribeGroups of a stable group without any member's assignment (nisshi
+    /// 0.8 leaves them all out; Kafka sends one to every member of a stable group): every
+    /// member that joined, at most one per partition of the group's topics. It overstates
+    /// the serving members of a group that also reads other topics.
+    GroupList,
     /// The platform's running count (ECS `runningCount`, or running containers), used when
     /// the broker cannot answer DescribeGroups. It also counts replicas that are still
     /// starting, so it can overstate the members serving for a start-up.
@@ -64,11 +71,28 @@ pub enum MemberSource {
 }
 
 impl MemberSource {
+    /// The source's name in `shoal lag` and its JSON.
     pub fn name(self) -> &'static str {
         match self {
             MemberSource::Group => "group",
+            MemberSource::GroupList => "group-list",
             MemberSource::Platform => "platform",
         }
+    }
+
+    /// Where the count came from, as a decision's reason says it.
+    pub fn described(self) -> &'static str {
+        match self {
+            MemberSource::Group => "the group",
+            MemberSource::GroupList => "the group's member list, which has no assignments",
+            MemberSource::Platform => "the platform",
+        }
+    }
+
+    /// Whether the count holds only members that joined the group, not replicas that are
+    /// still starting.
+    pub fn joined(self) -> bool {
+        matches!(self, MemberSource::Group | MemberSource::GroupList)
     }
 }
 
@@ -437,7 +461,9 @@ impl LagReader {
                 *failed = None;
                 let mut out = Assignments::new();
                 for g in list.groups().iter().filter(|g| groups.contains(g.name())) {
-                    out.entry(g.name().to_string()).or_default().extend(
+                    let listing = out.entry(g.name().to_string()).or_default();
+                    listing.stable = g.state() == "Stable";
+                    listing.assignments.extend(
                         g.members()
                             .iter()
                             .map(|m| m.assignment().map(<[u8]>::to_vec)),
@@ -459,9 +485,16 @@ impl LagReader {
     }
 }
 
-/// Each group's members' assignments (a member with none has `None`), as DescribeGroups
-/// gave them; a group the broker does not list has no members.
-type Assignments = BTreeMap<String, Vec<Option<Vec<u8>>>>;
+/// Each group's listing, as DescribeGroups gave it; a group the broker does not list has no
+/// members.
+type Assignments = BTreeMap<String, Listing>;
+
+/// A group's state and its members' assignments (a member with none has `None`).
+#[derive(Debug, Clone, Default)]
+struct Listing {
+    stable: bool,
+    assignments: Vec<Option<Vec<u8>>>,
+}
 
 /// A topic's partition count from its Metadata entry: its error, and how many partitions it
 /// has (`None` when the broker left the topic out).
@@ -557,18 +590,16 @@ impl Batch {
             }
         }
         let members = self.members.as_ref().and_then(|all| {
-            let assignments = all.get(group).into_iter().flatten().map(|a| a.as_deref());
-            let count = count_members(assignments, topics);
-            if count.is_none() {
+            let listing = all.get(group).cloned().unwrap_or_default();
+            let total = spans.iter().map(|s| s.partitions).sum();
+            let members = serving_members(&listing, topics, total);
+            if members.is_none() {
                 tracing::debug!(
                     group,
-                    "the group's members have no assignment (rebalancing, or a broker that leaves it out); the member count comes from the platform's running count"
+                    "the group's members have no assignment while it rebalances; the member count comes from the platform's running count"
                 );
             }
-            count.map(|count| Members {
-                count,
-                source: MemberSource::Group,
-            })
+            members
         });
         Ok(Observation {
             at: self.read_at,
@@ -594,21 +625,32 @@ fn owns_partitions(assignment: Option<&[u8]>, topics: &[String]) -> bool {
     })
 }
 
-/// How many of a group's members (given by their assignments) own a partition of `topics`;
-/// `None` when there are members and not one has an assignment. Kafka sends none while the
-/// group rebalances, and some brokers (nisshi 0.8) never send one; neither says how many
-/// members serve, so the count is left to the platform's running count, not taken as 0.
-fn count_members<'a>(
-    assignments: impl Iterator<Item = Option<&'a [u8]>>,
-    topics: &[String],
-) -> Option<u32> {
-    let (mut members, mut with_assignment, mut owning) = (0u32, 0u32, 0u32);
-    for a in assignments {
-        members += 1;
-        with_assignment += u32::from(a.is_some());
-        owning += u32::from(owns_partitions(a, topics));
-    }
-    (members == 0 || with_assignment > 0).then_some(owning)
+/// How many of a group's members serve `topics` (of `partitions` partitions in all), and
+/// from which source. With assignments, the members that own a partition of `topics`. A
+/// stable group in which not one member has an assignment is a broker that leaves them out
+/// (nisshi 0.8; Kafka gives every member of a stable group one): every member counts, at
+/// most one per partition. `None` for a rebalancing group whose members have none yet: that
+/// does not say how many serve, so the count is left to the platform's running count, not
+/// taken as 0.
+fn serving_members(listing: &Listing, topics: &[String], partitions: u32) -> Option<Members> {
+    let members = u32::try_from(listing.assignments.len()).unwrap_or(u32::MAX);
+    let assigned = listing.assignments.iter().any(Option::is_some);
+    let (count, source) = if members == 0 || assigned {
+        let owning = listing
+            .assignments
+            .iter()
+            .filter(|a| owns_partitions(a.as_deref(), topics))
+            .count();
+        (
+            u32::try_from(owning).unwrap_or(u32::MAX),
+            MemberSource::Group,
+        )
+    } else if listing.stable {
+        (members.min(partitions), MemberSource::GroupList)
+    } else {
+        return None;
+    };
+    Some(Members { count, source })
 }
 
 /// The topics of a consumer-protocol assignment and how many partitions of each, or `None`
@@ -677,25 +719,49 @@ mod tests {
         assert!(!owns_partitions(None, &topics));
     }
 
+    fn listing(stable: bool, assignments: &[Option<&[u8]>]) -> Listing {
+        Listing {
+            stable,
+            assignments: assignments.iter().map(|a| a.map(<[u8]>::to_vec)).collect(),
+        }
+    }
+
     #[test]
-    fn members_without_any_assignment_leave_the_count_unknown() {
+    fn members_count_from_their_assignments_or_a_stable_groups_list() {
         let topics = vec!["orders".to_string()];
         let owns = assignment(&[("orders", &[0])]);
         let idle = assignment(&[("orders", &[])]);
+        let count = |l: &Listing, partitions| serving_members(l, &topics, partitions);
+        let group = |count| {
+            Some(Members {
+                count,
+                source: MemberSource::Group,
+            })
+        };
+        assert_eq!(count(&listing(true, &[Some(&owns), None]), 4), group(1));
+        assert_eq!(count(&listing(true, &[Some(&idle)]), 4), group(0));
+        assert_eq!(count(&listing(true, &[]), 4), group(0), "an empty group");
         assert_eq!(
-            count_members([Some(&owns[..]), None].into_iter(), &topics),
-            Some(1)
+            count(&listing(false, &[None, None]), 4),
+            None,
+            "a rebalance: the assignments are not out yet"
+        );
+        let list = |count| {
+            Some(Members {
+                count,
+                source: MemberSource::GroupList,
+            })
+        };
+        assert_eq!(
+            count(&listing(true, &[None, None]), 4),
+            list(2),
+            "a stable group without assignments: a broker that leaves them out"
         );
         assert_eq!(
-            count_members([Some(&idle[..])].into_iter(), &topics),
-            Some(0)
+            count(&listing(true, &[None, None, None]), 2),
+            list(2),
+            "at most one member per partition serves"
         );
-        assert_eq!(
-            count_members(std::iter::empty(), &topics),
-            Some(0),
-            "an empty group"
-        );
-        assert_eq!(count_members([None, None].into_iter(), &topics), None);
     }
 
     #[test]
@@ -846,7 +912,7 @@ mod tests {
         b.members = Some(
             [(
                 "billing".to_string(),
-                vec![Some(owns.clone()), Some(owns), Some(idle)],
+                listing(true, &[Some(&owns), Some(&owns), Some(&idle)]),
             )]
             .into_iter()
             .collect(),

@@ -337,9 +337,9 @@ pub fn decide(cfg: &Config, state: &State, obs: Option<&Observation>) -> (Decisi
     if let Some(m) = obs.members {
         let _ = write!(
             reason,
-            " [{} member(s) from the {}]",
+            " [{} member(s) from {}]",
             m.count,
-            m.source.name()
+            m.source.described()
         );
     }
     if !stuck.partitions.is_empty() {
@@ -522,7 +522,7 @@ fn committed_delta(now: &PartitionRead, before: &PartitionRead) -> i64 {
 fn disturbed_between(cfg: &Config, state: &State, obs: &Observation, from: f64) -> bool {
     let rebalance = cfg.rebalance_seconds.max(0.0);
     let overlaps = |start: f64, end: f64| start < obs.at && end > from;
-    let from_group = obs.members.is_some_and(|m| m.source == MemberSource::Group);
+    let from_group = obs.members.is_some_and(|m| m.source.joined());
     let scaled_out = state.scaled_out_at;
     let scaled_in = state.changed_at.filter(|&at| Some(at) != scaled_out);
     let joined = |at: f64| at + cfg.startup_seconds;

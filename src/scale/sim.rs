@@ -637,9 +637,9 @@ impl World {
             })
             .collect();
         let members = match source {
-            MemberSource::Group => Some(Members {
+            MemberSource::Group | MemberSource::GroupList => Some(Members {
                 count: self.joined(t),
-                source: MemberSource::Group,
+                source,
             }),
             MemberSource::Platform => None,
         };

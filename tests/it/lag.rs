@@ -10,6 +10,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use shoal::kafka::lag::MemberSource;
+
 use crate::support::{lag_reader, Sandbox};
 
 fn config(bootstrap: &str) -> ClientConfig {
@@ -295,10 +297,10 @@ async fn every_topic_of_the_group_is_read_in_order() {
 }
 
 /// The members come from DescribeGroups where the broker answers it: one live member that
-/// owns the topic's partitions. A broker that cannot answer (tansu 0.6 drops the connection),
-/// or answers without any member's assignment (nisshi 0.8), leaves them unknown, for the
-/// autoscaler to take the platform's running count; the test then checks that the broker
-/// really gives no assignment, so a reader that stops asking fails it.
+/// owns the topic's partitions. A broker that answers without any member's assignment (nisshi
+/// 0.8) gives the stable group's member list; the test then checks that the broker really gives
+/// no assignment. Only a broker that cannot answer (tansu 0.6 drops the connection) leaves the
+/// count to the platform's running count; the test then checks that it cannot.
 #[tokio::test(flavor = "multi_thread")]
 async fn members_come_from_the_group_where_the_broker_can_describe_it() {
     let sb = Sandbox::new();
@@ -322,29 +324,27 @@ async fn members_come_from_the_group_where_the_broker_can_describe_it() {
     }
     let reader = lag_reader(&sb.env(), Duration::from_secs(5)).await;
     let o = reader.read(&group, &[topic]).expect("lag read");
-    match o.members {
-        Some(m) => assert_eq!(
-            (m.count, m.source),
-            (1, shoal::kafka::lag::MemberSource::Group)
+    let asked = member.fetch_group_list(Some(&group), Duration::from_secs(5));
+    let assigned = asked.as_ref().ok().map(|list| {
+        list.groups()
+            .iter()
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.members())
+            .filter(|m| m.assignment().is_some())
+            .count()
+    });
+    match o.members.map(|m| (m.count, m.source)) {
+        Some((1, MemberSource::Group)) => assert_eq!(assigned, Some(1)),
+        Some((1, MemberSource::GroupList)) => assert_eq!(
+            assigned,
+            Some(0),
+            "the broker describes the group with assignments, but the reader counted the list"
         ),
-        None => {
-            // Only a broker that cannot describe the group (tansu 0.6), or that leaves out
-            // every member's assignment (nisshi 0.8), leaves the count to the platform.
-            let asked = member.fetch_group_list(Some(&group), Duration::from_secs(5));
-            if let Ok(list) = &asked {
-                let assigned = list
-                    .groups()
-                    .iter()
-                    .filter(|g| g.name() == group)
-                    .flat_map(|g| g.members())
-                    .filter(|m| m.assignment().is_some())
-                    .count();
-                assert_eq!(
-                    assigned, 0,
-                    "the broker describes the group with assignments, but the reader said nothing"
-                );
-            }
-        }
+        None => assert!(
+            asked.is_err(),
+            "the broker describes the group, but the reader left the count to the platform"
+        ),
+        other => panic!("one member, from the group: {other:?}"),
     }
 }
 

@@ -615,7 +615,11 @@ async fn the_daemon_tick_decides_as_the_simulator_on_the_same_observations() {
 #[test]
 fn the_simulated_observation_holds_only_what_a_read_sees() {
     let trace = Trace::load(&repo_root().join("benches/traces/ramp.csv")).expect("loads");
-    for source in [MemberSource::Group, MemberSource::Platform] {
+    for source in [
+        MemberSource::Group,
+        MemberSource::GroupList,
+        MemberSource::Platform,
+    ] {
         let setup = Setup {
             members: source,
             ..Setup::default()
@@ -635,9 +639,9 @@ fn the_simulated_observation_holds_only_what_a_read_sees() {
                 assert!(r.committed_offset.unwrap_or(0) <= r.end_offset, "{r:?}");
             }
             match source {
-                MemberSource::Group => {
+                MemberSource::Group | MemberSource::GroupList => {
                     let m = o.members.expect("the group's members");
-                    assert_eq!(m.source, MemberSource::Group);
+                    assert_eq!(m.source, source);
                     assert!(m.count <= t.counts.running);
                     saw_starting |= m.count < t.counts.running;
                 }
@@ -650,7 +654,7 @@ fn the_simulated_observation_holds_only_what_a_read_sees() {
                 "launched replicas are running"
             );
         }
-        if source == MemberSource::Group {
+        if source.joined() {
             assert!(
                 saw_starting,
                 "a scale-out's replicas are running before they join"
