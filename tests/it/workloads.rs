@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -75,19 +75,56 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A tansu broker of the test's own, on its own port and SQLite file, so that a test can stop
-/// and restart it without disturbing the shared broker from `scripts/stack`.
+/// A broker of the test's own, of the stack's kind (`SHOAL_BROKER` and `SHOAL_BROKER_ENGINE`
+/// in `.stack/env`: tansu 0.6 on SQLite, or nisshi 0.8 on SQLite, PostgreSQL or memory), on
+/// its own port and storage (a SQLite file, or a database of its own on the stack's PostgreSQL
+/// 16), so that a test can stop and restart it without disturbing the shared broker from
+/// `scripts/stack`.
 pub struct OwnBroker {
     pub port: u16,
-    dir: tempfile::TempDir,
+    kind: String,
+    storage: String,
+    /// The stack's PostgreSQL 16 and the database made for this broker.
+    database: Option<(String, String)>,
+    _dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl OwnBroker {
     pub fn start() -> OwnBroker {
+        let stack = stack_env();
+        let var = |k: &str, default: &str| stack.get(k).cloned().unwrap_or_else(|| default.into());
+        let (kind, engine) = (
+            var("SHOAL_BROKER", "tansu"),
+            var("SHOAL_BROKER_ENGINE", "sqlite"),
+        );
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut database = None;
+        // As in scripts/stack: the broker strips the leading "/" of a sqlite:// path and
+        // resolves it against its working directory, so it runs from "/".
+        let storage = match engine.as_str() {
+            "postgres" => {
+                let server = var("SHOAL_BROKER_PG", "");
+                let name = format!("own_{port}");
+                psql_on(
+                    &format!("{server}/postgres"),
+                    &format!("CREATE DATABASE {name}"),
+                )
+                .unwrap_or_else(|e| panic!("a database for the test's broker: {e}"));
+                let url = format!("{server}/{name}");
+                database = Some((server, name));
+                url
+            }
+            "memory" => format!("memory://own-{port}/"),
+            _ => format!("sqlite://{}/{kind}.db", dir.path().display()),
+        };
         let mut broker = OwnBroker {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("temp dir"),
+            port,
+            kind,
+            storage,
+            database,
+            _dir: dir,
             child: None,
         };
         broker.resume();
@@ -105,17 +142,16 @@ impl OwnBroker {
         let cache = std::env::var_os("SHOAL_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| home().join(".cache/shoal"));
-        let bin = cache.join("tansu/bin/tansu");
+        let kind = &self.kind;
+        let bin = cache.join(format!("{kind}/bin/{kind}"));
         assert!(
             bin.is_file(),
             "{} is missing: run `scripts/stack up`",
             bin.display()
         );
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        // As in scripts/stack: tansu strips the leading "/" of a sqlite:// path and resolves
-        // it against its working directory, so it runs from "/".
-        let db = format!("sqlite://{}/tansu.db", self.dir.path().display());
-        let child = Command::new(bin)
+        let mut command = Command::new(&bin);
+        command
             .current_dir("/")
             .env_remove("SCHEMA_REGISTRY")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -123,11 +159,16 @@ impl OwnBroker {
             .env("RUST_LOG", "warn")
             .args(["broker", "--cluster-id", "shoal-test"])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", &db])
+            .args(["--storage-engine", &self.storage]);
+        if kind.as_str() == "nisshi" {
+            // As in scripts/stack: no wait for more members before a group's first join.
+            command.args(["--group-initial-rebalance-delay", "0s"]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start tansu");
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
         self.child = Some(child);
         let addr = format!("127.0.0.1:{}", self.port);
         wait_for("the test's broker", Duration::from_secs(30), || {
@@ -188,15 +229,34 @@ impl OwnBroker {
             let _ = child.wait();
         }
     }
-
-    pub fn data_dir(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 impl Drop for OwnBroker {
     fn drop(&mut self) {
         self.stop();
+        if let Some((server, name)) = &self.database {
+            // Best effort: a database left behind is only disk on a test machine.
+            let _ = psql_on(
+                &format!("{server}/postgres"),
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// Runs one SQL statement with psql on `url`; the error says what psql answered.
+fn psql_on(url: &str, sql: &str) -> Result<(), String> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .output()
+        .map_err(|e| format!("run psql: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "psql {url} -c {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
