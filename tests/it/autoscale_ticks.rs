@@ -12,9 +12,10 @@
 //! Nothing here is a test double: the lag reader, the docker platform's scaler and (in the
 //! CloudWatch test) the CloudWatch publisher on moto are the production ones.
 //!
-//! The stack's broker (tansu 0.6) cannot answer DescribeGroups, so the group's members are
-//! the docker platform's running containers: the fallback the daemon documents. On nisshi 0.8
-//! (`SHOAL_BROKER=nisshi`) they are the stable group's member list.
+//! On the stack's broker, nisshi 0.8, the group's members are the stable group's member list
+//! (it answers DescribeGroups without assignments). On tansu 0.6 (`SHOAL_BROKER=tansu`), which
+//! cannot answer DescribeGroups, they are the docker platform's running containers: the
+//! fallback the daemon documents.
 //!
 //! Each test has its own project (`it-<random>`), topic and group; a guard removes the
 //! project's containers, network and images when the test ends, passed or failed.

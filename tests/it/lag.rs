@@ -1,4 +1,4 @@
-//! Lag reads against the real tansu broker of the local stack: a topic with messages, a
+//! Lag reads against the real broker of the local stack: a topic with messages, a
 //! group with committed offsets on some partitions, and shoal's reader.
 
 use std::time::Duration;
