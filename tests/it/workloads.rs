@@ -83,6 +83,8 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 pub struct OwnBroker {
     pub port: u16,
     kind: String,
+    /// The stack's broker binary (`SHOAL_BROKER_BIN`).
+    bin: String,
     storage: String,
     /// The stack's PostgreSQL 16 and the database made for this broker.
     database: Option<(String, String)>,
@@ -122,6 +124,7 @@ impl OwnBroker {
         let mut broker = OwnBroker {
             port,
             kind,
+            bin: var("SHOAL_BROKER_BIN", ""),
             storage,
             database,
             _dir: dir,
@@ -139,11 +142,8 @@ impl OwnBroker {
     /// connections.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "broker already running");
-        let cache = std::env::var_os("SHOAL_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home().join(".cache/shoal"));
         let kind = &self.kind;
-        let bin = cache.join(format!("{kind}/bin/{kind}"));
+        let bin = PathBuf::from(&self.bin);
         assert!(
             bin.is_file(),
             "{} is missing: run `scripts/stack up`",
@@ -258,12 +258,6 @@ fn psql_on(url: &str, sql: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
-}
-
-fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// The warehouse (PostgreSQL from the local stack) URL.
