@@ -29,7 +29,10 @@ Every measure below compares with the baseline measured in the same run; the goa
      read-only run's CPU per 100,000 messages: librdkafka's own cost of reading them.
    - Against the broker's read ceiling: rows/s ÷ what librdkafka reads from the same broker
      when it discards every message (benches/broker.rs, MODE=read, measured right before the
-     sinks). Goal: at least 85 %.
+     sinks). Goal: at least 85 %. Beside it, where the Rust sink's time went over the same
+     window: the share spent writing batches (exposure_consumer_write_seconds from its
+     /metrics) and rows per batch. Near 100 %, the warehouse bounds it; well below, it waits for
+     the broker's fetches.
    - Against the baseline (goal ≥ 10×) and a raw `psql \\copy` of the same rows (goal ≥ 70 %),
      with what a sink at the read ceiling would reach, where the broker bounds them.
 3. End to end: p95 from API accept to visible row while oha posts 10k events/s.
@@ -51,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from datetime import datetime, timezone
 
@@ -386,10 +390,29 @@ def count(experiment):
     return int(psql(f"SELECT count(*) FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"))
 
 
+def write_seconds(port):
+    """exposure-consumer's exposure_consumer_write_seconds sum and count from /metrics: the
+    time its written batches took to write, and how many there were. None for the baseline,
+    which has no /metrics."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    figures = dict(line.split(" ", 1) for line in text.splitlines()
+                   if line.startswith("exposure_consumer_write_seconds_"))
+    if "exposure_consumer_write_seconds_sum" not in figures:
+        return None
+    return (float(figures["exposure_consumer_write_seconds_sum"]),
+            float(figures["exposure_consumer_write_seconds_count"]))
+
+
 def sink_run(name, cmd, env, experiment, n):
     """Runs one consumer until the table holds all n rows. Returns rows/s from start, and rows/s
     and CPU seconds per 100,000 rows from the first row written: that window leaves out the
-    process start and the consumer group's join, which both consumers pay once."""
+    process start and the consumer group's join, which both consumers pay once. Over the same
+    window, for a consumer with /metrics: the share of the time it spent writing batches (near
+    1, the warehouse bounds it; well below, it waits for messages) and rows per batch."""
     t0 = time.time()
     proc = start(cmd, env)
     first = None
@@ -398,19 +421,24 @@ def sink_run(name, cmd, env, experiment, n):
             # The CPU first: what it holds is then the work for the rows counted just after.
             cpu, rows, now = cpu_seconds(proc.pid), count(experiment), time.time()
             if first is None and rows > 0:
-                first = (now, cpu, rows)
+                first = (now, cpu, rows, write_seconds(env["PORT"]))
             if rows >= n:
                 break
             if proc.poll() is not None:
                 raise SystemExit(f"{name} exited with {proc.returncode}")
             time.sleep(0.05)
-        t1, cpu1, rows1 = first
-        return {
+        written = write_seconds(env["PORT"])
+        t1, cpu1, rows1, written1 = first
+        result = {
             "from_start": n / (now - t0),
             "steady": (rows - rows1) / (now - t1) if now > t1 else float("nan"),
             "start_s": t1 - t0,
             "cpu_per_100k": per(cpu - cpu1, rows - rows1, 100_000),
         }
+        if written and written1 and written[1] > written1[1]:
+            result["writing"] = (written[0] - written1[0]) / (time.time() - t1)
+            result["rows_per_batch"] = (rows - rows1) / (written[1] - written1[1])
+        return result
     finally:
         stop(proc)
 
@@ -467,6 +495,9 @@ def bench_sink():
         r = results[name] = sink_run(name, cmd, consumer_env(name, topic), topic, n)
         print(f"{name:10} {r['from_start']:>8.0f} rows/s from start, {r['steady']:>8.0f} rows/s from the first row "
               f"({r['start_s']:.1f} s to the first row), {r['cpu_per_100k']:.2f} CPU s per 100,000 rows")
+        if "writing" in r:
+            print(f"{'':10} writing batches {100 * r['writing']:.0f} % of the time, "
+                  f"{r['rows_per_batch']:,.0f} rows per batch")
     copy = copy_rate(n)
     print(f"{COPY:10} {copy:>8.0f} rows/s")
     report_sink(results, copy, ceiling)
@@ -486,7 +517,10 @@ def report_sink(results, copy, reader):
           [["read only (librdkafka, discarding)", f"{ceiling:,.0f}", "100 %", ""],
            ["Rust", f"{rust['steady']:,.0f}", f"{100 * rust['steady'] / ceiling:.0f} %",
             verdict(rust["steady"] >= 0.85 * ceiling)],
-           ["Python", f"{python['steady']:,.0f}", f"{100 * python['steady'] / ceiling:.0f} %", ""]])
+           ["Python", f"{python['steady']:,.0f}", f"{100 * python['steady'] / ceiling:.0f} %", ""]],
+          f"Rust spent {100 * rust['writing']:.0f} % of the window writing batches of "
+          f"{rust['rows_per_batch']:,.0f} rows on average (exposure_consumer_write_seconds): near 100 %, the "
+          "warehouse bounds it; well below, it waits for messages." if "writing" in rust else None)
     table("Sink rows/s from the first row against the baseline and \\copy",
           ["Rust against", "rows/s", "Rust's share", "goal", "result", "a sink at the read ceiling"],
           [["Python", f"{python['steady']:,.0f}", f"{rust['steady'] / python['steady']:.1f}×", "≥ 10×",

@@ -507,6 +507,16 @@ async fn exposure_consumer_writes_each_event_once_and_commits_to_the_end() {
         Some(n as f64)
     );
     assert_eq!(metric(port, "exposure_consumer_dlq_total"), Some(0.0));
+    // Every written batch's write time is observed (scripts/bench exposure divides its sum by
+    // the wall time to say whether the sink waits on the warehouse or on the broker).
+    let batches = metric(port, "exposure_consumer_batches_total").expect("batches");
+    assert!(batches >= 1.0, "{batches} batches");
+    assert_eq!(
+        metric(port, "exposure_consumer_write_seconds_count"),
+        Some(batches)
+    );
+    let writing = metric(port, "exposure_consumer_write_seconds_sum").expect("write seconds");
+    assert!(writing > 0.0, "{writing} s writing");
     let (_, metrics) = http_get(port, "/metrics").expect("/metrics");
     assert!(
         metrics.contains("exposure_consumer_committed_offset{partition=\""),

@@ -620,6 +620,7 @@ async fn flush(
         .count() as u64;
     let mut dlq_done = false;
     let mut attempt: u32 = 0;
+    let started = Instant::now();
     loop {
         let result = async {
             if !dlq_done {
@@ -702,6 +703,7 @@ async fn flush(
         .await;
         match result {
             Ok(inserted) => {
+                metrics.write_latency.observe(started.elapsed());
                 metrics.warehouse_ok();
                 if metrics.breaker_closed() {
                     info!("the breaker closed: the warehouse takes the rows again; resuming");

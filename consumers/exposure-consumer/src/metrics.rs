@@ -50,6 +50,8 @@ pub struct Metrics {
     pub commit_errors: Counter,
     pub rebalances: Counter,
     pub batch_latency: Latency,
+    /// How long each written batch took to write, retries included.
+    pub write_latency: Latency,
     pub end_to_end: Latency,
     committed: Family<PartitionLabel, Gauge>,
     lag: Family<PartitionLabel, Gauge>,
@@ -94,6 +96,7 @@ impl Metrics {
             commit_errors: Counter::default(),
             rebalances: Counter::default(),
             batch_latency: Latency::default(),
+            write_latency: Latency::default(),
             end_to_end: Latency::default(),
             committed: Family::default(),
             lag: Family::default(),
@@ -139,6 +142,12 @@ impl Metrics {
             "exposure_consumer_batch_seconds",
             "Time from a batch's first message to its offsets being committed",
             m.batch_latency.0.clone(),
+        );
+        registry.register(
+            "exposure_consumer_write_seconds",
+            "Time each written batch took to write (its warehouse transactions, DLQ sends and \
+             retries); the sum over wall time is the share of it the consumer spent writing",
+            m.write_latency.0.clone(),
         );
         registry.register(
             "exposure_consumer_end_to_end_seconds",
@@ -292,6 +301,7 @@ mod tests {
         let m = Metrics::default();
         m.rows_inserted.inc_by(5);
         m.batch_latency.observe(Duration::from_millis(30));
+        m.write_latency.observe(Duration::from_millis(250));
         m.set_committed(3, 42);
         m.set_lag(3, 7);
         let text = m.render();
@@ -299,6 +309,8 @@ mod tests {
         assert!(text.contains("exposure_consumer_batch_seconds_bucket{le=\"0.025\"} 0\n"));
         assert!(text.contains("exposure_consumer_batch_seconds_bucket{le=\"0.05\"} 1\n"));
         assert!(text.contains("exposure_consumer_batch_seconds_count 1\n"));
+        assert!(text.contains("exposure_consumer_write_seconds_sum 0.25\n"));
+        assert!(text.contains("exposure_consumer_write_seconds_count 1\n"));
         assert!(text.contains("exposure_consumer_committed_offset{partition=\"3\"} 42\n"));
         assert!(text.contains("exposure_consumer_lag{partition=\"3\"} 7\n"));
     }
