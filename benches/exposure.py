@@ -31,8 +31,9 @@ Every measure below compares with the baseline measured in the same run; the goa
      when it discards every message (benches/broker.rs, MODE=read, measured right before the
      sinks). Goal: at least 85 %. Beside it, where the Rust sink's time went over the same
      window: the share spent writing batches (exposure_consumer_write_seconds from its
-     /metrics) and rows per batch. Near 100 %, the warehouse bounds it; well below, it waits for
-     the broker's fetches.
+     /metrics), rows per batch, and the share with its partitions paused at the buffer bound
+     (exposure_consumer_paused_seconds). Near 100 % writing, the warehouse bounds it; what is
+     neither writing nor paused is waiting for the broker's fetches.
    - Against the baseline (goal ≥ 10×) and a raw `psql \\copy` of the same rows (goal ≥ 70 %),
      with what a sink at the read ceiling would reach, where the broker bounds them.
 3. End to end: p95 from API accept to visible row while oha posts 10k events/s.
@@ -390,21 +391,22 @@ def count(experiment):
     return int(psql(f"SELECT count(*) FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"))
 
 
-def write_seconds(port):
-    """exposure-consumer's exposure_consumer_write_seconds sum and count from /metrics: the
-    time its written batches took to write, and how many there were. None for the baseline,
-    which has no /metrics."""
+def sink_figures(port):
+    """From exposure-consumer's /metrics: the time its written batches took to write, how many
+    there were, and the time it held its partitions paused (exposure_consumer_write_seconds and
+    exposure_consumer_paused_seconds). None for the baseline, which has no /metrics."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             text = r.read().decode()
     except OSError:
         return None
     figures = dict(line.split(" ", 1) for line in text.splitlines()
-                   if line.startswith("exposure_consumer_write_seconds_"))
-    if "exposure_consumer_write_seconds_sum" not in figures:
+                   if line.startswith(("exposure_consumer_write_seconds_", "exposure_consumer_paused_seconds_")))
+    names = ["exposure_consumer_write_seconds_sum", "exposure_consumer_write_seconds_count",
+             "exposure_consumer_paused_seconds_total"]
+    if not all(n in figures for n in names):
         return None
-    return (float(figures["exposure_consumer_write_seconds_sum"]),
-            float(figures["exposure_consumer_write_seconds_count"]))
+    return tuple(float(figures[n]) for n in names)
 
 
 def sink_run(name, cmd, env, experiment, n):
@@ -421,13 +423,13 @@ def sink_run(name, cmd, env, experiment, n):
             # The CPU first: what it holds is then the work for the rows counted just after.
             cpu, rows, now = cpu_seconds(proc.pid), count(experiment), time.time()
             if first is None and rows > 0:
-                first = (now, cpu, rows, write_seconds(env["PORT"]))
+                first = (now, cpu, rows, sink_figures(env["PORT"]))
             if rows >= n:
                 break
             if proc.poll() is not None:
                 raise SystemExit(f"{name} exited with {proc.returncode}")
             time.sleep(0.05)
-        written = write_seconds(env["PORT"])
+        written = sink_figures(env["PORT"])
         t1, cpu1, rows1, written1 = first
         result = {
             "from_start": n / (now - t0),
@@ -436,8 +438,10 @@ def sink_run(name, cmd, env, experiment, n):
             "cpu_per_100k": per(cpu - cpu1, rows - rows1, 100_000),
         }
         if written and written1 and written[1] > written1[1]:
-            result["writing"] = (written[0] - written1[0]) / (time.time() - t1)
+            window = time.time() - t1
+            result["writing"] = (written[0] - written1[0]) / window
             result["rows_per_batch"] = (rows - rows1) / (written[1] - written1[1])
+            result["paused"] = (written[2] - written1[2]) / window
         return result
     finally:
         stop(proc)
@@ -497,7 +501,7 @@ def bench_sink():
               f"({r['start_s']:.1f} s to the first row), {r['cpu_per_100k']:.2f} CPU s per 100,000 rows")
         if "writing" in r:
             print(f"{'':10} writing batches {100 * r['writing']:.0f} % of the time, "
-                  f"{r['rows_per_batch']:,.0f} rows per batch")
+                  f"{r['rows_per_batch']:,.0f} rows per batch; partitions paused {100 * r['paused']:.0f} % of the time")
     copy = copy_rate(n)
     print(f"{COPY:10} {copy:>8.0f} rows/s")
     report_sink(results, copy, ceiling)
@@ -519,8 +523,10 @@ def report_sink(results, copy, reader):
             verdict(rust["steady"] >= 0.85 * ceiling)],
            ["Python", f"{python['steady']:,.0f}", f"{100 * python['steady'] / ceiling:.0f} %", ""]],
           f"Rust spent {100 * rust['writing']:.0f} % of the window writing batches of "
-          f"{rust['rows_per_batch']:,.0f} rows on average (exposure_consumer_write_seconds): near 100 %, the "
-          "warehouse bounds it; well below, it waits for messages." if "writing" in rust else None)
+          f"{rust['rows_per_batch']:,.0f} rows on average (exposure_consumer_write_seconds), and held its "
+          f"partitions paused {100 * rust['paused']:.0f} % of it, its buffer full (exposure_consumer_paused_seconds, "
+          "counted at each resume): near 100 % writing, the warehouse bounds it; the time neither writing nor "
+          "paused, it waits for the broker's fetches." if "writing" in rust else None)
     table("Sink rows/s from the first row against the baseline and \\copy",
           ["Rust against", "rows/s", "Rust's share", "goal", "result", "a sink at the read ceiling"],
           [["Python", f"{python['steady']:,.0f}", f"{rust['steady'] / python['steady']:.1f}×", "≥ 10×",

@@ -417,7 +417,7 @@ pub async fn run(
                         }
                     }
                     shared.paused.store(false, Relaxed);
-                    metrics.paused.set(0);
+                    metrics.set_paused(false);
                 }
             }
             msg = consumer.recv(), if stop_by.is_none() => {
@@ -476,7 +476,7 @@ pub async fn run(
 /// partitions assigned later.
 fn pause_all(consumer: &StreamConsumer<Ctx>, shared: &Shared, metrics: &Metrics, why: &str) {
     shared.paused.store(true, Relaxed);
-    metrics.paused.set(1);
+    metrics.set_paused(true);
     if let Ok(a) = consumer.assignment() {
         match consumer.pause(&a) {
             Ok(()) => debug!(partitions = a.count(), why, "paused"),

@@ -59,8 +59,11 @@ pub struct Metrics {
     pub assigned: Gauge,
     /// Messages consumed and not yet handed to the warehouse.
     pub buffered: Gauge,
-    /// 1 while the consumer holds its partitions paused.
-    pub paused: Gauge,
+    /// 1 while the consumer holds its partitions paused ([`Metrics::set_paused`]).
+    paused: Gauge,
+    /// Seconds the partitions were held paused, and since when they are.
+    paused_seconds: Counter<f64, AtomicU64>,
+    paused_since: Mutex<Option<Instant>>,
     /// Times the breaker opened.
     pub breaker_trips: Counter,
     breaker_open: AtomicBool,
@@ -103,6 +106,8 @@ impl Metrics {
             assigned: Gauge::default(),
             buffered: Gauge::default(),
             paused: Gauge::default(),
+            paused_seconds: Counter::default(),
+            paused_since: Mutex::new(None),
             breaker_trips: Counter::default(),
             breaker_open: AtomicBool::new(false),
             breaker_gauge: Gauge::default(),
@@ -144,6 +149,12 @@ impl Metrics {
             m.batch_latency.0.clone(),
         );
         registry.register(
+            "exposure_consumer_paused_seconds",
+            "Time the consumer held its partitions paused (buffer over budget, or breaker open), \
+             counted when it resumes",
+            m.paused_seconds.clone(),
+        );
+        registry.register(
             "exposure_consumer_write_seconds",
             "Time each written batch took to write (its warehouse transactions, DLQ sends and \
              retries); the sum over wall time is the share of it the consumer spent writing",
@@ -172,6 +183,21 @@ impl Metrics {
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records the partitions being paused or resumed: the gauge, and the paused time.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.set(i64::from(paused));
+        if let Ok(mut since) = self.paused_since.lock() {
+            match (paused, *since) {
+                (true, None) => *since = Some(Instant::now()),
+                (false, Some(t)) => {
+                    self.paused_seconds.inc_by(t.elapsed().as_secs_f64());
+                    *since = None;
+                }
+                _ => {}
+            }
+        }
     }
 
     pub fn warehouse_ok(&self) {
@@ -311,8 +337,27 @@ mod tests {
         assert!(text.contains("exposure_consumer_batch_seconds_count 1\n"));
         assert!(text.contains("exposure_consumer_write_seconds_sum 0.25\n"));
         assert!(text.contains("exposure_consumer_write_seconds_count 1\n"));
+        assert!(text.contains("exposure_consumer_paused 0\n"));
+        assert!(text.contains("exposure_consumer_paused_seconds_total 0.0\n"));
         assert!(text.contains("exposure_consumer_committed_offset{partition=\"3\"} 42\n"));
         assert!(text.contains("exposure_consumer_lag{partition=\"3\"} 7\n"));
+    }
+
+    #[test]
+    fn paused_time_is_counted_when_the_partitions_resume() {
+        let m = Metrics::default();
+        m.set_paused(true);
+        std::thread::sleep(Duration::from_millis(20));
+        m.set_paused(true);
+        assert!(m.render().contains("exposure_consumer_paused 1\n"));
+        assert!(m
+            .render()
+            .contains("exposure_consumer_paused_seconds_total 0.0\n"));
+        m.set_paused(false);
+        m.set_paused(false);
+        assert!(m.render().contains("exposure_consumer_paused 0\n"));
+        let paused = m.paused_seconds.get();
+        assert!((0.02..5.0).contains(&paused), "{paused} s paused");
     }
 
     #[test]
