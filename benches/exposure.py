@@ -413,8 +413,8 @@ def sink_run(name, cmd, env, experiment, n):
     """Runs one consumer until the table holds all n rows. Returns rows/s from start, and rows/s
     and CPU seconds per 100,000 rows from the first row written: that window leaves out the
     process start and the consumer group's join, which both consumers pay once. Over the same
-    window, for a consumer with /metrics: the share of the time it spent writing batches (near
-    1, the warehouse bounds it; well below, it waits for messages) and rows per batch."""
+    window, for a consumer with /metrics (sink_figures): the shares of the time it spent
+    writing batches and with its partitions paused, and rows per batch."""
     t0 = time.time()
     proc = start(cmd, env)
     first = None

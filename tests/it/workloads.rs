@@ -146,7 +146,7 @@ impl OwnBroker {
         let bin = PathBuf::from(&self.bin);
         assert!(
             bin.is_file(),
-            "{} is missing: run `scripts/stack up`",
+            "the stack's broker binary {:?} (SHOAL_BROKER_BIN in .stack/env) is missing: run `scripts/stack up`",
             bin.display()
         );
         let url = format!("tcp://127.0.0.1:{}", self.port);
