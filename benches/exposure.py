@@ -7,7 +7,8 @@ Every measure below compares with the baseline measured in the same run; the goa
    acks-only producer (benches/broker.rs, MODE=ack: librdkafka with the API's producer
    settings, each message waiting for its ack as a 202 does), one rate at a time, so that the
    three runs at a rate are seconds apart, under the same load from the rest of the machine.
-   Then each API's maximum.
+   Then each API's maximum. Each fixed rate runs API_REPEATS times (3), all of it in turn, and
+   the run with the median p99 stands for it; the tail's table gives every run's p99.
    - Throughput and p50/p99 latency per rate.
    - CPU per 10,000 accepted events: the CPU seconds (utime + stime from /proc/<pid>/stat, of
      the process and every process below it, and of the children they reaped) of the API read
@@ -19,7 +20,12 @@ Every measure below compares with the baseline measured in the same run; the goa
    - Overhead over the broker: the API's p99 minus the acks-only p99 at the same rate. Goal:
      at most 1 ms at every rate the broker sustains (acks-only achieved 97 % of the rate, and
      no produce failed).
-2. Sink: N events prefilled on a 12-partition topic per consumer, written into the warehouse.
+   - Where that tail goes: the acks-only run again, while oha sends GET /health to the Rust API
+     at the same rate (the machine's HTTP load, without the API's produce path); and over the
+     Rust API's run, the machine's busy share (/proc/stat), the cores of the API, the broker
+     and its PostgreSQL, and the time their threads waited for a core (schedstat).
+2. Sink: N events prefilled on a 12-partition topic per consumer, written into the warehouse
+   (the stack's PostgreSQL, in a database of the run's own, whose table starts empty).
    - Rows per second from the first row written (leaving out process start and the consumer
      group's join, which both pay once) and from start.
    - CPU per 100,000 rows: the consumer's CPU seconds (as for the API) over the same window,
@@ -33,7 +39,9 @@ Every measure below compares with the baseline measured in the same run; the goa
      window: the share spent writing batches (exposure_consumer_write_seconds from its
      /metrics), rows per batch, and the share with its partitions paused at the buffer bound
      (exposure_consumer_paused_seconds). Near 100 % writing, the warehouse bounds it; what is
-     neither writing nor paused is waiting for the broker's fetches.
+     neither writing nor paused is waiting for the broker's fetches. And the machine over that
+     window: its busy share, and the cores of the sink, the broker, the broker's PostgreSQL and
+     the warehouse's.
    - Against the baseline (goal ≥ 10×) and a raw `psql \\copy` of the same rows (goal ≥ 70 %),
      with what a sink at the read ceiling would reach, where the broker bounds them.
 3. End to end: p95 from API accept to visible row while oha posts 10k events/s.
@@ -55,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime, timezone
@@ -74,6 +83,10 @@ SINK_EVENTS = int(os.environ.get("SINK_EVENTS", "100000"))
 # API_RATES on a quiet machine.
 RATES = [int(r) for r in os.environ.get("API_RATES", "500,1000,2000,5000").split(",")]
 DURATION = os.environ.get("API_DURATION", "10s")
+# Each fixed rate runs this many times (acks only, acks with GET load, each API, in turn), and
+# the run with the median p99 stands for it: one 10 s run's p99 moves by several ms between
+# runs a minute apart, more than the overhead goal's 1 ms.
+REPEATS = int(os.environ.get("API_REPEATS", "3"))
 COPY = "psql \\copy"
 
 
@@ -83,9 +96,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def psql(sql):
+def psql(sql, url=DATABASE_URL):
     out = subprocess.run(
-        ["psql", DATABASE_URL, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+        ["psql", url, "-X", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
         check=True,
         capture_output=True,
         text=True,
@@ -147,28 +160,111 @@ def connections(rate):
     return min(MAX_CONNECTIONS, max(64, -(-rate * 25 // 1000)))
 
 
-def cpu_seconds(pid):
-    """CPU seconds of `pid` and every process below it: utime + stime, and cutime + cstime (the
-    children each has reaped), from /proc/<pid>/stat. A forking server is charged for its
-    workers."""
-    parents, ticks = {}, {}
+def processes():
+    """Every process' {pid: (comm, ppid, ticks)} from /proc/<pid>/stat, ticks being utime +
+    stime + cutime + cstime (its CPU and that of the children it has reaped)."""
+    table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                # After "(comm)": state, ppid, ..., utime, stime, cutime, cstime (fields 14-17).
-                fields = f.read().rsplit(")", 1)[1].split()
+                head, rest = f.read().rsplit(")", 1)
         except OSError:
             continue
-        parents[int(entry)] = int(fields[1])
-        ticks[int(entry)] = sum(int(t) for t in fields[11:15])
+        # After "(comm)": state, ppid, ..., utime, stime, cutime, cstime (fields 14-17).
+        fields = rest.split()
+        table[int(entry)] = (head.split("(", 1)[1], int(fields[1]), sum(int(t) for t in fields[11:15]))
+    return table
+
+
+def cpu_seconds(pid):
+    """CPU seconds of `pid` and every process below it: utime + stime, and cutime + cstime (the
+    children each has reaped), from /proc/<pid>/stat. A forking server is charged for its
+    workers."""
+    table = processes()
+    parents = {p: ppid for p, (_, ppid, _) in table.items()}
+    ticks = {p: t for p, (_, _, t) in table.items()}
     tree, todo = set(), [pid]
     while todo:
         p = todo.pop()
         tree.add(p)
         todo += [c for c, parent in parents.items() if parent == p and c not in tree]
     return sum(ticks.get(p, 0) for p in tree) / TICK
+
+
+def run_queue_seconds(pid):
+    """Seconds the threads of `pid` have spent ready to run but waiting for a core: the second
+    field of each /proc/<pid>/task/<tid>/schedstat (threads alive at the read)."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
+def stack_processes():
+    """The local stack's processes on this machine, by role: {"broker": pid, "broker's
+    PostgreSQL": pid, "warehouse": pid}, each the top of its tree (a postmaster is told apart by
+    the port in its data directory's postmaster.pid, against DATABASE_URL's). Roles not found are
+    left out: tansu and nisshi's other engines have no PostgreSQL of their own."""
+    table = processes()
+    comm = {p: name for p, (name, _, _) in table.items()}
+    parent = {p: ppid for p, (_, ppid, _) in table.items()}
+    warehouse_port = urllib.parse.urlsplit(DATABASE_URL).port or 5432
+    roles = {}
+    for pid, name in comm.items():
+        if comm.get(parent[pid]) == name:
+            continue
+        if name in ("nisshi", "tansu"):
+            roles["broker"] = pid
+        elif name == "postgres":
+            try:
+                with open(os.path.join(os.readlink(f"/proc/{pid}/cwd"), "postmaster.pid")) as f:
+                    port = int(f.read().splitlines()[3])
+            except (OSError, IndexError, ValueError):
+                continue
+            roles["warehouse" if port == warehouse_port else "broker's PostgreSQL"] = pid
+    return roles
+
+
+def machine_ticks():
+    """(busy, all) clock ticks of every core since boot, from /proc/stat's first line; idle and
+    iowait are the idle part."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def snapshot(pids):
+    """What `shares` compares: the machine's ticks, and the CPU and run-queue seconds of each
+    named process tree ({role: pid})."""
+    return {"at": time.time(), "ticks": machine_ticks(),
+            "cpu": {role: cpu_seconds(pid) for role, pid in pids.items()},
+            "queued": {role: run_queue_seconds(pid) for role, pid in pids.items()}}
+
+
+def shares(before, after):
+    """Over the window between two snapshots: the machine's busy share of all its cores, and per
+    role the cores it used and the seconds its threads waited for one."""
+    wall = after["at"] - before["at"]
+    busy = (after["ticks"][0] - before["ticks"][0]) / max(after["ticks"][1] - before["ticks"][1], 1)
+    return {"busy": busy,
+            "cores": {r: (after["cpu"][r] - before["cpu"][r]) / wall for r in before["cpu"]},
+            "queued": {r: after["queued"][r] - before["queued"][r] for r in before["queued"]}}
+
+
+def cores_note(s, roles):
+    """'the machine 93 % busy (of 2 cores): the sink 0.61 cores, the broker 0.52, ...'"""
+    parts = [f"{name} {s['cores'][role]:.2f}" for role, name in roles if role in s["cores"]]
+    return f"the machine {100 * s['busy']:.0f} % busy (of {os.cpu_count()} cores); in cores: " + ", ".join(parts)
 
 
 def per(cpu, events, unit):
@@ -214,11 +310,29 @@ def oha(port, rate, body, duration=DURATION, conns=None):
 
 
 def oha_with_cpu(proc, port, rate, body):
-    """oha's figures, with the API's CPU seconds per 10,000 202s over the run."""
-    before = cpu_seconds(proc.pid)
+    """oha's figures, with the API's CPU seconds per 10,000 202s over the run, and where the
+    machine's time went meanwhile (`shares`, with the API as "api")."""
+    pids = {"api": proc.pid, **stack_processes()}
+    before, cpu = snapshot(pids), cpu_seconds(proc.pid)
     r = oha(port, rate, body)
-    r["cpu_per_10k"] = per(cpu_seconds(proc.pid) - before, r["ok"], 10_000)
+    r["cpu_per_10k"] = per(cpu_seconds(proc.pid) - cpu, r["ok"], 10_000)
+    r["shares"] = shares(before, snapshot(pids))
     return r
+
+
+def acks_under_http_load(port, topic, rate, seconds):
+    """benches/broker.rs's acks at `rate` while oha sends GET /health to the API on `port` at
+    the same rate and connections: the machine carries the HTTP side of the API's run (oha, the
+    API's server) while the broker carries only the acks' produces, as in the plain acks-only
+    run. /health asks the broker for metadata at most once a second."""
+    load = subprocess.Popen([OHA, "--no-tui", "-z", f"{seconds + 2}s", "-c", str(connections(rate)),
+                             "-q", str(rate), f"http://127.0.0.1:{port}/health"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        return broker("ack", topic, RATE=rate, SECONDS=seconds)
+    finally:
+        load.wait()
 
 
 def idle_cpu(proc, seconds=3):
@@ -277,27 +391,51 @@ def bench_api():
     create_topic(topic)
     seconds = int(DURATION.rstrip("s"))
     apis = start_apis()
-    results, acks = {}, {}
+    results, acks, loaded = {}, {}, {}
     try:
         warm_up(apis)
         idle = {name: idle_cpu(proc) for name, (proc, _) in apis.items()}
         print(f"{'':10} {'target':>7} {'conns':>5} {'achieved':>9} {'202/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
               f"{'errors':>6} {'CPU s/10k':>9}")
         for rate in RATES + [0]:
+            runs = {}
+            for _ in range(REPEATS if rate else 1):
+                if rate:
+                    a = broker("ack", topic, RATE=rate, SECONDS=seconds)
+                    runs.setdefault("acks", []).append(a)
+                    print(f"{'acks only':10} {rate:>7} {'':>5} {a['acked_per_s']:>9.0f} {a['acked_per_s']:>8.0f} "
+                          f"{a['p50_ms']:>7.2f} {a['p99_ms']:>7.2f} {a['failed']:>6}")
+                    a = acks_under_http_load(apis["rust"][1], topic, rate, seconds)
+                    runs.setdefault("loaded", []).append(a)
+                    print(f"{'+ GET load':10} {rate:>7} {connections(rate):>5} {a['acked_per_s']:>9.0f} "
+                          f"{a['acked_per_s']:>8.0f} {a['p50_ms']:>7.2f} {a['p99_ms']:>7.2f} {a['failed']:>6}")
+                for name, (proc, port) in apis.items():
+                    r = oha_with_cpu(proc, port, rate, event(f"bench-api-{RUN}"))
+                    runs.setdefault(name, []).append(r)
+                    print(f"{name:10} {rate or 'max':>7} {connections(rate):>5} {r['rps']:>9.0f} {r['ok_rps']:>8.0f} "
+                          f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['non_202']:>6} {r['cpu_per_10k']:>9.3f}")
             if rate:
-                a = acks[rate] = broker("ack", topic, RATE=rate, SECONDS=seconds)
-                print(f"{'acks only':10} {rate:>7} {'':>5} {a['acked_per_s']:>9.0f} {a['acked_per_s']:>8.0f} "
-                      f"{a['p50_ms']:>7.2f} {a['p99_ms']:>7.2f} {a['failed']:>6}")
-            for name, (proc, port) in apis.items():
-                r = results[(name, rate)] = oha_with_cpu(proc, port, rate, event(f"bench-api-{RUN}"))
-                print(f"{name:10} {rate or 'max':>7} {connections(rate):>5} {r['rps']:>9.0f} {r['ok_rps']:>8.0f} "
-                      f"{r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f} {r['non_202']:>6} {r['cpu_per_10k']:>9.3f}")
+                acks[rate], loaded[rate] = median_run(runs["acks"]), median_run(runs["loaded"])
+            for name in apis:
+                results[(name, rate)] = median_run(runs[name])
     finally:
         for proc, _ in apis.values():
             stop(proc)
     report_api_throughput(results)
     report_api_cpu(results, acks, idle)
     report_api_overhead(results, acks)
+    report_api_tail(results, acks, loaded)
+
+
+def median_run(runs):
+    """Of one measure's runs at a rate, the one with the median p99, with every run's p99
+    ("p99_runs", in the order they ran)."""
+    ordered = sorted(runs, key=lambda r: r["p99_ms"])
+    return {**ordered[len(ordered) // 2], "p99_runs": [r["p99_ms"] for r in runs]}
+
+
+def spread(run):
+    return ", ".join(f"{p:.1f}" for p in run["p99_runs"])
 
 
 def report_api_throughput(results):
@@ -345,6 +483,31 @@ def report_api_overhead(results, acks):
           ["rate", "acks only", "its p99", "Rust", "its p99", "Rust − acks", "Python", "Python − acks", "result"], rows)
 
 
+def report_api_tail(results, acks, loaded):
+    rows = []
+    for rate in RATES:
+        rust, where = results[("rust", rate)], results[("rust", rate)]["shares"]
+        ok = max(rust["ok"], 1)
+        broker_wait = where["queued"].get("broker")
+        rows.append([label(rate), spread(acks[rate]), spread(loaded[rate]), spread(rust),
+                     f"{acks[rate]['p99_ms']:.2f}", f"{loaded[rate]['p99_ms']:.2f}",
+                     f"{rust['p99_ms']:.2f}", f"{rust['p99_ms'] - loaded[rate]['p99_ms']:+.2f}",
+                     f"{100 * where['busy']:.0f} %", f"{where['cores']['api']:.2f}",
+                     f"{1000 * where['queued']['api'] / ok:.3f}",
+                     "" if broker_wait is None else f"{1000 * broker_wait / ok:.3f}"])
+    table("Where the Rust API's p99 over acks-only goes: the acks-only p99 again while oha sends GET /health "
+          "to the API at the same rate, and the machine during the API's run",
+          ["rate", "acks only p99s", "with GET load p99s", "Rust p99s", "acks only median p99",
+           "with GET load", "Rust", "Rust − loaded acks", "machine busy",
+           "API cores", "API run-queue ms / request", "broker run-queue ms / request"], rows,
+          f"p99s: each of the {REPEATS} runs' p99 in ms, in the order they ran; the median run stands for the rate "
+          "in every table. With GET load: benches/broker.rs's acks while oha drives the API's HTTP side (GET /health, no produce) "
+          "at the rate: the machine's HTTP load without the API's produce path. Where the loaded acks' p99 comes "
+          "near the API's, the tail is the machine's load on the broker's acks, not the API's own work. Run-queue: "
+          "the seconds the process' threads waited for a core (/proc/<pid>/task/*/schedstat) over the API's "
+          "median run, per 202.")
+
+
 def broker(mode, topic, **env):
     """benches/broker.rs: the broker's read ceiling or its produce-ack latency, with the CPU
     seconds of the whole run (librdkafka's own cost, for comparison with the workloads')."""
@@ -378,17 +541,28 @@ p.flush()
     subprocess.run([PYTHON, "-c", code], check=True)
 
 
-def ensure_table():
+def ensure_table(url=DATABASE_URL):
     """The warehouse table, as the Rust consumer creates it (consumers/exposure-consumer/src/
     dialect.rs), so that it exists before anything is timed, on a new database too."""
     psql("CREATE SCHEMA IF NOT EXISTS growthbook; CREATE TABLE IF NOT EXISTS growthbook.experiment_exposures ("
          "exposure_id varchar(64) PRIMARY KEY, ds_user_id varchar(256) NOT NULL, experiment_id varchar(256) NOT NULL, "
          "variation_id varchar(256) NOT NULL, ts timestamptz NOT NULL, attributes jsonb NOT NULL DEFAULT '{}'::jsonb, "
-         "source varchar(256) NOT NULL, created_at timestamptz NOT NULL DEFAULT now())")
+         "source varchar(256) NOT NULL, created_at timestamptz NOT NULL DEFAULT now())", url)
 
 
-def count(experiment):
-    return int(psql(f"SELECT count(*) FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'"))
+def sink_database():
+    """A database of this run's own for the sinks, with the table: the table the sinks write and
+    the polls count starts empty in every run, where the stack's table grows with every test and
+    benchmark (and a count of a sink's rows would scan all of it). Its URL."""
+    name = f"bench_sink_{RUN}"
+    psql(f"CREATE DATABASE {name}")
+    url = DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    ensure_table(url)
+    return url
+
+
+def count(experiment, url=DATABASE_URL):
+    return int(psql(f"SELECT count(*) FROM growthbook.experiment_exposures WHERE experiment_id = '{experiment}'", url))
 
 
 def sink_figures(port):
@@ -417,25 +591,27 @@ def sink_run(name, cmd, env, experiment, n):
     writing batches and with its partitions paused, and rows per batch."""
     t0 = time.time()
     proc = start(cmd, env)
+    pids = {"sink": proc.pid, **stack_processes()}
     first = None
     try:
         while True:
             # The CPU first: what it holds is then the work for the rows counted just after.
-            cpu, rows, now = cpu_seconds(proc.pid), count(experiment), time.time()
+            cpu, rows, now = cpu_seconds(proc.pid), count(experiment, env["DATABASE_URL"]), time.time()
             if first is None and rows > 0:
-                first = (now, cpu, rows, sink_figures(env["PORT"]))
+                first = (now, cpu, rows, sink_figures(env["PORT"]), snapshot(pids))
             if rows >= n:
                 break
             if proc.poll() is not None:
                 raise SystemExit(f"{name} exited with {proc.returncode}")
             time.sleep(0.05)
-        written = sink_figures(env["PORT"])
-        t1, cpu1, rows1, written1 = first
+        written, machine = sink_figures(env["PORT"]), snapshot(pids)
+        t1, cpu1, rows1, written1, machine1 = first
         result = {
             "from_start": n / (now - t0),
             "steady": (rows - rows1) / (now - t1) if now > t1 else float("nan"),
             "start_s": t1 - t0,
             "cpu_per_100k": per(cpu - cpu1, rows - rows1, 100_000),
+            "shares": shares(machine1, machine),
         }
         if written and written1 and written[1] > written1[1]:
             window = time.time() - t1
@@ -447,16 +623,16 @@ def sink_run(name, cmd, env, experiment, n):
         stop(proc)
 
 
-def consumer_env(name, topic):
+def consumer_env(name, topic, url):
     # No STOP_AFTER for the baseline: it would exit at its last row, and its CPU is read from
     # /proc until the table holds them all.
     return {
-        "KAFKA_BOOTSTRAP": BOOTSTRAP, "DATABASE_URL": DATABASE_URL, "EXPOSURES_TOPIC": topic,
+        "KAFKA_BOOTSTRAP": BOOTSTRAP, "DATABASE_URL": url, "EXPOSURES_TOPIC": topic,
         "KAFKA_GROUP": f"bench-{name}-{RUN}", "PORT": str(free_port()), "DLQ_TOPIC": f"{topic}.dlq",
     }
 
 
-def copy_rate(n):
+def copy_rate(n, url):
     """rows/s of psql's \\copy of n rows like the sinks', straight into the table."""
     experiment = f"bench-sink-copy-{RUN}"
     now = datetime.now(timezone.utc).isoformat()
@@ -468,7 +644,7 @@ def copy_rate(n):
         path = f.name
     t0 = time.time()
     subprocess.run(
-        ["psql", DATABASE_URL, "-X", "-v", "ON_ERROR_STOP=1", "-c",
+        ["psql", url, "-X", "-v", "ON_ERROR_STOP=1", "-c",
          f"\\copy growthbook.experiment_exposures (exposure_id, ds_user_id, experiment_id, variation_id, ts, attributes, source) FROM '{path}' WITH (FORMAT csv)"],
         check=True, capture_output=True,
     )
@@ -493,18 +669,39 @@ def bench_sink():
     ceiling = broker("read", f"bench-sink-ceiling-{RUN}", EVENTS=n)
     print(f"{'read only':10} {ceiling['rows_per_s']:>8.0f} rows/s from start, {ceiling['rows_per_s_from_first']:>8.0f} "
           "rows/s from the first message (librdkafka, discarding)")
-    results = {}
-    for name, cmd in consumers.items():
-        topic = f"bench-sink-{name}-{RUN}"
-        r = results[name] = sink_run(name, cmd, consumer_env(name, topic), topic, n)
-        print(f"{name:10} {r['from_start']:>8.0f} rows/s from start, {r['steady']:>8.0f} rows/s from the first row "
-              f"({r['start_s']:.1f} s to the first row), {r['cpu_per_100k']:.2f} CPU s per 100,000 rows")
-        if "writing" in r:
-            print(f"{'':10} writing batches {100 * r['writing']:.0f} % of the time, "
-                  f"{r['rows_per_batch']:,.0f} rows per batch; partitions paused {100 * r['paused']:.0f} % of the time")
-    copy = copy_rate(n)
+    results, url = {}, sink_database()
+    try:
+        for name, cmd in consumers.items():
+            topic = f"bench-sink-{name}-{RUN}"
+            r = results[name] = sink_run(name, cmd, consumer_env(name, topic, url), topic, n)
+            print(f"{name:10} {r['from_start']:>8.0f} rows/s from start, {r['steady']:>8.0f} rows/s from the first "
+                  f"row ({r['start_s']:.1f} s to the first row), {r['cpu_per_100k']:.2f} CPU s per 100,000 rows")
+            if "writing" in r:
+                print(f"{'':10} writing batches {100 * r['writing']:.0f} % of the time, {r['rows_per_batch']:,.0f} "
+                      f"rows per batch; partitions paused {100 * r['paused']:.0f} % of the time")
+            print(f"{'':10} {cores_note(r['shares'], SINK_ROLES)}")
+        copy = copy_rate(n, url)
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
     print(f"{COPY:10} {copy:>8.0f} rows/s")
     report_sink(results, copy, ceiling)
+
+
+# The processes a sink run keeps busy, as cores_note names them.
+SINK_ROLES = [("sink", "the sink"), ("broker", "the broker"), ("broker's PostgreSQL", "the broker's PostgreSQL"),
+              ("warehouse", "the warehouse's PostgreSQL")]
+
+
+def sink_note(rust):
+    """Where the Rust sink's window went, and what bounds it by those figures."""
+    writing, paused = rust["writing"], rust["paused"]
+    bound = ("its writes bound it (the warehouse's transactions)" if writing >= 0.8 else
+             "for the time neither writing nor paused its next batch was not due yet: it waited for the "
+             "broker's fetches")
+    return (f"Rust spent {100 * writing:.0f} % of the window writing batches of {rust['rows_per_batch']:,.0f} rows "
+            f"on average (exposure_consumer_write_seconds) and held its partitions paused {100 * paused:.0f} % of "
+            f"it (exposure_consumer_paused_seconds): {bound}. Over the same window, "
+            f"{cores_note(rust['shares'], SINK_ROLES)}. The read ceiling was measured with the warehouse idle.")
 
 
 def report_sink(results, copy, reader):
@@ -522,11 +719,7 @@ def report_sink(results, copy, reader):
            ["Rust", f"{rust['steady']:,.0f}", f"{100 * rust['steady'] / ceiling:.0f} %",
             verdict(rust["steady"] >= 0.85 * ceiling)],
            ["Python", f"{python['steady']:,.0f}", f"{100 * python['steady'] / ceiling:.0f} %", ""]],
-          f"Rust spent {100 * rust['writing']:.0f} % of the window writing batches of "
-          f"{rust['rows_per_batch']:,.0f} rows on average (exposure_consumer_write_seconds), and held its "
-          f"partitions paused {100 * rust['paused']:.0f} % of it, its buffer full (exposure_consumer_paused_seconds, "
-          "counted at each resume): near 100 % writing, the warehouse bounds it; the time neither writing nor "
-          "paused, it waits for the broker's fetches." if "writing" in rust else None)
+          sink_note(rust) if "writing" in rust else None)
     table("Sink rows/s from the first row against the baseline and \\copy",
           ["Rust against", "rows/s", "Rust's share", "goal", "result", "a sink at the read ceiling"],
           [["Python", f"{python['steady']:,.0f}", f"{rust['steady'] / python['steady']:.1f}×", "≥ 10×",

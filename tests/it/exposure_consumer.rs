@@ -526,6 +526,46 @@ async fn exposure_consumer_writes_each_event_once_and_commits_to_the_end() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A consumer far behind (a backlog of 40 budgets: BATCH_SIZE 50, so 500 buffered at most)
+/// whose writes are slow (a trigger sleeps 200 ms per INSERT statement, so each write fills the
+/// buffer). It then stops taking messages and leaves them in librdkafka's prefetch until the
+/// write is done; it never pauses its partitions, which would drop the prefetch and fetch it
+/// again (docs/benchmarks.md, the sink's time). Every batch but the first and the last is a
+/// full catch-up batch, and everything is written once. In a database of the test's own: the
+/// trigger must not slow other tests.
+#[tokio::test(flavor = "multi_thread")]
+async fn exposure_consumer_catching_up_waits_for_its_writes_without_pausing() {
+    let mut case = Case::new("catchup").await;
+    let db = Database::create("catchup");
+    case.database = db.url.clone();
+    case.sql(crate::exposure_api::DDL);
+    case.sql(
+        "CREATE FUNCTION it_slow_write() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$; \
+         CREATE TRIGGER it_slow_write AFTER INSERT ON growthbook.experiment_exposures \
+           FOR EACH STATEMENT EXECUTE FUNCTION it_slow_write();",
+    );
+    let n = 20_000;
+    case.produce(0..n);
+    let port = free_port();
+    let mut env = case.env(port);
+    env.push(("BATCH_SIZE", "50".to_string()));
+    let _consumer = spawn_workload("exposure-consumer", &env);
+    case.wait_rows(n as i64, Duration::from_secs(120));
+    case.wait_committed_to_end(Duration::from_secs(30));
+    case.assert_all_present(n);
+    assert_eq!(
+        metric(port, "exposure_consumer_paused_seconds_total"),
+        Some(0.0),
+        "the partitions were paused while the warehouse kept taking rows"
+    );
+    let batches = metric(port, "exposure_consumer_batches_total").expect("batches");
+    assert!(
+        batches <= (n / 500 + 3) as f64,
+        "{batches} batches for {n} rows: the catch-up batches were not full"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exposure_consumer_poison_messages_go_to_the_dlq_with_their_origin() {
     let case = Case::new("poison").await;

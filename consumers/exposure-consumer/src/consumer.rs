@@ -42,6 +42,10 @@ const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// How many batches a consumer that is behind writes in one transaction, at most.
 const CATCH_UP_BATCHES: usize = 10;
+/// How long a full buffer may wait for the batch in flight before the partitions are paused.
+/// Meanwhile the loop takes no messages and librdkafka keeps what it has fetched; pausing drops
+/// that, so a consumer catching up (a full buffer on most writes) would fetch it all again.
+const HOLD_BEFORE_PAUSE: Duration = Duration::from_secs(2);
 
 /// A consumed message, owned.
 #[derive(Debug)]
@@ -67,7 +71,7 @@ struct Shared {
     written: Mutex<BTreeMap<i32, i64>>,
     /// Partitions revoked since the loop last looked; their buffered messages are dropped.
     revoked: Mutex<Vec<i32>>,
-    /// The loop holds its partitions paused (its buffer is over budget, or the breaker is
+    /// The loop holds its partitions paused (its buffer stayed full, or the breaker is
     /// open): partitions assigned meanwhile are paused as they come.
     paused: AtomicBool,
 }
@@ -146,7 +150,7 @@ impl ConsumerContext for Ctx {
                 match consumer.pause(tpl) {
                     Ok(()) => info!(
                         partitions = tpl.count(),
-                        "paused the newly assigned partitions: the consumer is over its buffer budget or its breaker is open"
+                        "paused the newly assigned partitions: the consumer's buffer stayed full or its breaker is open"
                     ),
                     Err(e) => warn!(error = %e, "pausing newly assigned partitions failed"),
                 }
@@ -323,14 +327,17 @@ pub async fn run(
     let batch_size = settings.batch_size;
     // While a batch is being written the next one fills. A consumer that is behind writes up
     // to CATCH_UP_BATCHES batches' worth in one transaction, which spreads each transaction's
-    // fixed cost over more rows. Past that much buffered the partitions are paused (the loop
-    // keeps polling, so the group membership stays alive during a long outage); pausing
-    // drops librdkafka's prefetched messages, so it is kept for when the warehouse stalls.
-    // Partitions assigned while paused are paused too (post_rebalance), so the budget holds
-    // across rebalances. An open breaker pauses everything until the batch at hand goes in.
+    // fixed cost over more rows. With that much buffered the loop stops taking messages, and
+    // librdkafka's prefetch waits for it. A buffer still full HOLD_BEFORE_PAUSE later means
+    // the warehouse is stalling: the partitions are then paused and the loop polls again, so
+    // that the group membership stays alive and rebalances are served during a long outage.
+    // Pausing drops librdkafka's prefetched messages, which is why it waits. Partitions
+    // assigned while paused are paused too (post_rebalance), so the budget holds across
+    // rebalances. An open breaker pauses everything until the batch at hand goes in.
     let max_buffer = batch_size * CATCH_UP_BATCHES;
     let mut buffer: Vec<Pending> = Vec::new();
     let mut buffer_since: Option<Instant> = None;
+    let mut full_since: Option<Instant> = None;
     let mut inflight: Option<Flush> = None;
     let mut stop_by: Option<Instant> = None;
     let mut last_contact: Option<Instant> = None;
@@ -383,11 +390,24 @@ pub async fn run(
                 ));
             }
         }
+        if inflight.is_some() && buffer.len() >= max_buffer {
+            let since = *full_since.get_or_insert(now);
+            if now >= since + HOLD_BEFORE_PAUSE && !shared.paused.load(Relaxed) {
+                pause_all(&consumer, &shared, &metrics, "the buffer stayed full");
+            }
+        } else {
+            full_since = None;
+        }
+        // Full and not paused: messages wait in librdkafka until the batch in flight is written.
+        let take = stop_by.is_none() && (full_since.is_none() || shared.paused.load(Relaxed));
         let mut wake = now + Duration::from_secs(1);
         if inflight.is_none() {
             if let Some(t) = buffer_since {
                 wake = wake.min(t + settings.batch_max);
             }
+        }
+        if let Some(t) = full_since {
+            wake = wake.min(t + HOLD_BEFORE_PAUSE);
         }
         if let Some(by) = stop_by {
             wake = wake.min(by);
@@ -420,7 +440,7 @@ pub async fn run(
                     metrics.set_paused(false);
                 }
             }
-            msg = consumer.recv(), if stop_by.is_none() => {
+            msg = consumer.recv(), if take => {
                 // Revocations served inside this recv() come before the message it returns.
                 drop_revoked(&shared, &mut buffer, &mut buffer_since);
                 match msg {
@@ -439,12 +459,6 @@ pub async fn run(
                         });
                         if buffer_since.is_none() {
                             buffer_since = Some(Instant::now());
-                        }
-                        if inflight.is_some()
-                            && !shared.paused.load(Relaxed)
-                            && buffer.len() >= max_buffer
-                        {
-                            pause_all(&consumer, &shared, &metrics, "the buffer is full");
                         }
                     }
                     Err(e) => warn!(error = %e, "Kafka error"),

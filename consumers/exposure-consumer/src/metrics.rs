@@ -137,7 +137,7 @@ impl Metrics {
         let gauges = [
             ("breaker_open", "1 while the breaker is open: consuming stopped, nothing committed or sent to the DLQ", &m.breaker_gauge),
             ("buffered_messages", "Messages consumed and not yet handed to the warehouse", &m.buffered),
-            ("paused", "1 while the consumer holds its partitions paused (buffer over budget, or breaker open)", &m.paused),
+            ("paused", "1 while the consumer holds its partitions paused (buffer full for over 2 s, or breaker open)", &m.paused),
             ("assigned_partitions", "Partitions assigned to this consumer", &m.assigned),
         ];
         for (name, help, gauge) in gauges {
@@ -150,7 +150,7 @@ impl Metrics {
         );
         registry.register(
             "exposure_consumer_paused_seconds",
-            "Time the consumer held its partitions paused (buffer over budget, or breaker open), \
+            "Time the consumer held its partitions paused (buffer full for over 2 s, or breaker open), \
              counted when it resumes",
             m.paused_seconds.clone(),
         );
