@@ -507,6 +507,11 @@ async fn exposure_consumer_writes_each_event_once_and_commits_to_the_end() {
         Some(n as f64)
     );
     assert_eq!(metric(port, "exposure_consumer_dlq_total"), Some(0.0));
+    // New exposures only: every batch went straight into the table with one COPY.
+    assert_eq!(
+        metric(port, "exposure_consumer_staged_writes_total"),
+        Some(0.0)
+    );
     // Every written batch's write time is observed (scripts/bench exposure divides its sum by
     // the wall time to say whether the sink waits on the warehouse or on the broker).
     let batches = metric(port, "exposure_consumer_batches_total").expect("batches");
@@ -988,7 +993,8 @@ async fn exposure_consumer_sends_a_row_the_warehouse_rejects_to_the_dlq() {
 /// once under another key, so in another partition), the consumer is SIGKILLed mid-stream and
 /// restarted, a second consumer group reads the same topic into the same table at the same
 /// time, and the repeats come again after the restart. The table's primary key and
-/// `INSERT ... ON CONFLICT (exposure_id) DO NOTHING` leave exactly one row per id.
+/// `INSERT ... ON CONFLICT (exposure_id) DO NOTHING` leave exactly one row per id (a batch's
+/// COPY straight into the table meets the repeats and gives way to that insert).
 #[tokio::test(flavor = "multi_thread")]
 async fn exposure_consumer_writes_one_row_per_exposure_id_however_often_it_comes() {
     let mut case = Case::new("dedup").await;
@@ -1054,6 +1060,11 @@ async fn exposure_consumer_writes_one_row_per_exposure_id_however_often_it_comes
     assert!(
         metric(other_port, "exposure_consumer_duplicates_skipped_total").unwrap_or(0.0) > 0.0,
         "the other group skipped repeats"
+    );
+    // Batches with repeats went the staging table's way, after their direct COPY met one.
+    assert!(
+        metric(port, "exposure_consumer_staged_writes_total").unwrap_or(0.0) > 0.0,
+        "no write of the restarted consumer met a repeat"
     );
     assert_eq!(metric(port, "exposure_consumer_dlq_total"), Some(0.0));
     assert_eq!(metric(other_port, "exposure_consumer_dlq_total"), Some(0.0));
@@ -1337,12 +1348,23 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Seconds the process' threads have run: the first field of each
+/// /proc/<pid>/task/<tid>/schedstat, of the threads alive at the read.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
 /// A long warehouse outage with two rebalances in it: the consumer starts next to a second
 /// member (3 partitions each), which leaves during the outage (the consumer is handed 3
 /// partitions it never paused) and joins again. The buffer stays within its budget
 /// (BATCH_SIZE × 10) throughout, because partitions assigned while the consumer is paused are
 /// paused too, and the consumer's memory stays bounded while far more than that is produced.
-/// Then the member leaves and everything is written once. `EXPOSURE_OUTAGE_SECS` sets the
+/// Waiting costs little CPU. Then the member leaves and everything is written once. `EXPOSURE_OUTAGE_SECS` sets the
 /// outage's length (default 300, the five minutes the contract promises to ride out).
 #[tokio::test(flavor = "multi_thread")]
 async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalances() {
@@ -1408,6 +1430,7 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
         idle(&member, Duration::from_millis(300));
     }
     let baseline = rss_kib(pid).expect("VmRSS");
+    let cpu_before = cpu_seconds(pid).expect("schedstat");
     let rebalances_before = metric(port, "exposure_consumer_rebalances_total").unwrap_or(0.0);
 
     // ~4 KiB events, 40 every 100 ms (the budget's worth in the outage's first seconds), up to
@@ -1436,6 +1459,7 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
         idle(&member, Duration::from_millis(500));
     }
     let produced = traffic.stop();
+    let cpu = cpu_seconds(pid).expect("schedstat") - cpu_before;
     let rebalances = metric(port, "exposure_consumer_rebalances_total").unwrap_or(0.0);
     assert!(case.committed().is_empty(), "committed during the outage");
     assert_eq!(case.rows(), 0);
@@ -1443,7 +1467,7 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
     let max_rss = samples.iter().map(|s| s.1).max().unwrap_or(0);
     let produced_kib = produced * 4;
     eprintln!(
-        "outage {outage:?}: produced {produced} events (~{produced_kib} KiB); buffer ≤ {max_buffered} (budget {budget}); RSS {baseline} KiB before, {max_rss} KiB at most; rebalances {rebalances_before} → {rebalances}"
+        "outage {outage:?}: produced {produced} events (~{produced_kib} KiB); buffer ≤ {max_buffered} (budget {budget}); RSS {baseline} KiB before, {max_rss} KiB at most; {cpu:.1} s of CPU; rebalances {rebalances_before} → {rebalances}"
     );
     for (at, rss, buffered) in samples.iter().step_by(10) {
         eprintln!("  {at:>6.1?}: RSS {rss} KiB, {buffered} buffered");
@@ -1455,6 +1479,11 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
     assert!(
         max_buffered <= budget,
         "{max_buffered} messages buffered, over the budget of {budget}"
+    );
+    // Waiting is idle: a loop that spun while paused would take a core.
+    assert!(
+        cpu < 0.25 * outage.as_secs_f64(),
+        "{cpu:.1} s of CPU during a {outage:?} outage"
     );
     assert!(
         produced_kib > 64 * 1024,

@@ -406,7 +406,7 @@ pub async fn run(
                 wake = wake.min(t + settings.batch_max);
             }
         }
-        if let Some(t) = full_since {
+        if let (Some(t), false) = (full_since, shared.paused.load(Relaxed)) {
             wake = wake.min(t + HOLD_BEFORE_PAUSE);
         }
         if let Some(by) = stop_by {
@@ -801,9 +801,12 @@ async fn write_isolating<'a>(
     while let Some(part) = parts.pop() {
         let only: Vec<&Exposure> = part.iter().map(|(_, e)| *e).collect();
         match wh.write(&only).await {
-            Ok(n) => {
+            Ok(written) => {
                 metrics.warehouse_ok();
-                inserted += n;
+                inserted += written.inserted;
+                if written.staged {
+                    metrics.staged_writes.inc();
+                }
             }
             Err(e) if e.rejects_data => {
                 // It answered: /health must not call a long judgement an outage.

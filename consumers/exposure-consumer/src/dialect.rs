@@ -79,6 +79,20 @@ DISTKEY (exposure_id) SORTKEY (ts)"
         }
     }
 
+    /// A COPY straight into the table, tried first under a savepoint where the dialect has
+    /// one: a batch with no exposure the table already holds needs nothing more. A duplicate
+    /// fails it with unique_violation, and the batch goes through the staging table instead.
+    /// Redshift's COPY reads S3, so it always stages.
+    pub fn direct(self) -> Option<String> {
+        match self {
+            Dialect::Postgres => Some(format!(
+                "COPY {TABLE} ({}) FROM STDIN (FORMAT binary)",
+                COLUMNS.join(", ")
+            )),
+            Dialect::Redshift => None,
+        }
+    }
+
     /// Creates the staging table, inside the batch's transaction.
     pub fn create_staging(self) -> String {
         match self {
@@ -185,7 +199,8 @@ WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
     }
 
     /// Every statement this dialect runs, in order, named by its step: the schema, then one
-    /// batch (its load for two rows). `exposure-consumer sql <dialect>` prints them, and
+    /// batch (its load for two rows): its direct COPY, then, when that meets a duplicate, the
+    /// staging steps. `exposure-consumer sql <dialect>` prints them, and
     /// tests/it/exposure_consumer.rs runs the Redshift ones on PostgreSQL.
     pub fn statements(self) -> Vec<(&'static str, String)> {
         let mut out: Vec<(&'static str, String)> = Vec::new();
@@ -194,6 +209,9 @@ WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
         }
         let ddl = self.ddl();
         out.extend(["create_schema", "create_table"].into_iter().zip(ddl));
+        if let Some(direct) = self.direct() {
+            out.push(("direct", direct));
+        }
         out.push(("create_staging", self.create_staging()));
         out.push((
             "load",
@@ -228,6 +246,7 @@ mod tests {
                 "ddl_guard",
                 "create_schema",
                 "create_table",
+                "direct",
                 "create_staging",
                 "load",
                 "merge"
@@ -292,6 +311,11 @@ variation_id, ts, attributes, source) SELECT DISTINCT ON (exposure_id) exposure_
 experiment_id, variation_id, ts, attributes, source FROM exposures_staging ORDER BY exposure_id \
 ON CONFLICT (exposure_id) DO NOTHING"
         );
+        assert_eq!(
+            d.direct().unwrap(),
+            "COPY growthbook.experiment_exposures (exposure_id, ds_user_id, experiment_id, \
+variation_id, ts, attributes, source) FROM STDIN (FORMAT binary)"
+        );
         assert_eq!(d.drop_staging(), None);
         assert_eq!(d.count_new(), None);
     }
@@ -325,6 +349,7 @@ ON CONFLICT (exposure_id) DO NOTHING"
     #[test]
     fn redshift_batch() {
         let d = Dialect::Redshift;
+        assert_eq!(d.direct(), None);
         assert_eq!(
             d.create_staging(),
             "CREATE TEMPORARY TABLE exposures_staging (exposure_id VARCHAR(64), ds_user_id VARCHAR(256), \

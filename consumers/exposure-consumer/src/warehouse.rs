@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 use warehouse_tls::{Database, MakeTlsConnector};
 
 use crate::dialect::{Dialect, Load};
@@ -49,6 +50,16 @@ impl From<tokio_postgres::Error> for WarehouseError {
             rejects_data,
         }
     }
+}
+
+/// What one write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows new to the table.
+    pub inserted: u64,
+    /// Its COPY straight into the table met an exposure the table holds, so it went through
+    /// the staging table ([`Dialect::direct`]).
+    pub staged: bool,
 }
 
 /// One connection, opened on first use and again after it breaks; the schema is created once
@@ -134,8 +145,9 @@ impl Warehouse {
     }
 
     /// Writes the exposures in one transaction; returns how many rows were new. Duplicates
-    /// within `rows` and rows already in the table are skipped.
-    pub async fn write(&mut self, rows: &[&Exposure]) -> Result<u64, WarehouseError> {
+    /// within `rows` and rows already in the table are skipped: a COPY straight into the table
+    /// first, and where it meets one, through the staging table ([`Dialect::direct`]).
+    pub async fn write(&mut self, rows: &[&Exposure]) -> Result<Written, WarehouseError> {
         self.transaction(rows, true).await
     }
 
@@ -149,30 +161,41 @@ impl Warehouse {
         &mut self,
         rows: &[&Exposure],
         commit: bool,
-    ) -> Result<u64, WarehouseError> {
+    ) -> Result<Written, WarehouseError> {
         let dialect = self.dialect;
         let fut = async {
             let client = self.client().await?;
-            let tx = client.transaction().await?;
+            let mut tx = client.transaction().await?;
+            if let Some(direct) = dialect.direct() {
+                // In `exposure_id` order, as the merge inserts, so that replicas writing the
+                // same exposures take the index's locks in one order.
+                let mut sorted = rows.to_vec();
+                sorted.sort_unstable_by(|a, b| a.exposure_id.cmp(&b.exposure_id));
+                let savepoint = tx.savepoint("direct").await?;
+                match copy_binary(&savepoint, &direct, &sorted).await {
+                    Ok(inserted) => {
+                        savepoint.commit().await?;
+                        if commit {
+                            tx.commit().await?;
+                        } else {
+                            tx.rollback().await?;
+                        }
+                        return Ok(Written {
+                            inserted,
+                            staged: false,
+                        });
+                    }
+                    // An exposure the table holds (a redelivery, a client's retry): stage.
+                    Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                        savepoint.rollback().await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             tx.batch_execute(&dialect.create_staging()).await?;
             match dialect.load() {
                 Load::CopyBinary(copy) => {
-                    let sink = tx.copy_in(&copy).await?;
-                    let types = [
-                        Type::VARCHAR,
-                        Type::VARCHAR,
-                        Type::VARCHAR,
-                        Type::VARCHAR,
-                        Type::TIMESTAMPTZ,
-                        Type::JSONB,
-                        Type::VARCHAR,
-                    ];
-                    let writer = BinaryCopyInWriter::new(sink, &types);
-                    pin_mut!(writer);
-                    for e in rows {
-                        writer.as_mut().write(&row(e)).await?;
-                    }
-                    writer.finish().await?;
+                    copy_binary(&tx, &copy, rows).await?;
                 }
                 Load::InsertValues { rows_per_statement } => {
                     let attrs: Vec<String> =
@@ -216,7 +239,10 @@ impl Warehouse {
             } else {
                 tx.rollback().await?;
             }
-            Ok::<u64, WarehouseError>(inserted)
+            Ok::<Written, WarehouseError>(Written {
+                inserted,
+                staged: dialect.direct().is_some(),
+            })
         };
         let result = bounded(fut).await;
         // After a failed transaction or a timeout the connection's state is unknown.
@@ -225,6 +251,31 @@ impl Warehouse {
         }
         result
     }
+}
+
+/// Copies `rows` in with `copy` (a `COPY … FROM STDIN (FORMAT binary)` of the seven columns);
+/// the number of rows copied.
+async fn copy_binary(
+    tx: &Transaction<'_>,
+    copy: &str,
+    rows: &[&Exposure],
+) -> Result<u64, tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    let types = [
+        Type::VARCHAR,
+        Type::VARCHAR,
+        Type::VARCHAR,
+        Type::VARCHAR,
+        Type::TIMESTAMPTZ,
+        Type::JSONB,
+        Type::VARCHAR,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    for e in rows {
+        writer.as_mut().write(&row(e)).await?;
+    }
+    writer.finish().await
 }
 
 /// Runs `fut` with a time limit.
