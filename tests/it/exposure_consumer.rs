@@ -166,6 +166,17 @@ impl Case {
         event_json(&self.id_prefix, &self.experiment, i, "")
     }
 
+    /// A case whose warehouse is a database of its own, with the table created: for tests that
+    /// change the table (constraints, triggers), which others must not meet. The database is
+    /// dropped with the second value.
+    async fn with_own_table(name: &str) -> (Case, Database) {
+        let mut case = Case::new(name).await;
+        let db = Database::create(name);
+        case.database = db.url.clone();
+        case.sql(crate::exposure_api::DDL);
+        (case, db)
+    }
+
     /// Runs SQL on the case's warehouse through psql.
     fn sql(&self, sql: &str) -> String {
         psql_at(&self.database, sql)
@@ -540,10 +551,7 @@ async fn exposure_consumer_writes_each_event_once_and_commits_to_the_end() {
 /// trigger must not slow other tests.
 #[tokio::test(flavor = "multi_thread")]
 async fn exposure_consumer_catching_up_waits_for_its_writes_without_pausing() {
-    let mut case = Case::new("catchup").await;
-    let db = Database::create("catchup");
-    case.database = db.url.clone();
-    case.sql(crate::exposure_api::DDL);
+    let (case, _db) = Case::with_own_table("catchup").await;
     case.sql(
         "CREATE FUNCTION it_slow_write() RETURNS trigger LANGUAGE plpgsql AS \
            $$ BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END $$; \
@@ -1513,10 +1521,7 @@ async fn exposure_consumer_buffer_stays_bounded_through_an_outage_with_rebalance
 /// constraint is dropped.
 #[tokio::test(flavor = "multi_thread")]
 async fn exposure_consumer_breaker_opens_when_most_rows_are_rejected() {
-    let mut case = Case::new("share").await;
-    let db = Database::create("share");
-    case.database = db.url.clone();
-    case.sql(crate::exposure_api::DDL);
+    let (case, _db) = Case::with_own_table("share").await;
     case.sql(
         "ALTER TABLE growthbook.experiment_exposures \
          ADD CONSTRAINT it_variation_0 CHECK (variation_id = '0')",
