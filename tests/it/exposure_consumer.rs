@@ -272,7 +272,14 @@ impl Case {
     }
 
     fn spawn(&self, port: u16) -> Running {
-        spawn_workload("exposure-consumer", &self.env(port))
+        self.spawn_with(port, &[])
+    }
+
+    /// The consumer with settings of the test's on top of [`Case::env`].
+    fn spawn_with(&self, port: u16, settings: &[(&'static str, &str)]) -> Running {
+        let mut env = self.env(port);
+        env.extend(settings.iter().map(|&(k, v)| (k, v.to_string())));
+        spawn_workload("exposure-consumer", &env)
     }
 
     fn rows(&self) -> i64 {
@@ -561,9 +568,7 @@ async fn exposure_consumer_catching_up_waits_for_its_writes_without_pausing() {
     let n = 20_000;
     case.produce(0..n);
     let port = free_port();
-    let mut env = case.env(port);
-    env.push(("BATCH_SIZE", "50".to_string()));
-    let _consumer = spawn_workload("exposure-consumer", &env);
+    let _consumer = case.spawn_with(port, &[("BATCH_SIZE", "50")]);
     case.wait_rows(n as i64, Duration::from_secs(120));
     case.wait_committed_to_end(Duration::from_secs(30));
     case.assert_all_present(n);
@@ -1529,10 +1534,8 @@ async fn exposure_consumer_breaker_opens_when_most_rows_are_rejected() {
     let n = 150;
     case.produce(0..n);
     let port = free_port();
-    let mut env = case.env(port);
     // All 150 in the first batch.
-    env.push(("BATCH_MAX_MS", "3000".to_string()));
-    let _consumer = spawn_workload("exposure-consumer", &env);
+    let _consumer = case.spawn_with(port, &[("BATCH_MAX_MS", "3000")]);
     // Judging the batch takes a transaction per part: about 2 × 100 here.
     let (_, body) = wait_for("the breaker to open", Duration::from_secs(180), || {
         http_get(port, "/health").filter(|(s, b)| *s == 503 && b.contains("the breaker is open"))
