@@ -313,10 +313,11 @@ def oha_with_cpu(proc, port, rate, body):
     """oha's figures, with the API's CPU seconds per 10,000 202s over the run, and where the
     machine's time went meanwhile (`shares`, with the API as "api")."""
     pids = {"api": proc.pid, **stack_processes()}
-    before, cpu = snapshot(pids), cpu_seconds(proc.pid)
+    before = snapshot(pids)
     r = oha(port, rate, body)
-    r["cpu_per_10k"] = per(cpu_seconds(proc.pid) - cpu, r["ok"], 10_000)
-    r["shares"] = shares(before, snapshot(pids))
+    after = snapshot(pids)
+    r["cpu_per_10k"] = per(after["cpu"]["api"] - before["cpu"]["api"], r["ok"], 10_000)
+    r["shares"] = shares(before, after)
     return r
 
 
@@ -486,7 +487,8 @@ def report_api_overhead(results, acks):
 def report_api_tail(results, acks, loaded):
     rows = []
     for rate in RATES:
-        rust, where = results[("rust", rate)], results[("rust", rate)]["shares"]
+        rust = results[("rust", rate)]
+        where = rust["shares"]
         ok = max(rust["ok"], 1)
         broker_wait = where["queued"].get("broker")
         rows.append([label(rate), spread(acks[rate]), spread(loaded[rate]), spread(rust),
@@ -550,11 +552,15 @@ def ensure_table(url=DATABASE_URL):
          "source varchar(256) NOT NULL, created_at timestamptz NOT NULL DEFAULT now())", url)
 
 
+# The sinks' database: a database of this run's own, with the table (sink_database).
+SINK_DATABASE = f"bench_sink_{RUN}"
+
+
 def sink_database():
-    """A database of this run's own for the sinks, with the table: the table the sinks write and
+    """Creates SINK_DATABASE with the table, and returns its URL: the table the sinks write and
     the polls count starts empty in every run, where the stack's table grows with every test and
-    benchmark (and a count of a sink's rows would scan all of it). Its URL."""
-    name = f"bench_sink_{RUN}"
+    benchmark (and a count of a sink's rows would scan all of it)."""
+    name = SINK_DATABASE
     psql(f"CREATE DATABASE {name}")
     url = DATABASE_URL.rsplit("/", 1)[0] + "/" + name
     ensure_table(url)
@@ -682,7 +688,7 @@ def bench_sink():
             print(f"{'':10} {cores_note(r['shares'], SINK_ROLES)}")
         copy = copy_rate(n, url)
     finally:
-        psql(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        psql(f"DROP DATABASE IF EXISTS {SINK_DATABASE} WITH (FORCE)")
     print(f"{COPY:10} {copy:>8.0f} rows/s")
     report_sink(results, copy, ceiling)
 
